@@ -1,0 +1,68 @@
+"""Metric logging from process 0: TensorBoard event files (tensorboardX, no TensorFlow), JSON lines
+(`metrics.jsonl`), and one console line per log step."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping
+
+import jax
+from absl import logging
+
+
+class MetricWriter:
+  """Writes scalars named with slashes (`train/loss/kl`); a no-op on processes other than 0."""
+
+  def __init__(self, workdir: str, total_steps: int):
+    self.active = jax.process_index() == 0
+    self.total_steps = total_steps
+    self._last = None  # (time, step) of the previous console line
+    self._tb = None
+    self._jsonl = None
+    if self.active:
+      os.makedirs(workdir, exist_ok=True)
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.active:
+      return
+    scalars = {k: float(v) for k, v in scalars.items()}
+    for k, v in scalars.items():
+      self._tb.add_scalar(k, v, step)
+    self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+    self._jsonl.flush()
+    self._tb.flush()
+
+  def console(self, step: int, scalars: Mapping[str, float], prefix: str = 'train') -> None:
+    """`step 1200/3000 | loss 12.3 recon 10.1 kl 30.2 | 4.1 steps/s | ETA 7m20s`."""
+    if not self.active:
+      return
+    now = time.time()
+    rate = None
+    if self._last is not None and step > self._last[1]:
+      rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)
+    self._last = (now, step)
+    shown = ' '.join(f'{k.split("/", 1)[-1]} {v:.4g}' for k, v in scalars.items())
+    line = f'{prefix} step {step}/{self.total_steps} | {shown}'
+    if rate:
+      eta = (self.total_steps - step) / rate
+      line += f' | {rate:.2f} steps/s | ETA {_duration(eta)}'
+    logging.info(line)
+    print(line, flush=True)
+
+  def close(self) -> None:
+    if self.active:
+      self._tb.close()
+      self._jsonl.close()
+
+
+def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
