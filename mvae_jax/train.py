@@ -247,6 +247,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return {**last_train, **last_eval}
 
 
+def load_run(workdir: str, step: int | None = None
+             ) -> tuple[ml_collections.ConfigDict, MusicVAE, Any, int]:
+  """(config, model, params, step) of a run directory's latest (or given) checkpoint.
+
+  Raises FileNotFoundError naming the directory when it has no config or no checkpoint.
+  """
+  workdir = os.path.abspath(workdir)
+  config = config_lib.load_config(workdir)
+  model = create_model(config.model)
+  optimizer = create_optimizer(config)
+  shape = (1, config_lib.time_steps(config.data.kind), len(config.model.part_vocab))
+  mesh = parallel.make_mesh()
+  init_fn = functools.partial(init_state, model=model, optimizer=optimizer, shape=shape)
+  abstract = checkpoints.abstract_like(jax.eval_shape(init_fn, jax.random.PRNGKey(0)),
+                                       parallel.replicated(mesh))
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise FileNotFoundError(f'{workdir} has no checkpoints/ directory: train it first')
+  mgr = checkpoints.manager(workdir, read_only=True, async_save=False)
+  try:
+    restored = checkpoints.restore(mgr, abstract, step)
+  finally:
+    mgr.close()
+  if restored is None:
+    raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train it first')
+  state, _, step = restored
+  return config, model, state.params, step
+
+
 def _metric_name(key: str) -> str:
   """Loss parts under loss/ (train/loss/kl); the total stays train/loss."""
   return f'loss/{key}' if key in ('recon', 'kl', 'kl_cost') else key
