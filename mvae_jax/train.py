@@ -78,8 +78,9 @@ def loss_fn(params: Any, tokens: jax.Array, step: jax.Array, rng: jax.Array, *, 
                             rngs={'z': k_z, 'sample': k_sample})
   loss, m = losses.vae_loss(logits, tokens, None, aux.get('mu'), aux.get('sigma'),
                             beta=beta, free_bits=cfg.loss.free_bits)
-  correct, count = metrics.accuracy_counts(logits, tokens)
-  m = dict(m, accuracy=correct.sum() / count.sum(), p_sample=jnp.asarray(p, jnp.float32))
+  counts = metrics.accuracy_counts(logits, tokens)
+  m = dict(m, accuracy=counts['correct'].sum() / counts['total'].sum(),
+           p_sample=jnp.asarray(p, jnp.float32))
   return loss, m
 
 
@@ -102,17 +103,18 @@ def eval_step(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *, model
               cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
   """Weighted sums over a batch, teacher forced, z drawn from q(z|x): add them up, then divide."""
   tokens, w = batch['tokens'], batch['weights']
+  lengths = jnp.where(w > 0, tokens.shape[1], 0).astype(jnp.int32)  # padding rows count nothing
   k_z, k_sample = jax.random.split(rng)
   logits, aux = model.apply({'params': params}, tokens, p_sample=0.0,
                             rngs={'z': k_z, 'sample': k_sample})
-  recon = losses.reconstruction_loss(logits, tokens, None)
+  recon = losses.reconstruction_loss(logits, tokens, lengths)
   if aux.get('mu') is not None:
     kl = losses.kl_divergence(aux['mu'], aux['sigma'])
   else:
     kl = jnp.zeros_like(recon)
-  correct, count = metrics.accuracy_counts(logits, tokens)  # [batch] each
-  return {'recon': (recon * w).sum(), 'kl': (kl * w).sum(), 'examples': w.sum(),
-          'correct': (correct * w).sum(), 'steps': (count * w).sum()}
+  counts = metrics.accuracy_counts(logits, tokens, lengths)
+  return {'recon': recon.sum(), 'kl': (kl * w).sum(), 'examples': w.sum(),
+          'correct': counts['correct'].sum(), 'steps': counts['total'].sum()}
 
 
 def evaluate(params: Any, source: Any, *, model: MusicVAE, cfg: ml_collections.ConfigDict,

@@ -1,0 +1,200 @@
+"""LSTM layers whose input projection is hoisted out of the recurrence.
+
+An `LSTMLayer` only owns parameters; the recurrence itself is a pure function (`run_layer`,
+`lstm_cell`) over arrays fetched from the layer before the scan, so the same weights serve the
+layer-by-layer teacher-forced path (one big input matmul per layer, then a scan that only does
+`h @ recurrent_kernel`) and the step-by-step sampling path (all layers inside one scan).
+
+Gates are fused: one `[in, 4 * features]` input kernel and one `[features, 4 * features]`
+recurrent kernel, gate order (input, cell candidate, forget, output) along the last axis, the
+same order as TensorFlow's LSTMCell (i, j, f, o). The forget-gate bias starts at +1.0.
+Matmuls run in `dtype` (e.g. bfloat16) with float32 accumulation; cell and hidden states are
+always float32.
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# A layer's state: (c, h), each float32 [batch, features].
+Carry = tuple[jax.Array, jax.Array]
+
+NUM_GATES = 4
+FORGET_GATE = 2  # index of the forget gate in the fused (i, g, f, o) layout
+
+
+def matmul(x: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
+  """`x @ w` with operands cast to `dtype` and the result accumulated in float32."""
+  return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def forget_bias_init(key, shape, dtype=jnp.float32):
+  """Zero bias except +1.0 on the forget gate, so early training does not forget by default."""
+  del key
+  features = shape[-1] // NUM_GATES
+  bias = jnp.zeros(shape, dtype)
+  return bias.at[..., FORGET_GATE * features:(FORGET_GATE + 1) * features].set(1.0)
+
+
+def gather_rows(table: jax.Array, tokens: jax.Array) -> jax.Array:
+  """`one_hot(tokens) @ table` as a gather; token -1 gives a zero row.
+
+  Args:
+    table: [num_classes, width], typically an input-kernel block cast to the matmul dtype.
+    tokens: int [...] in [-1, num_classes).
+  Returns:
+    float32 [..., width].
+  """
+  rows = jnp.take(table, jnp.clip(tokens, 0, table.shape[0] - 1), axis=0).astype(jnp.float32)
+  return jnp.where((tokens >= 0)[..., None], rows, 0.0)
+
+
+def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array, dtype: Any) -> Carry:
+  """One LSTM step.
+
+  Args:
+    carry: (c, h), float32 [batch, features].
+    gates_x: float32 [batch, 4 * features], the input's contribution `x @ W_in + bias`.
+    recurrent_kernel: [features, 4 * features] (already cast to `dtype` ideally).
+    dtype: matmul dtype.
+  Returns:
+    The new (c, h), float32.
+  """
+  c, h = carry
+  gates = gates_x + matmul(h, recurrent_kernel, dtype)
+  i, g, f, o = jnp.split(gates, NUM_GATES, axis=-1)
+  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  return c, h
+
+
+def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dtype: Any,
+              unroll: int = 1, reverse: bool = False) -> tuple[Carry, jax.Array]:
+  """Runs one layer over precomputed input gates.
+
+  Args:
+    gates_x: float32 [time, batch, 4 * features] (time-major), `x @ W_in + bias` for every step.
+    carry: initial (c, h), float32 [batch, features].
+    recurrent_kernel: [features, 4 * features].
+    dtype: matmul dtype.
+    unroll: `lax.scan` unroll factor.
+    reverse: run from the last step to the first (outputs stay in input order).
+  Returns:
+    (final carry, hs float32 [time, batch, features]).
+  """
+  w = recurrent_kernel.astype(dtype)
+
+  def step(carry, gx):
+    carry = lstm_cell(carry, gx, w, dtype)
+    return carry, carry[1]
+
+  return jax.lax.scan(step, carry, gates_x, unroll=unroll, reverse=reverse)
+
+
+class Linear(nn.Module):
+  """Dense layer whose parameters (`kernel` [in, out], `bias` [out]) are declared up front.
+
+  Declaring the input size lets a parent read `kernel` / `bias` before any call, which the
+  scan bodies need (they close over arrays, not modules). Output is float32.
+  """
+  features: int
+  in_features: int
+  dtype: Any = jnp.float32
+  kernel_init: Any = nn.initializers.lecun_normal()
+
+  def setup(self):
+    self.kernel = self.param('kernel', self.kernel_init, (self.in_features, self.features))
+    self.bias = self.param('bias', nn.initializers.zeros, (self.features,))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """[..., in_features] -> float32 [..., features]."""
+    return matmul(x, self.kernel, self.dtype) + self.bias
+
+
+class LSTMLayer(nn.Module):
+  """Parameters of one fused-gate LSTM layer plus helpers to project inputs.
+
+  Attributes:
+    features: hidden size H.
+    input_size: input width; 0 means the layer has no input (only bias drives it) and no
+      `input_kernel` (the conductor's first layer, whose input is a constant zero vector).
+    dtype: matmul dtype.
+  Parameters: `input_kernel` [input_size, 4H], `recurrent_kernel` [H, 4H], `bias` [4H].
+  """
+  features: int
+  input_size: int = 0
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    gates = NUM_GATES * self.features
+    # Glorot-uniform over the combined [input_size + H, 4H] kernel, as TensorFlow initialises
+    # its fused LSTM kernel, so the split kernels start at the reference's scale.
+    limit = (6.0 / (self.input_size + self.features + gates)) ** 0.5
+    init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(  # pylint: disable=g-long-lambda
+        key, shape, dtype, -limit, limit)
+    if self.input_size:
+      self.input_kernel = self.param('input_kernel', init, (self.input_size, gates))
+    self.recurrent_kernel = self.param('recurrent_kernel', init, (self.features, gates))
+    self.bias = self.param('bias', forget_bias_init, (gates,))
+
+  def project(self, x: jax.Array, rows: slice | None = None, bias: bool = True) -> jax.Array:
+    """Input contribution to the gates, `x @ input_kernel[rows] (+ bias)`.
+
+    Args:
+      x: [..., n] where n is the number of selected kernel rows.
+      rows: rows of the input kernel that `x` multiplies (default: all).
+      bias: add the bias.
+    Returns:
+      float32 [..., 4H].
+    """
+    kernel = self.input_kernel if rows is None else self.input_kernel[rows]
+    out = matmul(x, kernel, self.dtype)
+    return out + self.bias if bias else out
+
+  def gather(self, tokens: jax.Array, offset: int, num_classes: int) -> jax.Array:
+    """Gate contribution of one-hot inputs, as a row gather instead of a one-hot matmul.
+
+    Args:
+      tokens: int [...]; class index in [0, num_classes), or -1 for "no token" (all-zero
+        one-hot, e.g. the decoder's input at t = 0).
+      offset: first input-kernel row of this one-hot block.
+      num_classes: width of the one-hot block.
+    Returns:
+      float32 [..., 4H], without bias.
+    """
+    return gather_rows(self.input_kernel[offset:offset + num_classes].astype(self.dtype), tokens)
+
+  def zero_carry(self, batch_size: int) -> Carry:
+    z = jnp.zeros((batch_size, self.features), jnp.float32)
+    return z, z
+
+
+class InitialState(nn.Module):
+  """tanh(Dense(x)) split into an LSTM stack's initial (c, h) pairs.
+
+  Attributes:
+    sizes: hidden size of every layer.
+    in_features: width of the conditioning vector.
+  Kernel starts N(0, 0.001^2), so every run starts near the zero state.
+  """
+  sizes: Sequence[int]
+  in_features: int
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    self.kernel = self.param('kernel', nn.initializers.normal(0.001),
+                             (self.in_features, 2 * sum(self.sizes)))
+    self.bias = self.param('bias', nn.initializers.zeros, (2 * sum(self.sizes),))
+
+  def __call__(self, x: jax.Array) -> tuple[Carry, ...]:
+    """x: [..., in_features] -> per layer (c, h), each float32 [..., size]."""
+    flat = jnp.tanh(matmul(x, self.kernel, self.dtype) + self.bias)
+    carries, start = [], 0
+    for size in self.sizes:
+      c = flat[..., start:start + size]
+      h = flat[..., start + size:start + 2 * size]
+      carries.append((c, h))
+      start += 2 * size
+    return tuple(carries)
