@@ -13,21 +13,20 @@ import jax
 import orbax.checkpoint as ocp
 
 
-def manager(workdir: str, *, keep: int = 3, every: int = 1000, async_save: bool = True,
+def manager(workdir: str, *, keep: int = 3, async_save: bool = True,
             read_only: bool = False) -> ocp.CheckpointManager:
+  """The run's checkpoint manager; the caller decides when to save (every N steps and at the end)."""
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=keep, save_interval_steps=every, create=not read_only,
+      max_to_keep=keep, create=not read_only,
       enable_async_checkpointing=async_save, read_only=read_only)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')),
                                options=options, item_names=('state', 'data'))
 
 
-def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_position: dict[str, Any],
-         force: bool = False) -> bool:
-  """Saves if the manager's interval says so (or `force`); returns whether it did."""
-  return mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                data=ocp.args.JsonSave(data_position)),
-                  force=force)
+def save(mgr: ocp.CheckpointManager, step: int, state: Any, data_position: dict[str, Any]) -> None:
+  """Starts an (async) save of `state` and the loader position as checkpoint `step`."""
+  mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                         data=ocp.args.JsonSave(data_position)), force=True)
 
 
 def restore(mgr: ocp.CheckpointManager, abstract_state: Any, step: int | None = None

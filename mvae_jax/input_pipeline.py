@@ -144,15 +144,18 @@ def eval_batches(source: Sequence[Any], *, global_batch: int, num_batches: int =
 def get_source(data: Any, split: str) -> Sequence[Any]:
   """The random-access TFDS source for `config.data` and a split, building the dataset if missing.
 
-  Building happens on process 0 only; other processes wait for it through `sync_global_devices`.
+  Building happens on process 0 only; the other processes wait for it at a barrier.
   """
   from data_pipelines import build  # local import: the model code does not need the data stack
 
-  kwargs = dict(source=data.source, kind=data.kind, mode=data.mode,
-                data_dir=data.data_dir or None, midi_dir=data.midi_dir or None)
+  where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data.data_dir or None)
   if jax.process_index() == 0:
-    build.ensure_built(**kwargs, workers=data.workers or None)
+    try:
+      build.dataset_dir(**where)
+    except FileNotFoundError:
+      print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once)...', flush=True)
+      build.build(**where, midi_dir=data.midi_dir or None, workers=data.workers or None)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices('dataset built')
-  return build.data_source(split=split, **kwargs)
+    multihost_utils.sync_global_devices(f'dataset {data.kind} built')
+  return build.data_source(split=split, **where)

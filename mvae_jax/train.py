@@ -93,7 +93,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   (_, m), grads = grad_fn(state.params, batch['tokens'], state.step, step_rng)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  m = dict(m, grad_norm=optax.global_norm(grads),
+  m = dict(m, grad_norm=optax.tree.norm(grads),
            learning_rate=schedules.learning_rate_schedule(
                cfg.optim.learning_rate, cfg.optim.min_learning_rate, cfg.optim.decay_rate)(state.step))
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), m
@@ -178,8 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   init_fn = jax.jit(functools.partial(init_state, model=model, optimizer=optimizer, shape=shape),
                     out_shardings=repl)
 
-  mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints,
-                            every=config.train.checkpoint_every_steps)
+  mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints)
   abstract = checkpoints.abstract_like(jax.eval_shape(init_fn, init_rng), repl)
   restored = checkpoints.restore(mgr, abstract)
   if restored is None:
@@ -236,8 +235,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                            rng=jax.random.fold_in(eval_rng, done), p_eval_step=p_eval_step)
       writer.write(done, last_eval)
       writer.console(done, {k: v for k, v in last_eval.items() if k != 'eval/examples'}, 'eval')
-    checkpoints.save(mgr, done, state, {'next_batch': done},
-                     force=done == config.train.num_steps)
+    if done % config.train.checkpoint_every_steps == 0 or done == config.train.num_steps:
+      checkpoints.save(mgr, done, state, {'next_batch': done})
   if pending is not None:
     _check_finite(*pending)
   mgr.wait_until_finished()

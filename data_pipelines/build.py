@@ -1,0 +1,727 @@
+r"""Builds the window datasets: bounded parallel conversion, global dedup, split, build report.
+
+Command line (one conversion pass serves every kind listed):
+
+  python -m data_pipelines.build --source=folk --kinds=mel_2bar,mel_16bar,mel_32bar
+  python -m data_pipelines.build --source=freedoom --kinds=all --mode=magenta
+  python -m data_pipelines.build --source=folder --midi_dir=/data/lmd_full --kinds=mel_2bar \
+      --data_dir=/data/tfds --workers=16
+
+From Python (the training code calls this when a dataset is missing):
+
+  builder = build('folk', 'mel_2bar', 'paper', data_dir)
+  source = data_source('folk', 'mel_2bar', 'paper', 'train', data_dir)   # len(), source[i]
+
+How one build runs:
+1. `list_items` lists the inputs in sorted order of their relative path (MIDI files, or ABC tunes
+   for the folk source).
+2. `extract` converts every item in worker processes (`WorkerPool`): each worker has an
+   address-space cap (`resource.setrlimit`), every item a wall-clock timeout (a worker that runs
+   over is killed and replaced; the item is reported as 'timeout'), a crashed worker is replaced
+   ('crashed'). Any error is a per-item skip reason; nothing stops the build. One pass extracts all
+   requested kinds; windows go to a work folder on disk (rows in arrival order, an index in memory).
+3. `select` orders rows by (item order, window index), drops items whose content hash was already
+   seen ('duplicate'), dedups globally in paper mode (first occurrence kept), applies the seeded
+   per-file cap in magenta mode, and splits train / eval by the item's content hash.
+4. The TFDS builder (`mvae_datasets.py`) writes the selected rows as array_record and stores the
+   counts in its metadata; `build_report.json` is written beside the data and printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from data_pipelines import encoding
+from data_pipelines import folk
+from data_pipelines import midi
+
+SOURCES = ('folk', 'freedoom', 'folder')
+FREEDOOM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'freedoom')
+MIDI_EXTENSIONS = ('.mid', '.midi', '.kar', '.smf')
+FOLK_KINDS = ('mel_2bar', 'mel_16bar', 'mel_32bar')
+
+EVAL_PERCENT = 10           # share of files (by content hash) in the eval split
+FILE_TIMEOUT_S = 60.0       # wall-clock limit per item inside a worker
+WORKER_MEMORY_GB = 3.0      # address-space cap per worker process
+WORK_VERSION = 1            # bump when the work-folder format or the selection rules change
+
+
+def default_data_dir() -> str:
+  """$TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's own default)."""
+  return os.environ.get('TFDS_DATA_DIR') or os.path.join(os.path.expanduser('~'),
+                                                         'tensorflow_datasets')
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+  """One input: a MIDI file, or one ABC tune of the folk collections."""
+  path: str           # relative to the source root: report, `path` feature, processing order
+  fmt: str            # 'midi' | 'abc'
+  location: str       # absolute file path (midi) or the tune's ABC text (abc)
+  file_id: str = ''   # content hash; computed by the worker from the bytes for MIDI
+
+
+def list_items(source: str, midi_dir: str | None = None) -> list[Item]:
+  """The inputs of `source`, sorted by relative path."""
+  if source == 'folk':
+    return [Item(t.path, 'abc', t.text, t.file_id) for t in folk.list_tunes()]
+  if source == 'freedoom':
+    midi_dir = FREEDOOM_DIR
+  elif source == 'folder':
+    if not midi_dir:
+      raise ValueError('source=folder needs midi_dir')
+  else:
+    raise ValueError(f'unknown source {source!r}; expected one of {SOURCES}')
+  if not os.path.isdir(midi_dir):
+    raise FileNotFoundError(f'MIDI folder not found: {midi_dir}')
+  items = []
+  for root, dirs, files in os.walk(midi_dir):
+    dirs.sort()
+    for f in files:
+      if f.lower().endswith(MIDI_EXTENSIONS):
+        full = os.path.join(root, f)
+        items.append(Item(os.path.relpath(full, midi_dir), 'midi', full))
+  return sorted(items, key=lambda it: it.path)
+
+
+def source_fingerprint(source: str, items: list[Item]) -> str:
+  """Changes when any input (name, size, modification time) or the conversion code changes."""
+  h = hashlib.sha256(f'{source}|{WORK_VERSION}|{folk.CONVERTER_VERSION}'.encode())
+  for it in items:
+    if it.fmt == 'midi':
+      st = os.stat(it.location)
+      h.update(f'{it.path}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
+    else:
+      h.update(f'{it.path}|{it.file_id}\n'.encode())
+  for mod in (encoding, midi, folk):
+    with open(mod.__file__, 'rb') as f:
+      h.update(f.read())
+  return h.hexdigest()[:16]
+
+
+def is_eval(file_id: str, eval_percent: int = EVAL_PERCENT) -> bool:
+  """Deterministic train / eval assignment of a file by its content hash (hex)."""
+  return int(file_id[:8], 16) % 100 < eval_percent
+
+
+# ----------------------------------------------------------------------------- conversion
+
+def _row_hashes(windows: np.ndarray) -> np.ndarray:
+  """128-bit content hash per window: uint64 [n, 2] (global dedup without holding the rows)."""
+  out = np.empty((len(windows), 2), np.uint64)
+  for i, row in enumerate(np.ascontiguousarray(windows)):
+    out[i] = np.frombuffer(hashlib.blake2b(row.tobytes(), digest_size=16).digest(), np.uint64)
+  return out
+
+
+def convert_item(item: Item, specs: dict) -> dict:
+  """Item -> {'file_id', 'reason' (None if read), 'detail', 'windows': {kind: int16 array}}.
+
+  Never raises for bad input: every failure becomes a short reason code.
+  """
+  res = {'path': item.path, 'file_id': item.file_id, 'reason': None, 'detail': '',
+         'windows': {}, 'hashes': {}}
+  try:
+    if item.fmt == 'midi':
+      try:
+        with open(item.location, 'rb') as f:
+          data = f.read(midi.MAX_FILE_BYTES + 1)
+      except OSError as e:
+        raise midi.MidiError(item.path, 'unreadable', str(e)) from e
+      res['file_id'] = hashlib.md5(data).hexdigest()
+      ns = midi.midi_bytes_to_note_sequence(data, item.path)
+    else:
+      ns = folk.tune_to_note_sequence(item.location)
+    parts_cache = {}
+    for kind, spec in specs.items():
+      key = (spec.steps_per_quarter, spec.steps_per_bar, spec.max_time_changes)
+      if key not in parts_cache:
+        parts_cache[key] = midi.quantized_parts(ns, *key)
+      w = encoding.extract_windows(ns, spec, parts=parts_cache[key])
+      res['windows'][kind] = w
+      res['hashes'][kind] = _row_hashes(w)
+  except midi.MidiError as e:
+    res['reason'], res['detail'] = e.reason, e.detail
+  except folk.TuneError as e:
+    res['reason'], res['detail'] = e.reason, e.detail
+  except MemoryError:
+    res['reason'] = 'memory'
+  except RecursionError:
+    res['reason'] = 'recursion'
+  except Exception as e:  # pylint: disable=broad-except
+    res['reason'] = 'abc_error' if item.fmt == 'abc' else 'error'
+    res['detail'] = f'{type(e).__name__}: {e}'[:300]
+  if res['reason']:
+    res['windows'], res['hashes'] = {}, {}
+  return res
+
+
+def _worker_main(read_fd, write_fd, kinds, mode, memory_bytes):
+  """Entry point of a worker process: converts the items it is sent until it gets None."""
+  try:  # Linux: die with the parent, even when stuck inside an item.
+    import ctypes  # pylint: disable=g-import-not-at-top
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+  except Exception:  # pylint: disable=broad-except
+    pass
+  conn_in = multiprocessing.connection.Connection(read_fd, writable=False)
+  conn_out = multiprocessing.connection.Connection(write_fd, readable=False)
+  if memory_bytes:
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+  specs = {k: encoding.window_spec(k, mode) for k in kinds}
+  while True:
+    try:
+      msg = conn_in.recv()
+    except (EOFError, KeyboardInterrupt):
+      return
+    if msg is None:
+      return
+    idx, item = msg
+    try:
+      res = convert_item(item, specs)
+    except BaseException as e:  # pylint: disable=broad-except
+      res = {'path': item.path, 'file_id': item.file_id, 'reason': 'error',
+             'detail': f'{type(e).__name__}: {e}'[:300], 'windows': {}, 'hashes': {}}
+    conn_out.send((idx, res))
+
+
+class WorkerPool:
+  """Worker processes with a per-item timeout and memory cap; dead workers are replaced.
+
+  Workers are fresh interpreters (`python -c ...`), not forks: nothing of the caller (threads,
+  JAX, its `__main__`) is inherited or re-imported, so `build()` is safe to call from anywhere.
+  They talk to the parent over two pipes with `multiprocessing.connection` framing.
+  """
+
+  def __init__(self, kinds, mode, workers, timeout_s=FILE_TIMEOUT_S,
+               memory_gb=WORKER_MEMORY_GB):
+    self._args = (tuple(kinds), mode, int(memory_gb * 2**30) if memory_gb else 0)
+    self._timeout = timeout_s
+    self._workers = [self._spawn() for _ in range(workers)]
+
+  def _spawn(self):
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    code = ('import sys; from data_pipelines.build import _worker_main; '
+            f'_worker_main({to_child_r}, {from_child_w}, *{self._args!r})')
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env['PYTHONPATH'] = root + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    proc = subprocess.Popen([sys.executable, '-c', code], pass_fds=(to_child_r, from_child_w),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+    os.close(to_child_r)
+    os.close(from_child_w)
+    return {'proc': proc,
+            'send': multiprocessing.connection.Connection(to_child_w, readable=False),
+            'conn': multiprocessing.connection.Connection(from_child_r, writable=False),
+            'task': None, 'since': 0.0}
+
+  def _replace(self, w):
+    try:
+      w['proc'].kill()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    w['proc'].wait()
+    w['send'].close()
+    w['conn'].close()
+    i = self._workers.index(w)
+    self._workers[i] = self._spawn()
+
+  def imap(self, items):
+    """Yields (index, result) for every item, in completion order."""
+    todo = list(enumerate(items))[::-1]
+    while todo or any(w['task'] is not None for w in self._workers):
+      for w in self._workers:
+        if w['task'] is None and todo:
+          idx, item = todo.pop()
+          try:
+            w['send'].send((idx, item))
+          except (BrokenPipeError, OSError):
+            todo.append((idx, item))
+            self._replace(w)
+            continue
+          w['task'], w['since'] = (idx, item), time.monotonic()
+      busy = [w for w in self._workers if w['task'] is not None]
+      ready = multiprocessing.connection.wait([w['conn'] for w in busy], timeout=0.25)
+      now = time.monotonic()
+      for w in busy:
+        idx, item = w['task']
+        if w['conn'] in ready:
+          try:
+            got_idx, res = w['conn'].recv()
+            assert got_idx == idx
+            w['task'] = None
+            yield idx, res
+            continue
+          except (EOFError, OSError):
+            try:
+              code = w['proc'].wait(5)
+            except subprocess.TimeoutExpired:
+              code = None
+            w['task'] = None
+            self._replace(w)
+            yield idx, _failed(item, 'crashed', f'worker exit code {code}')
+            continue
+        if now - w['since'] > self._timeout:
+          w['task'] = None
+          self._replace(w)
+          yield idx, _failed(item, 'timeout', f'> {self._timeout:.0f} s')
+
+  def close(self):
+    for w in self._workers:
+      try:
+        w['send'].send(None)
+      except (BrokenPipeError, OSError):
+        pass
+    for w in self._workers:
+      try:
+        w['proc'].wait(5)
+      except subprocess.TimeoutExpired:
+        w['proc'].kill()
+        w['proc'].wait()
+      w['send'].close()
+      w['conn'].close()
+    self._workers = []
+
+
+def _failed(item, reason, detail):
+  return {'path': item.path, 'file_id': item.file_id, 'reason': reason, 'detail': detail,
+          'windows': {}, 'hashes': {}}
+
+
+class _Progress:
+  """One updating line on a terminal, a line every 15 s otherwise."""
+
+  def __init__(self, label, total, stream=None):
+    self.label, self.total = label, total
+    self.stream = stream or sys.stderr
+    self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
+    self.t0 = self.last = time.monotonic()
+    self.done = self.skipped = 0
+
+  def update(self, skipped, force=False):
+    self.done += 1
+    self.skipped += bool(skipped)
+    now = time.monotonic()
+    if not force and now - self.last < (0.5 if self.tty else 15.0) and self.done < self.total:
+      return
+    self.last = now
+    rate = self.done / max(now - self.t0, 1e-9)
+    eta = (self.total - self.done) / max(rate, 1e-9)
+    line = (f'[{self.label}] {self.done}/{self.total} files, {self.skipped} skipped, '
+            f'{rate:.1f} files/s, {now - self.t0:.0f} s elapsed, ETA {eta:.0f} s')
+    if self.tty:
+      self.stream.write('\r' + line + ('\n' if self.done >= self.total else ''))
+    else:
+      self.stream.write(line + '\n')
+    self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- extraction
+
+@dataclasses.dataclass
+class Extraction:
+  """What `extract` produced for one source and mode, stored in `work_dir`.
+
+  Per kind: `<kind>.bin` (rows as raw int16, arrival order) and `<kind>.index.npz` (item, window
+  index within the item's windows, row hash); `items.json` holds every item's path, file id and
+  skip reason.
+  """
+  work_dir: str
+  source: str
+  mode: str
+  items: list          # [{'path', 'file_id', 'reason', 'detail'}], in item order
+  kinds: tuple
+  convert_s: float
+  workers: int
+
+  def rows(self, kind: str) -> np.ndarray:
+    shape = encoding.window_spec(kind, self.mode).shape
+    path = os.path.join(self.work_dir, f'{kind}.bin')
+    if os.path.getsize(path) == 0:
+      return np.zeros((0,) + shape, np.int16)
+    return np.memmap(path, np.int16, 'r').reshape((-1,) + shape)
+
+  def index(self, kind: str):
+    with np.load(os.path.join(self.work_dir, f'{kind}.index.npz')) as z:
+      return z['item'], z['window'], z['hash']
+
+
+def _work_dir(data_dir, source, mode, fingerprint):
+  return os.path.join(data_dir, 'mvae_work', f'{source}-{mode}-{fingerprint}')
+
+
+def _load_extraction(work_dir, kinds):
+  meta_path = os.path.join(work_dir, 'items.json')
+  if not os.path.exists(meta_path):
+    return None
+  with open(meta_path) as f:
+    meta = json.load(f)
+  if not set(kinds) <= set(meta['kinds']):
+    return None
+  return Extraction(work_dir=work_dir, source=meta['source'], mode=meta['mode'],
+                    items=meta['items'], kinds=tuple(meta['kinds']),
+                    convert_s=meta['convert_s'], workers=meta['workers'])
+
+
+def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None,
+            midi_dir: str | None = None, workers: int | None = None,
+            timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
+            items: list[Item] | None = None, progress=True) -> Extraction:
+  """Converts every input of `source` once for all `kinds`; reuses an earlier identical run.
+
+  `workers=0` converts in this process (no timeout or memory cap; for debugging).
+  """
+  data_dir = data_dir or default_data_dir()
+  kinds = tuple(kinds)
+  items = list_items(source, midi_dir) if items is None else items
+  work_dir = _work_dir(data_dir, source, mode, source_fingerprint(source, items))
+  found = _load_extraction(work_dir, kinds)
+  if found is not None:
+    return found
+  if workers is None:
+    workers = os.cpu_count() or 1
+  tmp = work_dir + '.tmp'
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  bins = {k: open(os.path.join(tmp, f'{k}.bin'), 'wb') for k in kinds}
+  index = {k: ([], [], []) for k in kinds}
+  records = [None] * len(items)
+  bar = _Progress(f'{source} {mode}', len(items)) if progress else None
+  t0 = time.monotonic()
+
+  def consume(idx, res):
+    records[idx] = {'path': res['path'], 'file_id': res['file_id'], 'reason': res['reason'],
+                    'detail': res['detail']}
+    for k, w in res['windows'].items():
+      if len(w):
+        bins[k].write(np.ascontiguousarray(w, np.int16).tobytes())
+        index[k][0].append(np.full(len(w), idx, np.int64))
+        index[k][1].append(np.arange(len(w), dtype=np.int64))
+        index[k][2].append(res['hashes'][k])
+    if bar:
+      bar.update(res['reason'])
+
+  try:
+    if workers == 0:
+      specs = {k: encoding.window_spec(k, mode) for k in kinds}
+      for idx, item in enumerate(items):
+        consume(idx, convert_item(item, specs))
+    else:
+      pool = WorkerPool(kinds, mode, workers, timeout_s, memory_gb)
+      try:
+        for idx, res in pool.imap(items):
+          consume(idx, res)
+      finally:
+        pool.close()
+  finally:
+    for f in bins.values():
+      f.close()
+  for k in kinds:
+    it, win, hs = index[k]
+    np.savez(os.path.join(tmp, f'{k}.index.npz'),
+             item=np.concatenate(it) if it else np.zeros(0, np.int64),
+             window=np.concatenate(win) if win else np.zeros(0, np.int64),
+             hash=np.concatenate(hs) if hs else np.zeros((0, 2), np.uint64))
+  convert_s = time.monotonic() - t0
+  if records and all(r['reason'] == 'crashed' for r in records):
+    raise RuntimeError(f'every worker crashed (first: {records[0]["detail"]}); see stderr')
+  with open(os.path.join(tmp, 'items.json'), 'w') as f:
+    json.dump({'source': source, 'mode': mode, 'kinds': list(kinds), 'items': records,
+               'convert_s': convert_s, 'workers': workers}, f)
+  shutil.rmtree(work_dir, ignore_errors=True)
+  os.replace(tmp, work_dir)
+  return Extraction(work_dir=work_dir, source=source, mode=mode, items=records, kinds=kinds,
+                    convert_s=convert_s, workers=workers)
+
+
+# ----------------------------------------------------------------------------- selection
+
+@dataclasses.dataclass
+class Selection:
+  """The rows of one kind that go into the dataset, in (item, window index) order."""
+  extraction: Extraction
+  kind: str
+  rows: np.ndarray        # indices into extraction.rows(kind)
+  item: np.ndarray        # item index per selected row
+  window: np.ndarray      # window index within the item, per selected row
+  is_eval: np.ndarray     # bool per selected row
+  stats: dict
+
+  def examples(self, split: str):
+    """(key, example) pairs of `split`; keys are `<file id>:<window index>`."""
+    data = self.extraction.rows(self.kind)
+    items = self.extraction.items
+    want_eval = split == 'eval'
+    for r, i, w, e in zip(self.rows, self.item, self.window, self.is_eval):
+      if e != want_eval:
+        continue
+      rec = items[i]
+      yield f'{rec["file_id"]}:{w}', {'tokens': np.asarray(data[r]), 'source': rec['file_id'],
+                                      'path': rec['path']}
+
+
+def capped(n: int, max_per_file: int, seed: int, file_id: str) -> np.ndarray:
+  """Sorted indices of the `max_per_file` windows (of n) kept for a file; seeded by its hash."""
+  rng = np.random.default_rng([seed, int(file_id[:15], 16)])
+  return np.sort(rng.choice(n, max_per_file, replace=False))
+
+
+def select(ext: Extraction, kind: str, max_per_file: int | None = None, seed: int = 0,
+           eval_percent: int = EVAL_PERCENT, dedup: bool | None = None) -> Selection:
+  """Orders, dedups (paper: global, first occurrence), caps (seeded per file) and splits rows.
+
+  `dedup` defaults to True in paper mode, False in magenta mode (the extractor already dedups
+  within each time-split part there, like the reference).
+  """
+  if dedup is None:
+    dedup = ext.mode == 'paper'
+  item, window, hashes = ext.index(kind)
+  # Items whose content was already seen earlier in path order are duplicates.
+  seen, dup = {}, np.zeros(len(ext.items), bool)
+  for i, rec in enumerate(ext.items):
+    if rec['reason'] is None:
+      if rec['file_id'] in seen:
+        dup[i] = True
+      else:
+        seen[rec['file_id']] = i
+  order = np.lexsort((window, item))
+  order = order[~dup[item[order]]] if len(order) else order
+  raw = len(order)
+  if dedup and len(order):
+    h = hashes[order]
+    _, first = np.unique(h, axis=0, return_index=True)
+    order = order[np.sort(first)]
+  if max_per_file and len(order):
+    keep = []
+    it = item[order]
+    bounds = np.flatnonzero(np.diff(it)) + 1
+    for grp in np.split(np.arange(len(order)), bounds):
+      if len(grp) > max_per_file:
+        grp = grp[capped(len(grp), max_per_file, seed, ext.items[it[grp[0]]]['file_id'])]
+      keep.append(grp)
+    order = order[np.concatenate(keep)]
+  sel_item = item[order]
+  item_eval = np.array([bool(r['file_id']) and is_eval(r['file_id'], eval_percent)
+                        for r in ext.items], bool)
+  ev = item_eval[sel_item] if len(sel_item) else np.zeros(0, bool)
+  stats = {
+      'windows_before_dedup': int(raw),
+      'windows': int(len(order)),
+      'dedup_ratio': round(len(order) / raw, 4) if raw else None,
+      'train': int((~ev).sum()),
+      'eval': int(ev.sum()),
+      'files_with_windows': int(len(np.unique(sel_item))),
+      'duplicate_files': int(dup.sum()),
+  }
+  return Selection(ext, kind, order, sel_item, window[order], ev, stats)
+
+
+def report(ext: Extraction, selections: dict, total_s: float | None = None) -> dict:
+  """Build report: files read / skipped (by reason, with names), windows per kind, time."""
+  skipped = [r for r in ext.items if r['reason'] is not None]
+  by_reason = {}
+  for r in skipped:
+    by_reason.setdefault(r['reason'], []).append(r['path'])
+  sel_any = next(iter(selections.values()), None)
+  return {
+      'source': ext.source,
+      'mode': ext.mode,
+      'files_total': len(ext.items),
+      'files_read': len(ext.items) - len(skipped),
+      'files_skipped': len(skipped),
+      'skipped_by_reason': {k: len(v) for k, v in sorted(by_reason.items())},
+      'skipped_files': {k: sorted(v) for k, v in sorted(by_reason.items())},
+      'skipped_details': {r['path']: r['detail'] for r in skipped if r['detail']},
+      'duplicate_files': sel_any.stats['duplicate_files'] if sel_any else None,
+      'kinds': {k: s.stats for k, s in selections.items()},
+      'convert_s': round(ext.convert_s, 1),
+      'total_s': round(total_s, 1) if total_s is not None else None,
+      'workers': ext.workers,
+  }
+
+
+def print_report(rep: dict, stream=None):
+  stream = stream or sys.stdout
+  w = stream.write
+  w(f"== build report: source={rep['source']} mode={rep['mode']}\n")
+  w(f"files: {rep['files_total']} total, {rep['files_read']} read, {rep['files_skipped']} skipped"
+    f", {rep['duplicate_files']} duplicates\n")
+  for reason, paths in rep['skipped_files'].items():
+    shown = ', '.join(paths[:5]) + (f', ... ({len(paths) - 5} more)' if len(paths) > 5 else '')
+    w(f'  skipped {reason}: {len(paths)}: {shown}\n')
+  for kind, s in rep['kinds'].items():
+    w(f"{kind}: {s['windows_before_dedup']} windows -> {s['windows']} after dedup/cap "
+      f"(ratio {s['dedup_ratio']}), train {s['train']}, eval {s['eval']}, "
+      f"from {s['files_with_windows']} files\n")
+  w(f"time: conversion {rep.get('convert_s')} s with {rep['workers']} workers"
+    + (f", total {rep['total_s']} s" if rep.get('total_s') is not None else '') + '\n')
+  stream.flush()
+
+
+# ----------------------------------------------------------------------------- TFDS glue
+
+def builder_name(source: str) -> str:
+  from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
+  return mvae_datasets.BUILDERS[source].name
+
+
+def config_name(kind: str, mode: str = 'paper') -> str:
+  return kind if mode == 'paper' else f'{kind}_{mode}'
+
+
+def get_builder(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
+                midi_dir: str | None = None, workers: int | None = None, **kwargs):
+  """The TFDS builder of (source, kind, mode) (not prepared)."""
+  from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
+  cls = mvae_datasets.BUILDERS[source]
+  return cls(config=config_name(kind, mode), data_dir=data_dir or default_data_dir(),
+             midi_dir=midi_dir, workers=workers, **kwargs)
+
+
+def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
+          midi_dir: str | None = None, workers: int | None = None, *, beam: bool = False,
+          timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
+          keep_work: bool = False, quiet: bool = False):
+  """Builds (if missing) the dataset of (source, kind, mode) under `data_dir`; returns the builder.
+
+  The conversion's work folder (`<data_dir>/mvae_work/...`) is deleted afterwards unless
+  `keep_work`; `build_all` keeps it between kinds so that one conversion pass serves them all.
+
+  `beam=True` (folder and freedoom sources only) runs the conversion as an Apache Beam pipeline on
+  the local DirectRunner (see docs/DATA.md).
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if source == 'folder' and midi_dir:
+    try:
+      built = data_source_builder(source, kind, mode, data_dir)
+    except FileNotFoundError:
+      built = None
+    if built is not None and built.info.metadata.get('midi_dir') not in (None, os.path.abspath(midi_dir)):
+      raise ValueError(
+          f"{built.data_dir} was built from {built.info.metadata['midi_dir']}, not {midi_dir}; "
+          'use another --data_dir for another MIDI folder')
+  b = get_builder(source, kind, mode, data_dir, midi_dir, workers, timeout_s=timeout_s,
+                  memory_gb=memory_gb, beam=beam, quiet=quiet)
+  dl_config = None
+  if beam:
+    import apache_beam as beam_lib  # pylint: disable=g-import-not-at-top
+    dl_config = tfds.download.DownloadConfig(
+        beam_options=beam_lib.options.pipeline_options.PipelineOptions(
+            ['--runner=DirectRunner', f'--direct_num_workers={workers or 1}',
+             '--direct_running_mode=in_memory']))
+  b.download_and_prepare(file_format='array_record', download_config=dl_config)
+  if not keep_work and b.work_dir:
+    shutil.rmtree(b.work_dir, ignore_errors=True)
+  return b
+
+
+def data_source(source: str, kind: str, mode: str = 'paper', split: str = 'train',
+                data_dir: str | None = None):
+  """Random-access source (len(), [i]) of the built dataset's `split` ('train' | 'eval').
+
+  Each element is a dict: 'tokens' int16 numpy [T] or [T, 3], 'source' (bytes: file id),
+  'path' (bytes: relative path). Reads the prepared array_record files; needs no TensorFlow and
+  no builder code (so it also opens datasets built by an older checkout).
+  """
+  b = data_source_builder(source, kind, mode, data_dir)
+  if split not in b.info.splits:
+    raise ValueError(f'{b.data_dir} has no {split!r} split (it had no windows); '
+                     f'splits: {list(b.info.splits)}')
+  return b.as_data_source(split=split)
+
+
+def data_source_builder(source: str, kind: str, mode: str = 'paper',
+                        data_dir: str | None = None):
+  """Read-only TFDS builder of a built dataset (its `.info.metadata` holds vocab sizes etc.)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder_from_directory(dataset_dir(source, kind, mode, data_dir))
+
+
+def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None) -> str:
+  """`<data_dir>/<builder>/<config>/<version>` of the newest built version; raises if none."""
+  from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
+  d = os.path.join(data_dir or default_data_dir(), builder_name(source), config_name(kind, mode))
+  version = str(mvae_datasets.BUILDERS[source].VERSION)
+  full = os.path.join(d, version)
+  if not os.path.exists(os.path.join(full, 'dataset_info.json')):
+    raise FileNotFoundError(
+        f'no built dataset at {full}; run: python -m data_pipelines.build --source={source} '
+        f'--kinds={kind} --mode={mode} --data_dir={data_dir or default_data_dir()}')
+  return full
+
+
+def build_all(source: str, kinds, mode: str = 'paper', data_dir: str | None = None,
+              midi_dir: str | None = None, workers: int | None = None, *, beam: bool = False,
+              timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
+              keep_work: bool = False) -> dict:
+  """Builds several kinds of one source with a single conversion pass; returns the report."""
+  t0 = time.monotonic()
+  data_dir = data_dir or default_data_dir()
+  if not beam:
+    # One pass for every kind; each builder then finds its kind in the work folder.
+    extract(source, kinds, mode, data_dir, midi_dir, workers, timeout_s, memory_gb)
+  builders = {k: build(source, k, mode, data_dir, midi_dir, workers, beam=beam,
+                       timeout_s=timeout_s, memory_gb=memory_gb, keep_work=True, quiet=True)
+              for k in kinds}
+  reports = [json.load(open(os.path.join(b.data_dir, 'build_report.json')))
+             for b in builders.values()]
+  rep = dict(reports[0])
+  rep['kinds'] = {k: r['kinds'][k] for k, r in zip(kinds, reports)}
+  rep['total_s'] = round(time.monotonic() - t0, 1)
+  rep['datasets'] = {k: b.data_dir for k, b in builders.items()}
+  if not keep_work:
+    for b in builders.values():
+      if b.work_dir:
+        shutil.rmtree(b.work_dir, ignore_errors=True)
+  return rep
+
+
+def main(argv=None):
+  import argparse  # pylint: disable=g-import-not-at-top
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--source', required=True, choices=SOURCES)
+  p.add_argument('--kinds', default='all',
+                 help='comma-separated window kinds, or "all" (folk: the melody kinds)')
+  p.add_argument('--mode', default='paper', choices=encoding.MODES)
+  p.add_argument('--midi_dir', default=None, help='MIDI folder (source=folder)')
+  p.add_argument('--data_dir', default=None, help='default: $TFDS_DATA_DIR or ~/tensorflow_datasets')
+  p.add_argument('--workers', type=int, default=None, help='worker processes (default: CPUs)')
+  p.add_argument('--file_timeout', type=float, default=FILE_TIMEOUT_S, help='seconds per file')
+  p.add_argument('--worker_memory_gb', type=float, default=WORKER_MEMORY_GB)
+  p.add_argument('--beam', action='store_true', help='run the conversion with Apache Beam')
+  p.add_argument('--keep_work', action='store_true', help='keep the extraction work folder')
+  p.add_argument('--report', default=None, help='also write the combined report JSON here')
+  a = p.parse_args(argv)
+  if a.kinds == 'all':
+    kinds = FOLK_KINDS if a.source == 'folk' else encoding.KINDS
+  else:
+    kinds = tuple(k.strip() for k in a.kinds.split(',') if k.strip())
+  rep = build_all(a.source, kinds, a.mode, a.data_dir, a.midi_dir, a.workers, beam=a.beam,
+                  timeout_s=a.file_timeout, memory_gb=a.worker_memory_gb, keep_work=a.keep_work)
+  print_report(rep)
+  for k, d in rep['datasets'].items():
+    print(f'{k}: {d}')
+  if a.report:
+    with open(a.report, 'w') as f:
+      json.dump(rep, f, indent=1)
+
+
+if __name__ == '__main__':
+  # Run the importable module's main, so that pickled items name `data_pipelines.build.Item`
+  # (workers cannot unpickle classes of `__main__`).
+  from data_pipelines import build as _build  # pylint: disable=import-self
+  _build.main()

@@ -1,0 +1,153 @@
+"""Piano-roll pictures of token arrays, in the style of the paper's supplemental figures 2-5.
+
+Melodies are drawn as pitch by time (one bar = 16 steps, bar lines in grey), drums as a 9-row grid
+(kick at the bottom ... ride at the top), trios as three panels (lead, bass, drums) in three
+colours. A list of pieces (an interpolation) is drawn one after another on one time axis, with
+chosen pieces (the inputs of an interpolation) in black, as in the paper's figures 2 and 3.
+
+Everything works on token arrays `int [time, parts]` (the model's own output), so a picture shows
+exactly what the model produced. matplotlib runs on the Agg backend: no display is needed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+
+NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2
+DRUM_NAMES = ('kick', 'snare', 'closed hh', 'open hh', 'low tom', 'mid tom', 'high tom', 'crash',
+              'ride')
+PART_COLOURS = ('tab:blue', 'tab:orange', 'tab:green')
+HIGHLIGHT_COLOUR = 'black'
+STEPS_PER_BAR = 16
+
+
+def melody_notes(tokens: np.ndarray) -> list[tuple[int, int, int]]:
+  """Notes of one melody part: int [time] classes -> [(start, end, class - 2)] in steps.
+
+  A note-on starts a note that lasts until the next event (NOTE_OFF or another note-on) or the end.
+  The third value is the pitch index above the vocabulary's lowest pitch.
+  """
+  tokens = np.asarray(tokens)
+  onsets = np.flatnonzero(tokens >= NUM_SPECIAL)
+  events = np.flatnonzero(tokens != NO_EVENT)
+  notes = []
+  for s in onsets.tolist():
+    k = np.searchsorted(events, s, side='right')
+    e = int(events[k]) if k < len(events) else len(tokens)
+    notes.append((s, e, int(tokens[s]) - NUM_SPECIAL))
+  return notes
+
+
+def drum_hits(tokens: np.ndarray) -> np.ndarray:
+  """512-class drum tokens int [time] -> bool [9, time] (row i = drum class i hit)."""
+  tokens = np.asarray(tokens, np.int64)
+  return ((tokens[None, :] >> np.arange(len(DRUM_NAMES))[:, None]) & 1).astype(bool)
+
+
+def _pitch_name(midi_pitch: int) -> str:
+  names = ('C', 'C#', 'D', 'D#', 'E', 'F', 'F#', 'G', 'G#', 'A', 'A#', 'B')
+  return f'{names[midi_pitch % 12]}{midi_pitch // 12 - 1}'
+
+
+def _melody_panel(ax, pieces, part, min_pitch, colours, offsets):
+  lo, hi = None, None
+  for piece, colour, offset in zip(pieces, colours, offsets):
+    notes = melody_notes(piece[:, part])
+    boxes = [[(offset + s, min_pitch + p - 0.4), (offset + e, min_pitch + p - 0.4),
+              (offset + e, min_pitch + p + 0.4), (offset + s, min_pitch + p + 0.4)]
+             for s, e, p in notes]
+    if boxes:
+      ax.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors='none'))
+      pitches = [min_pitch + p for _, _, p in notes]
+      lo = min(pitches) if lo is None else min(lo, min(pitches))
+      hi = max(pitches) if hi is None else max(hi, max(pitches))
+  if lo is None:
+    lo, hi = 60, 72
+  ax.set_ylim(lo - 2, hi + 2)
+  ticks = [p for p in range(lo - 1, hi + 2) if p % 12 == 0] or [lo]
+  ax.set_yticks(ticks)
+  ax.set_yticklabels([_pitch_name(p) for p in ticks], fontsize=7)
+
+
+def _drum_panel(ax, pieces, part, colours, offsets):
+  for piece, colour, offset in zip(pieces, colours, offsets):
+    hits = drum_hits(piece[:, part])
+    rows, steps = np.nonzero(hits)
+    boxes = [[(offset + t + 0.05, r - 0.4), (offset + t + 0.95, r - 0.4),
+              (offset + t + 0.95, r + 0.4), (offset + t + 0.05, r + 0.4)]
+             for r, t in zip(rows.tolist(), steps.tolist())]
+    if boxes:
+      ax.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors='none'))
+  ax.set_ylim(-0.7, len(DRUM_NAMES) - 0.3)
+  ax.set_yticks(range(len(DRUM_NAMES)))
+  ax.set_yticklabels(DRUM_NAMES, fontsize=6)
+
+
+def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence[str],
+                part_is_drums: Sequence[bool], min_pitch: int = 0,
+                highlight: Sequence[int] = (), labels: Sequence[str] | None = None,
+                title: str | None = None, steps_per_bar: int = STEPS_PER_BAR) -> str:
+  """Draws `pieces` one after another and writes a PNG to `path`.
+
+  Args:
+    pieces: token arrays, each int [time] or [time, parts].
+    path: output PNG file (folders are created).
+    part_names: one name per part ('melody'; 'lead', 'bass', 'drums').
+    part_is_drums: which parts are 512-class drums (drawn as the 9-row grid).
+    min_pitch: MIDI pitch of note-on class 2 (0 in paper mode, 21 in magenta mode).
+    highlight: indices of pieces drawn in black (the inputs of an interpolation).
+    labels: optional text above each piece.
+    title: optional figure title.
+  Returns:
+    `path`.
+  """
+  pieces = [np.asarray(p)[:, None] if np.asarray(p).ndim == 1 else np.asarray(p) for p in pieces]
+  if not pieces:
+    raise ValueError('nothing to plot')
+  num_parts = len(part_is_drums)
+  lengths = [len(p) for p in pieces]
+  offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+  total = int(sum(lengths))
+  heights = [1.0 if drums else 1.6 for drums in part_is_drums]
+  width = min(40.0, max(6.0, total / 16.0 * 0.9))
+  fig, axes = plt.subplots(num_parts, 1, figsize=(width, 1.2 + 1.6 * sum(heights)), sharex=True,
+                           squeeze=False, gridspec_kw={'height_ratios': heights})
+  axes = axes[:, 0]
+  for part, ax in enumerate(axes):
+    base = PART_COLOURS[part % len(PART_COLOURS)] if num_parts > 1 else PART_COLOURS[0]
+    colours = [HIGHLIGHT_COLOUR if i in highlight else base for i in range(len(pieces))]
+    if part_is_drums[part]:
+      _drum_panel(ax, pieces, part, colours, offsets)
+    else:
+      _melody_panel(ax, pieces, part, min_pitch, colours, offsets)
+    for bar in range(0, total + 1, steps_per_bar):
+      ax.axvline(bar, color='0.85', linewidth=0.5, zorder=0)
+    for off in offsets[1:]:
+      ax.axvline(off, color='0.3', linewidth=1.2, zorder=0)
+    ax.set_xlim(0, total)
+    ax.set_ylabel(part_names[part], fontsize=8)
+  if labels is not None:
+    for off, n, label in zip(offsets, lengths, labels):
+      axes[0].text(off + n / 2, 1.02, label, transform=axes[0].get_xaxis_transform(),
+                   ha='center', va='bottom', fontsize=7)
+  bar_ticks = list(range(0, total + 1, steps_per_bar * max(1, total // steps_per_bar // 16)))
+  axes[-1].set_xticks(bar_ticks)
+  axes[-1].set_xticklabels([str(t // steps_per_bar) for t in bar_ticks], fontsize=7)
+  axes[-1].set_xlabel('bar')
+  if title:
+    fig.suptitle(title, fontsize=9)
+  # Fixed margins (in inches) instead of tight_layout, which costs more than the drawing.
+  fig_w, fig_h = fig.get_size_inches()
+  fig.subplots_adjust(left=0.9 / fig_w, right=1 - 0.2 / fig_w, bottom=0.55 / fig_h,
+                      top=1 - (0.7 if title else 0.45) / fig_h, hspace=0.12)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+  return path

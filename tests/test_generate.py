@@ -1,0 +1,314 @@
+"""Sampling, interpolation, reconstruction and their CLI on `smoke` checkpoints of every family.
+
+Checkpoints come from `smoke_run(family)`: a fresh `smoke`-size model saved through the training
+code's own state and checkpoint functions (`train.init_state`, `checkpoints.save`), which takes a
+second or two and no data; `trained=True` runs `train.train_and_evaluate` (4 steps on the Freedoom
+songs) instead. Runs are cached for the whole test session (test_eval.py uses them too).
+"""
+import functools
+import json
+import os
+import pathlib
+import shutil
+
+import jax
+import note_seq
+import numpy as np
+import pretty_midi
+import pytest
+
+from data_pipelines import encoding
+from mvae_jax import checkpoints, config_lib, generate, train
+from tests.conftest import load_config
+
+FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16')
+FREEDOOM = pathlib.Path(__file__).resolve().parents[1] / 'data_pipelines' / 'freedoom'
+# Freedoom songs with usable windows for every kind (E1M1 and E1M2 have lead, bass and drums).
+INPUT_A = FREEDOOM / 'freedoom1_D_E1M1.mid'
+INPUT_B = FREEDOOM / 'freedoom1_D_E1M2.mid'
+
+_RUNS: dict = {}
+
+
+def smoke_run(spec: str, root, *, trained: bool = False, data_dir: str | None = None) -> str:
+  """A run directory with a `smoke` checkpoint of `spec` ('melody2' or 'melody2,baseline'),
+  made once per session under `root`."""
+  key = (spec, trained)
+  if key not in _RUNS:
+    family, _, mods = spec.partition(',')
+    config = load_config(f'{family}:smoke' + (f',{mods}' if mods else ''), data_dir)
+    workdir = os.path.join(str(root), spec.replace(',', '_') + ('_trained' if trained else ''))
+    if trained:
+      train.train_and_evaluate(config, workdir)
+    else:
+      train.write_config(config, workdir)
+      model, optimizer = train.create_model(config.model), train.create_optimizer(config)
+      shape = (1, config_lib.time_steps(config.data.kind), len(config.model.part_vocab))
+      init = jax.jit(functools.partial(train.init_state, model=model, optimizer=optimizer,
+                                       shape=shape))
+      mgr = checkpoints.manager(workdir, async_save=False)
+      checkpoints.save(mgr, 1, init(jax.random.PRNGKey(0)), {'next_batch': 1})
+      mgr.wait_until_finished()
+      mgr.close()
+    _RUNS[key] = workdir
+  return _RUNS[key]
+
+
+@pytest.fixture(scope='session')
+def runs_root(tmp_path_factory):
+  return tmp_path_factory.mktemp('smoke_runs')
+
+
+def run_cli(module, argv):
+  """Runs `python -m <module> argv...` in this process; returns main's exit code."""
+  flags = module.FLAGS
+  flags.unparse_flags()
+  try:
+    rest = flags([module.__name__] + list(argv))
+    return module.main(rest)
+  finally:
+    flags.unparse_flags()
+
+
+def check_midi(path, spec, num_windows=1, expected_tokens=None):
+  """The MIDI file parses, is 4/4 at 120 qpm, fits `num_windows` windows of `spec`, and has
+  the instruments of the spec's parts (and, given the tokens, exactly their notes)."""
+  pm = pretty_midi.PrettyMIDI(str(path))
+  bar_seconds = 2.0  # 4/4 at 120 qpm
+  assert pm.get_end_time() <= num_windows * spec.num_bars * bar_seconds + 1e-6
+  ns = note_seq.midi_file_to_note_sequence(str(path))
+  assert [(t.numerator, t.denominator) for t in ns.time_signatures] in ([], [(4, 4)])
+  assert all(abs(t.qpm - 120.0) < 1e-6 for t in ns.tempos)
+  allowed = set()
+  for k, part in enumerate(spec.parts):
+    allowed.add((True, 0) if part == 'drums' else
+                (False, encoding.TRIO_OUTPUT_PROGRAMS[k] if len(spec.parts) > 1 else 0))
+  found = {(n.is_drum, 0 if n.is_drum else n.program) for n in ns.notes}
+  assert found <= allowed, (found, allowed)
+  if expected_tokens is not None:
+    want = encoding.windows_to_note_sequence(
+        expected_tokens[:, 0] if expected_tokens.shape[-1] == 1 else expected_tokens, spec)
+    key = lambda n: (round(n.start_time, 3), n.pitch, n.is_drum)  # noqa: E731
+    assert sorted(map(key, ns.notes)) == sorted(map(key, want.notes))
+    parts_with_notes = {(p == 'drums') for k, p in enumerate(spec.parts)
+                        if np.any(expected_tokens[:, k] >= (1 if p == 'drums' else 2))}
+    assert {d for d, _ in found} == parts_with_notes
+  return ns
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_sample_interpolate_reconstruct(family, runs_root, tmp_path):
+  workdir = smoke_run(family, runs_root)
+  model = generate.Model.load(workdir)
+  spec = model.spec
+  assert model.step == 1
+
+  # sample: N pieces at the paper's temperature, each a MIDI and a PNG.
+  out = tmp_path / 'sample'
+  paths = generate.run_command('sample', workdir=workdir, num=2, out=str(out), seed=3)
+  mids = sorted(p for p in paths if p.endswith('.mid'))
+  assert len(mids) == 2 and len([p for p in paths if p.endswith('.png')]) == 2
+  tokens = model.sample_tokens(2, seed=3)
+  assert tokens.shape == (2, spec.num_steps, len(spec.parts))
+  for mid, t in zip(mids, tokens):
+    check_midi(mid, spec, expected_tokens=t)
+
+  # interpolate between two MIDI files (greedy: deterministic, one compile less).
+  out = tmp_path / 'interp'
+  paths = generate.run_command('interpolate', workdir=workdir, a=str(INPUT_A), b=str(INPUT_B),
+                               steps=3, greedy=True, out=str(out))
+  names = sorted(os.path.basename(p) for p in paths)
+  assert names == ['input_a.mid', 'input_b.mid', 'interp_00.mid', 'interp_00.png',
+                   'interp_01.mid', 'interp_01.png', 'interp_02.mid', 'interp_02.png',
+                   'interpolation.mid', 'interpolation.png']
+  steps = model.interpolate_tokens(str(INPUT_A), str(INPUT_B), 3, greedy=True)
+  for i in range(3):
+    check_midi(out / f'interp_{i:02d}.mid', spec, expected_tokens=steps[i])
+  ta = model.tokens(str(INPUT_A))[0]
+  check_midi(out / 'input_a.mid', spec, expected_tokens=ta)
+  # The concatenated file: input A, the 3 steps, input B, each a whole window long.
+  whole = check_midi(out / 'interpolation.mid', spec, num_windows=5)
+  step1 = [n for n in whole.notes if 2 * spec.num_bars * 2.0 - 1e-6 <= n.start_time
+           < 3 * spec.num_bars * 2.0 - 1e-6]
+  assert len(step1) == len(model.to_note_sequence(steps[1]).notes)
+  # The endpoints of the interpolation are the decoded mu of each input.
+  np.testing.assert_array_equal(steps[0], model.reconstruct_tokens(str(INPUT_A))[0])
+
+  # reconstruct a MIDI file: input and reconstruction, and a comparison picture.
+  out = tmp_path / 'recon'
+  paths = generate.run_command('reconstruct', workdir=workdir, input_path=str(INPUT_B),
+                               out=str(out))
+  assert {os.path.basename(p) for p in paths} == {
+      'input.mid', 'input.png', 'reconstruction.mid', 'reconstruction.png', 'comparison.png'}
+  check_midi(out / 'reconstruction.mid', spec,
+             expected_tokens=model.reconstruct_tokens(str(INPUT_B))[0])
+  check_midi(out / 'input.mid', spec, expected_tokens=model.tokens(str(INPUT_B))[0])
+
+
+def test_python_api(runs_root):
+  model = generate.Model.load(smoke_run('melody2', runs_root))
+  mu, sigma = model.encode(str(INPUT_A))
+  assert mu.shape == sigma.shape == (1, 8) and np.all(sigma > 0)
+  # Same window as a NoteSequence, as tokens [time], [time, 1] and [batch, time, 1].
+  windows = generate.midi_windows(str(INPUT_A), model.spec)
+  ns = note_seq.midi_file_to_note_sequence(str(INPUT_A))
+  for x in (ns, windows[0, :, 0], windows[0], windows[:1]):
+    np.testing.assert_allclose(model.encode(x)[0], mu, rtol=1e-5, atol=1e-6)
+  assert model.encode(windows[:3])[0].shape == (3, 8)
+  # `window` picks among several windows of a file.
+  np.testing.assert_allclose(model.encode(str(INPUT_A), window=2)[0],
+                             model.encode(windows[2])[0], rtol=1e-5, atol=1e-6)
+
+  samples = model.sample(3, temperature=0.5, seed=0)
+  assert len(samples) == 3 and all(isinstance(s, note_seq.NoteSequence) for s in samples)
+  assert all(s.total_time == pytest.approx(4.0) for s in samples)  # 2 bars at 120 qpm
+  same = model.sample_tokens(3, seed=0)
+  np.testing.assert_array_equal(same, model.sample_tokens(3, seed=0))
+  assert not np.array_equal(same, model.sample_tokens(3, seed=1))
+  # Greedy decoding of a given z involves no randomness.
+  np.testing.assert_array_equal(model.decode_tokens(mu, greedy=True, seed=0),
+                                model.decode_tokens(mu, greedy=True, seed=5))
+
+  decoded = model.decode(mu, greedy=True)
+  assert len(decoded) == 1
+  recon = model.reconstruct(str(INPUT_A))
+  assert [n.pitch for n in recon[0].notes] == [n.pitch for n in decoded[0].notes]
+
+  # interpolate: endpoints are the mu of the inputs; sampled points share their noise.
+  z = model.interpolation_z(str(INPUT_A), str(INPUT_B), steps=4)
+  mu_b, _ = model.encode(str(INPUT_B))
+  np.testing.assert_allclose(z[0], mu[0], rtol=1e-6)
+  np.testing.assert_allclose(z[-1], mu_b[0], rtol=1e-6)
+  pieces = model.interpolate(str(INPUT_A), str(INPUT_B), steps=4, temperature=0.5, seed=1)
+  assert len(pieces) == 4
+  shared = model.decode_tokens(np.stack([z[1], z[1]]), seed=1, shared_noise=True)
+  np.testing.assert_array_equal(shared[0], shared[1])
+
+  path = generate.to_midi(pieces[0], os.path.join(model.workdir, 'api', 'x.mid'))
+  assert pretty_midi.PrettyMIDI(path).get_end_time() <= 4.0 + 1e-6
+  with pytest.raises(generate.InputError, match='is out of range'):
+    model.encode(str(INPUT_A), window=10**6)
+  with pytest.raises(generate.InputError, match='do not fit this model'):
+    model.encode(np.zeros((16,), np.int32))
+  with pytest.raises(generate.InputError, match='outside'):
+    model.encode(np.full((32,), 500, np.int32))
+
+
+def test_baseline_samples_but_cannot_encode(runs_root, tmp_path):
+  workdir = smoke_run('melody2,baseline', runs_root)
+  model = generate.Model.load(workdir)
+  tokens = model.sample_tokens(2, seed=0)
+  assert tokens.shape == (2, 32, 1)
+  paths = generate.run_command('sample', workdir=workdir, num=2, out=str(tmp_path))
+  assert len(paths) == 4
+  with pytest.raises(ValueError, match='baseline'):
+    model.encode(str(INPUT_A))
+  with pytest.raises(ValueError, match='baseline'):
+    model.interpolate(str(INPUT_A), str(INPUT_B))
+  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}']) == 1
+
+
+def test_slerp_points_are_equally_spaced():
+  a, b = np.array([2.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])
+  points = generate.slerp_points(a, b, 5)
+  np.testing.assert_array_equal(points[0], a)
+  np.testing.assert_array_equal(points[-1], b)
+  np.testing.assert_allclose(np.linalg.norm(points, axis=1), 2.0, rtol=1e-6)
+  unit = points / 2.0
+  angles = np.arccos(np.clip(np.sum(unit[1:] * unit[:-1], axis=1), -1, 1))
+  np.testing.assert_allclose(angles, np.pi / 8, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- unusable inputs
+
+def _write_midi(path, *, numerator=4, seconds=8.0, program=0, is_drum=False, pitch=60,
+                extra=()):
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.time_signature_changes.append(pretty_midi.TimeSignature(numerator, 4, 0.0))
+  inst = pretty_midi.Instrument(program=program, is_drum=is_drum)
+  t = 0.0
+  while t < seconds:
+    inst.notes.append(pretty_midi.Note(80, pitch, t, t + 0.25))
+    t += 0.5
+  pm.instruments.append(inst)
+  for program_, is_drum_, pitch_ in extra:
+    other = pretty_midi.Instrument(program=program_, is_drum=is_drum_)
+    other.notes.extend(pretty_midi.Note(80, pitch_, n.start, n.end) for n in inst.notes)
+    pm.instruments.append(other)
+  pm.write(str(path))
+  return str(path)
+
+
+def test_unusable_inputs_say_why(tmp_path):
+  mel2 = encoding.window_spec('mel_2bar', 'paper')
+  drums = encoding.window_spec('drums_2bar', 'paper')
+  trio = encoding.window_spec('trio_16bar', 'paper')
+  mel_mag = encoding.window_spec('mel_2bar', 'magenta')
+  cases = [
+      (_write_midi(tmp_path / 'waltz.mid', numerator=3), mel2, r'no section in 4/4.*3/4'),
+      (_write_midi(tmp_path / 'short.mid', seconds=2.0), mel2, r'too short: .* \d\.\d bars, the '
+       'model needs 2'),
+      (_write_midi(tmp_path / 'melody.mid'), drums, 'no drums'),
+      (_write_midi(tmp_path / 'kit.mid', is_drum=True, pitch=36), mel2, 'every note is a drum'),
+      (_write_midi(tmp_path / 'low.mid', pitch=12), mel_mag, r'melody range \(pitches 21\.\.108'),
+      (_write_midi(tmp_path / 'strings.mid', program=48), mel_mag, 'program in 0..31'),
+      (_write_midi(tmp_path / 'duo.mid', seconds=40.0, extra=[(0, True, 36)]), trio,
+       r'missing: bass \(program 32..39\)'),
+      (str(tmp_path / 'missing.mid'), mel2, 'no such file'),
+  ]
+  (tmp_path / 'junk.mid').write_bytes(b'not a midi file at all')
+  cases.append((str(tmp_path / 'junk.mid'), mel2, 'cannot read it as MIDI'))
+  for path, spec, pattern in cases:
+    with pytest.raises(generate.InputError, match=pattern) as info:
+      generate.midi_windows(path, spec)
+    assert os.path.basename(path) in str(info.value)
+  # The trio with all three parts is fine.
+  ok = _write_midi(tmp_path / 'trio.mid', seconds=40.0, extra=[(33, False, 40), (0, True, 36)])
+  assert generate.midi_windows(ok, trio).shape[1:] == (256, 3)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
+  workdir = smoke_run('drums2', runs_root)
+  out = tmp_path / 'cli'
+  assert run_cli(generate, ['sample', f'--workdir={workdir}', '--num=2', f'--out={out}',
+                            '--greedy']) == 0
+  printed = capsys.readouterr().out.split()
+  assert sorted(os.path.basename(p) for p in printed) == [
+      'sample_000.mid', 'sample_000.png', 'sample_001.mid', 'sample_001.png']
+  assert all(os.path.exists(p) for p in printed)
+  # Default output folder: <workdir>/samples/<command>-step<step>-<how>-seed<seed>.
+  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}']) == 0
+  assert os.path.isdir(os.path.join(workdir, 'samples', 'reconstruct-step1-greedy-seed0'))
+  capsys.readouterr()
+
+  # A missing run / checkpoint.
+  assert run_cli(generate, ['sample', f'--workdir={tmp_path / "nowhere"}']) == 1
+  assert 'not a mvae_jax run directory' in capsys.readouterr().err
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  shutil.copy(os.path.join(workdir, 'config.json'), empty / 'config.json')
+  assert run_cli(generate, ['sample', f'--workdir={empty}']) == 1
+  assert 'holds no checkpoint' in capsys.readouterr().err
+  assert run_cli(generate, ['sample', f'--workdir={workdir}', '--checkpoint_step=7']) == 1
+  assert 'no checkpoint for step 7' in capsys.readouterr().err
+
+  # config.json edited after training: a clear error naming the parameters, not an Orbax trace.
+  edited = tmp_path / 'edited'
+  shutil.copytree(workdir, edited)
+  config = json.loads((edited / 'config.json').read_text())
+  config['model']['dec_sizes'] = [24]
+  (edited / 'config.json').write_text(json.dumps(config))
+  assert run_cli(generate, ['sample', f'--workdir={edited}']) == 1
+  err = capsys.readouterr().err
+  assert 'does not match the model' in err and 'decoder/drums/lstm_0' in err
+
+  # Unusable inputs and bad usage.
+  melody_only = _write_midi(tmp_path / 'melody.mid')
+  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}',
+                            f'--input={melody_only}']) == 1
+  assert 'no drums' in capsys.readouterr().err
+  assert run_cli(generate, ['interpolate', f'--workdir={workdir}', f'--a={INPUT_A}']) == 1
+  assert 'needs --a and --b' in capsys.readouterr().err
+  assert run_cli(generate, ['dance', f'--workdir={workdir}']) == 2
