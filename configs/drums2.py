@@ -22,7 +22,8 @@ PRESETS = {
         'train.batch_size': 512, 'train.num_steps': 100_000,
     },
     'small': {
-        'model.enc_sizes': (256,), 'model.z_size': 64, 'model.dec_sizes': (256, 256),
+        # Measured: 0.13 s per step at batch 64 on 2 cores (benchmarks/RESULTS.md).
+        'model.enc_sizes': (128,), 'model.z_size': 64, 'model.dec_sizes': (256,),
         'loss.free_bits': 48.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.999,
         'train.batch_size': 64, 'train.num_steps': 3000, 'train.ss_rate': 150.0,
         'train.log_every_steps': 50, 'train.checkpoint_every_steps': 500,

@@ -23,7 +23,8 @@ PRESETS = {
         'train.batch_size': 512, 'train.num_steps': 100_000,
     },
     'small': {
-        'model.enc_sizes': (256,), 'model.z_size': 64, 'model.dec_sizes': (256, 256),
+        # Measured: 0.13 s per step at batch 64 on 2 cores (benchmarks/RESULTS.md).
+        'model.enc_sizes': (128,), 'model.z_size': 64, 'model.dec_sizes': (256,),
         # Schedules shrunk with the step budget: beta reaches 95% of its maximum by step 3000 and
         # the sampling probability passes 0.99 near step 1500 (the paper's rates assume 100k+ steps).
         'loss.free_bits': 48.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.999,

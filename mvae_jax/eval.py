@@ -14,6 +14,8 @@ eval split (`--split`) and reports the paper's Table 1 metrics, per instrument f
   *_event_accuracy       the same accuracy over the steps whose target is not NO_EVENT (class 0,
                          "hold" / "no hit"), so a model that only predicts "hold" cannot look good;
   *_class_accuracy       the mean over the classes other than NO_EVENT of each class's accuracy.
+  majority_accuracy      what always predicting the split's most common class would score: the
+                         level every accuracy above has to beat.
 
 Baseline runs (`model.use_encoder=False`) have no KL; their Recon is free-running generation
 (sampled at temperature 1, and greedy) scored against the targets.
@@ -36,6 +38,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app, flags, logging
 
 from mvae_jax import config_lib, input_pipeline, losses, metrics, parallel, train
@@ -218,8 +221,13 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
   num = -(-len(source) // batch_size)
   if num_batches:
     num = min(num, num_batches)
+  vocab = tuple(config.model.part_vocab)
+  class_counts = [np.zeros(v, np.int64) for v in vocab]  # targets per class, for the majority level
   for i, local in enumerate(input_pipeline.eval_batches(source, global_batch=batch_size,
                                                         num_batches=num_batches)):
+    real = local['tokens'][local['weights'] > 0]
+    for p, v in enumerate(vocab):
+      class_counts[p] += np.bincount(real[..., p].ravel(), minlength=v)
     sums = step_fn(params, parallel.global_batch_array(local, mesh), jax.random.fold_in(rng, i))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
     if verbose:
@@ -235,6 +243,12 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
       for k, v in metrics.summarize(total[group], names).items():
         key, _, part = k.partition('/')
         results_metrics[f'{group}_{key}' + (f'/{part}' if part else '')] = _finite_or_none(v)
+  # What "always predict the most common class" scores (per process: on this host's rows).
+  results_metrics['majority_accuracy'] = _finite_or_none(
+      sum(int(c.max()) for c in class_counts) / max(sum(int(c.sum()) for c in class_counts), 1))
+  if len(names) > 1:
+    for name, c in zip(names, class_counts):
+      results_metrics[f'majority_accuracy/{name}'] = _finite_or_none(int(c.max()) / max(int(c.sum()), 1))
   results_metrics['kl'] = float(total['kl']) / n if 'kl' in total else None
   results_metrics['recon_loss'] = float(total['recon_loss']) / n
   return {
