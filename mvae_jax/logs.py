@@ -9,7 +9,6 @@ import time
 from typing import Mapping
 
 import jax
-from absl import logging
 
 
 class MetricWriter:
@@ -51,7 +50,6 @@ class MetricWriter:
     if rate:
       eta = (self.total_steps - step) / rate
       line += f' | {rate:.2f} steps/s | ETA {_duration(eta)}'
-    logging.info(line)
     print(line, flush=True)
 
   def close(self) -> None:

@@ -1,0 +1,626 @@
+r"""The paper's Table 1 on our data: one model family, its columns trained and evaluated alike.
+
+  python experiments/table1.py --family=melody2            # 2-bar melody (folk), small sizes
+  python experiments/table1.py --family=drums2             # 2-bar drums (Freedoom)
+  python experiments/table1.py --family=melody16           # 16-bar melody: flat vs hierarchical
+  python experiments/table1.py --render_only               # docs/table1.md from docs/table1.json
+
+Flags: --preset=small (any preset of the config file), --steps=N (default: the preset's
+train.num_steps), --ss_rate=K (default: scaled to the step budget, see below),
+--root=runs/table1, --out_json=docs/table1.json, --out_md=docs/table1_<family>.md,
+--set section.field=value (repeatable; applied to every column), --columns=a,b (a subset),
+--flat_dec_sizes=256,256 (melody16's flat column), --baseline_ss (scheduled sampling for the
+baseline too; default teacher forcing), --eval_num_batches / --eval_batch_size / --eval_seed.
+
+Columns (identical data, sizes, step budget, seed and schedules apart from what names them):
+  melody2, drums2: baseline (decoder only, no encoder or z, teacher forced), vae (teacher forced),
+                   vae_ss (inverse-sigmoid scheduled sampling).
+  melody16:        flat (flat LSTM decoder, --flat_dec_sizes) and hier (conductor + bottom
+                   decoder of the preset), both VAE + scheduled sampling.
+
+Each column trains in `<root>/<family>/<column>/` with `mvae_jax.train.train_and_evaluate`, one
+after another. Resuming is free: a column whose final checkpoint and evaluation are on disk is
+skipped; an interrupted one resumes from its latest checkpoint (train.py's resume, data position
+included). A column directory made with a different config (other than a larger step budget) is
+refused rather than silently mixed. Every kept checkpoint (the last `train.keep_checkpoints`) is
+evaluated with `mvae_jax.eval.evaluate_run(recon_accuracy=True)` on the eval split; evaluations
+are cached in `<workdir>/table1_eval_<step>.json`, so the ordering can be checked over the end of
+training as well as at the final step. After every column the family's entry is merged into
+--out_json (read-modify-write under a lock; other families are kept) and --out_md is rewritten.
+
+Scheduled-sampling rate. The sampling probability is p(step) = 1 - k / (k + exp(step / k))
+= sigmoid(step / k - ln k). It reaches p* at step s* = k (ln k + logit p*). The paper's k = 1000
+puts p = 0.99 at step ~11.5k, which assumes 100k+ steps. The default here solves
+k (ln k + ln 99) = steps / 2 for k (bisection; floored at 1), so p passes 0.99 at half the budget
+and the second half trains (almost) free-running: k ~ 155 for 3000 steps, ~108 for 2000.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import copy
+import datetime
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+from typing import Any, Sequence
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / 'configs'
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+  sys.path.insert(0, str(ROOT))
+
+# ----------------------------------------------------------------------------- families / columns
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    'melody2': {'config': 'melody2', 'label': '2-bar melody',
+                'columns': ('baseline', 'vae', 'vae_ss')},
+    'drums2': {'config': 'drums2', 'label': '2-bar drums',
+               'columns': ('baseline', 'vae', 'vae_ss')},
+    'melody16': {'config': 'melody16', 'label': '16-bar melody',
+                 'columns': ('flat', 'hier')},
+}
+
+COLUMN_TITLES = {'baseline': 'Baseline', 'vae': 'VAE', 'vae_ss': 'VAE + sched. sampling',
+                 'flat': 'Flat decoder (VAE + SS)', 'hier': 'Hierarchical decoder (VAE + SS)'}
+
+# The paper's Table 1 (SPEC.md section 7), trained on 1.5M MIDI files. melody16 has no paper row:
+# the nearest is the 32-bar melody, hierarchical decoder (the paper gives no flat-decoder numbers
+# for long sequences, only that it "does not scale well").
+PAPER = {
+    'drums2': {'label': '2-bar drums',
+               'baseline': {'next': 0.722, 'recon': 0.395},
+               'vae': {'next': 0.979, 'recon': 0.917, 'kl': 70.7},
+               'vae_ss': {'next': 0.972, 'recon': 0.963, 'kl': 73.5}},
+    'melody2': {'label': '2-bar melody',
+                'baseline': {'next': 0.723, 'recon': 0.619},
+                'vae': {'next': 0.986, 'recon': 0.951, 'kl': 72.9},
+                'vae_ss': {'next': 0.989, 'recon': 0.987, 'kl': 76.2}},
+    'melody16': {'label': '32-bar melody (hierarchical; paper has no flat or 16-bar row)',
+                 'hier': {'next': 0.724, 'recon': 0.722, 'kl': 343.8}},
+}
+
+# Config fields a column may differ in from the run directory it resumes: everything else in
+# model / data / loss / optim / train must match.
+_RESUMABLE_TRAIN_FIELDS = ('num_steps', 'log_every_steps', 'checkpoint_every_steps',
+                           'keep_checkpoints')
+
+
+def ss_rate_for_budget(steps: int, p: float = 0.99, at: float = 0.5) -> float:
+  """k of the inverse-sigmoid schedule such that p(at * steps) = p; at least 1.
+
+  p(s) = sigmoid(s / k - ln k), so p(s) = p  <=>  s = k (ln k + logit p). The right side increases
+  with k for k > exp(-1 - logit p), so bisection finds the unique root.
+  """
+  target = at * steps
+  logit = math.log(p / (1 - p))
+  f = lambda k: k * (math.log(k) + logit) - target  # noqa: E731
+  if f(1.0) >= 0:
+    return 1.0
+  lo, hi = 1.0, max(2.0, float(target))
+  while f(hi) < 0:
+    hi *= 2
+  for _ in range(200):
+    mid = 0.5 * (lo + hi)
+    lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+  return round(0.5 * (lo + hi), 2)
+
+
+def sampling_probability(step: float, k: float) -> float:
+  """p(step) = 1 - k / (k + exp(step / k)), in float64 (for documentation and checks)."""
+  return 1.0 / (1.0 + math.exp(-(step / k - math.log(k))))
+
+
+def column_overrides(family: str, column: str, *, baseline_ss: bool,
+                     flat_dec_sizes: tuple[int, ...]) -> dict[str, Any]:
+  """The config fields that make a column what it is (applied last)."""
+  if family == 'melody16':
+    if column == 'flat':
+      return {'model.decoder': 'flat', 'model.dec_sizes': tuple(flat_dec_sizes),
+              'model.use_encoder': True, 'train.scheduled_sampling': True}
+    if column == 'hier':
+      return {'model.decoder': 'hier', 'model.use_encoder': True,
+              'train.scheduled_sampling': True}
+  else:
+    if column == 'baseline':
+      return {'model.use_encoder': False, 'train.scheduled_sampling': bool(baseline_ss)}
+    if column == 'vae':
+      return {'model.use_encoder': True, 'train.scheduled_sampling': False}
+    if column == 'vae_ss':
+      return {'model.use_encoder': True, 'train.scheduled_sampling': True}
+  raise ValueError(f'unknown column {column!r} for {family}; choose from '
+                   f'{FAMILIES[family]["columns"]}')
+
+
+# ----------------------------------------------------------------------------- configs
+
+def load_family_config(config_name: str, preset: str):
+  """`configs/<config_name>.py` with `get_config(preset)`: a locked ConfigDict."""
+  path = CONFIG_DIR / f'{config_name}.py'
+  spec = importlib.util.spec_from_file_location(f'table1_cfg_{config_name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def parse_value(text: str) -> Any:
+  """`--set` values: Python literals (1e-3, (256, 256), None, True), else the raw string."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
+  out = {}
+  for item in items or ():
+    key, sep, value = item.partition('=')
+    if not sep or '.' not in key:
+      raise SystemExit(f'error: --set expects section.field=value, got {item!r}')
+    out[key.strip()] = parse_value(value.strip())
+  return out
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+  """A copy of `config` with dotted overrides; unknown fields are an error. Returns it locked."""
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    for key, value in overrides.items():
+      node = config
+      *path, leaf = key.split('.')
+      for p in path:
+        if p not in node:
+          raise KeyError(f'unknown config field {key!r}')
+        node = node[p]
+      if leaf not in node:
+        raise KeyError(f'unknown config field {key!r}')
+      if isinstance(value, list):
+        value = tuple(value)
+      node[leaf] = value
+  return config.lock()
+
+
+def column_config(family: str, column: str, *, preset: str, steps: int | None,
+                  ss_rate: float | None, sets: dict[str, Any], baseline_ss: bool,
+                  flat_dec_sizes: tuple[int, ...]):
+  """(config, steps, ss_rate) of one column: preset -> budget -> --set -> the column's fields."""
+  base = load_family_config(FAMILIES[family]['config'], preset)
+  budget = int(steps if steps is not None else sets.get('train.num_steps', base.train.num_steps))
+  if ss_rate is None:
+    ss_rate = sets.get('train.ss_rate', ss_rate_for_budget(budget))
+  rate = float(ss_rate)
+  overrides = {**sets, 'train.num_steps': budget, 'train.ss_rate': rate}
+  overrides.update(column_overrides(family, column, baseline_ss=baseline_ss,
+                                    flat_dec_sizes=flat_dec_sizes))
+  return apply_overrides(base, overrides), budget, rate
+
+
+def check_resumable(config, workdir: str) -> None:
+  """Refuses a run directory whose saved config differs in more than the step budget."""
+  from mvae_jax import config_lib
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    return
+  old = config_lib.as_plain(config_lib.load_config(workdir))
+  new = config_lib.as_plain(config)
+  diff = {}
+  for section in ('model', 'data', 'loss', 'optim', 'train'):
+    a, b = old.get(section, {}), new.get(section, {})
+    for k in sorted(set(a) | set(b)):
+      if section == 'train' and k in _RESUMABLE_TRAIN_FIELDS:
+        continue
+      if a.get(k) != b.get(k):
+        diff[f'{section}.{k}'] = (a.get(k), b.get(k))
+  if diff:
+    raise SystemExit(f'error: {workdir} was trained with a different config {diff} (saved, '
+                     'requested); use another --root or delete that directory')
+
+
+# ----------------------------------------------------------------------------- one column
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  d = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(d):
+    return []
+  return sorted(int(x) for x in os.listdir(d) if x.isdigit())
+
+
+def _read_json(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (FileNotFoundError, json.JSONDecodeError):
+    return None
+
+
+def _write_json(path: str, data: Any) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)) or '.', exist_ok=True)
+  tmp = f'{path}.tmp{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(data, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+def count_params(model_cfg, kind: str) -> dict[str, int]:
+  """{'total', 'encoder', 'decoder'} parameter counts, from shapes only (nothing computed)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from mvae_jax import config_lib, train
+  model = train.create_model(model_cfg)
+  shape = (1, config_lib.time_steps(kind), len(model_cfg.part_vocab))
+  variables = jax.eval_shape(lambda: model.init(
+      {'params': jax.random.PRNGKey(0), 'z': jax.random.PRNGKey(1),
+       'sample': jax.random.PRNGKey(2)}, jnp.zeros(shape, jnp.int32)))
+  out = {'total': 0}
+  for name, sub in variables['params'].items():
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(sub))
+    out[name] = out.get(name, 0) + n
+    out['total'] += n
+  return out
+
+
+def evaluate_column(workdir: str, step: int, eval_opts: dict[str, Any]) -> dict[str, Any]:
+  """evaluate_run at `step`, cached in <workdir>/table1_eval_<step>.json (same options only)."""
+  from mvae_jax import eval as mvae_eval
+  path = os.path.join(workdir, f'table1_eval_{step}.json')
+  cached = _read_json(path)
+  if cached is not None and cached.get('table1_eval_options') == eval_opts:
+    cached['cached'] = True
+    return cached
+  results = mvae_eval.evaluate_run(workdir, step=step, recon_accuracy=True,
+                                   num_batches=eval_opts['num_batches'],
+                                   batch_size=eval_opts['batch_size'] or None,
+                                   seed=eval_opts['seed'])
+  results['table1_eval_options'] = eval_opts
+  mvae_eval.write_json(results, path)
+  results['cached'] = False
+  return results
+
+
+def _summary(results: dict[str, Any]) -> dict[str, Any]:
+  m = results['metrics']
+  return {'next': m.get('next_accuracy'), 'recon': m.get('recon_accuracy'),
+          'recon_greedy': m.get('recon_greedy_accuracy'), 'kl': m.get('kl')}
+
+
+def run_column(family: str, column: str, config, workdir: str, eval_opts: dict[str, Any],
+               log=print) -> tuple[dict[str, Any], str]:
+  """Trains (or resumes, or skips) one column and evaluates it. Returns (JSON entry, action)
+  with action one of 'trained', 'resumed', 'evaluated' (training was complete) or 'cached'."""
+  from mvae_jax import input_pipeline, train
+  workdir = os.path.abspath(workdir)
+  budget = int(config.train.num_steps)
+  check_resumable(config, workdir)
+  kept = checkpoint_steps(workdir)
+  if kept and kept[-1] > budget:
+    raise SystemExit(f'error: {workdir} already holds checkpoint {kept[-1]} > --steps={budget}; '
+                     'use another --root for a smaller budget')
+  # Counted first, which also builds a missing dataset outside the timed training.
+  train_windows = len(input_pipeline.get_source(config.data, 'train'))
+  eval_windows = len(input_pipeline.get_source(config.data, 'eval'))
+  timing_path = os.path.join(workdir, 'table1_timing.json')
+  timing = _read_json(timing_path) or {'train_wall_s': 0.0, 'sessions': []}
+
+  action = 'cached'
+  if not kept or kept[-1] < budget:
+    action = 'resumed' if kept else 'trained'
+    log(f'[{family}/{column}] {"resuming" if kept else "training"} to step {budget} in '
+        f'{workdir}' + (f' from step {kept[-1]}' if kept else ''))
+    os.makedirs(workdir, exist_ok=True)
+    t0 = time.time()
+    start = kept[-1] if kept else 0
+    try:
+      train.train_and_evaluate(config, workdir)
+    finally:  # an interrupted session's time counts too (its unsaved steps are redone)
+      elapsed = time.time() - t0
+      timing['train_wall_s'] = round(timing['train_wall_s'] + elapsed, 2)
+      timing['sessions'].append({'from_step': start, 'to_step': (checkpoint_steps(workdir) or
+                                                                 [0])[-1],
+                                 'wall_s': round(elapsed, 2),
+                                 'ended': datetime.datetime.now().isoformat(timespec='seconds')})
+      _write_json(timing_path, timing)
+
+  steps = [s for s in checkpoint_steps(workdir) if s <= budget]
+  if not steps or steps[-1] != budget:
+    raise RuntimeError(f'{workdir}: no checkpoint for step {budget} after training (have {steps})')
+  t0 = time.time()
+  evals = {s: evaluate_column(workdir, s, eval_opts) for s in steps}
+  final = evals[budget]
+  if action == 'cached' and not final['cached']:
+    action = 'evaluated'
+  eval_wall = round(sum(float(r.get('seconds') or 0.0) for r in evals.values()), 2)
+
+  params = count_params(config.model, config.data.kind)
+  m = final['metrics']
+  entry = {
+      **_summary(final),
+      'steps': budget,
+      'train_windows': train_windows,
+      'eval_windows': eval_windows,
+      'eval_examples': final['examples'],
+      'majority': m.get('majority_accuracy'),
+      'next_event': m.get('next_event_accuracy'),
+      'recon_event': m.get('recon_event_accuracy'),
+      'recon_greedy_event': m.get('recon_greedy_event_accuracy'),
+      'recon_loss': m.get('recon_loss'),
+      'trend': {str(s): _summary(r) for s, r in sorted(evals.items())},
+      'ss_rate': float(config.train.ss_rate),
+      'scheduled_sampling': bool(config.train.scheduled_sampling),
+      'p_sample_final': (round(sampling_probability(budget, config.train.ss_rate), 4)
+                         if config.train.scheduled_sampling else 0.0),
+      'use_encoder': bool(config.model.use_encoder),
+      'decoder': config.model.decoder,
+      'sizes': {'enc_sizes': list(config.model.enc_sizes), 'z_size': config.model.z_size,
+                'dec_sizes': list(config.model.dec_sizes),
+                **({'conductor_sizes': list(config.model.conductor_sizes),
+                    'embedding_size': config.model.embedding_size,
+                    'num_segments': config.model.num_segments}
+                   if config.model.decoder == 'hier' else {})},
+      'params': params,
+      'preset': config.preset,
+      'data': {'source': config.data.source, 'kind': config.data.kind, 'mode': config.data.mode},
+      'batch_size': int(config.train.batch_size),
+      'beta': {'max_beta': config.loss.max_beta, 'beta_rate': config.loss.beta_rate,
+               'free_bits': config.loss.free_bits},
+      'seed': int(config.train.seed),
+      'train_wall_s': timing['train_wall_s'],
+      'eval_wall_s': eval_wall,  # all kept checkpoints' evaluations, when they were computed
+      'eval': dict(eval_opts, split='eval'),
+      'workdir': os.path.relpath(workdir, ROOT) if workdir.startswith(str(ROOT)) else workdir,
+  }
+  log(f'[{family}/{column}] step {budget}: next {_f(entry["next"])} recon {_f(entry["recon"])} '
+      f'recon_greedy {_f(entry["recon_greedy"])} kl {_f(entry["kl"], 1)} ({action}; eval '
+      f'{time.time() - t0:.1f}s)')
+  return entry, action
+
+
+# ----------------------------------------------------------------------------- JSON / markdown
+
+@contextlib.contextmanager
+def _locked(path: str):
+  """An exclusive lock beside `path`, so two families run at once do not lose each other's
+  entries."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)) or '.', exist_ok=True)
+  with open(path + '.lock', 'w') as f:
+    try:
+      import fcntl
+      fcntl.flock(f, fcntl.LOCK_EX)
+    except ImportError:  # not POSIX: no lock
+      pass
+    yield
+
+
+def merge_json(path: str, family: str, columns: dict[str, Any]) -> dict[str, Any]:
+  """Merges `{family: columns}` into the JSON file (keeps other families and other columns)."""
+  with _locked(path):
+    data = _read_json(path) or {}
+    data.setdefault(family, {}).update(columns)
+    _write_json(path, data)
+  return data
+
+
+def _f(v: Any, digits: int = 3) -> str:
+  return '-' if v is None else f'{v:.{digits}f}'
+
+
+def _cells(entry: dict[str, Any] | None, kl: bool) -> list[str]:
+  if entry is None:
+    return ['', ''] + ([''] if kl else [])
+  out = [_f(entry.get('next')), _f(entry.get('recon'))]
+  if kl:
+    out.append(_f(entry.get('kl'), 1))
+  return out
+
+
+def _ordering(family: str, cols: dict[str, Any]) -> list[str]:
+  """Plain-language checks of the paper's claims, at the final step and over the kept
+  checkpoints."""
+  lines = []
+  if family == 'melody16':
+    pairs = [('flat', 'hier')]
+  else:
+    pairs = [('baseline', 'vae'), ('vae', 'vae_ss')]
+  for metric in ('recon', 'recon_greedy'):
+    for lo, hi in pairs:
+      if lo not in cols or hi not in cols:
+        continue
+      a, b = cols[lo].get(metric), cols[hi].get(metric)
+      if a is None or b is None:
+        continue
+      steps = sorted(set(cols[lo].get('trend', {})) & set(cols[hi].get('trend', {})), key=int)
+      held = [s for s in steps
+              if None not in (cols[lo]['trend'][s].get(metric), cols[hi]['trend'][s].get(metric))
+              and cols[hi]['trend'][s][metric] > cols[lo]['trend'][s][metric]]
+      verdict = 'yes' if b > a else 'NO'
+      lines.append(f'- {metric}: {lo} {_f(a)} < {hi} {_f(b)}? **{verdict}** (margin '
+                   f'{b - a:+.3f}; held at {len(held)}/{len(steps)} kept checkpoints '
+                   f'{", ".join(steps)})')
+  if family != 'melody16' and 'vae' in cols and 'vae_ss' in cols:
+    a, b = cols['vae'].get('kl'), cols['vae_ss'].get('kl')
+    if a is not None and b is not None:
+      lines.append(f'- kl: vae {a:.1f} < vae_ss {b:.1f}? **{"yes" if b > a else "NO"}** '
+                   '(the paper: scheduled sampling raises the KL)')
+  return lines
+
+
+def render_family(family: str, cols: dict[str, Any]) -> str:
+  """Markdown for one family: the Table-1-shaped table (paper row beside ours) and the details."""
+  label = FAMILIES.get(family, {}).get('label', family)
+  paper = PAPER.get(family, {})
+  order = [c for c in FAMILIES.get(family, {}).get('columns', ()) if c in cols]
+  order += [c for c in cols if c not in order]
+  any_col = cols[order[0]] if order else {}
+  lines = [f'### {label} (`{family}`)', '']
+  ours = (f'ours ({any_col.get("data", {}).get("source", "?")}, {any_col.get("preset", "?")}, '
+          f'{any_col.get("steps", "?")} steps)')
+  if family == 'melody16':
+    lines += ['| Model | Flat Next | Flat Recon | Flat KL | Hier Next | Hier Recon | Hier KL |',
+              '|---|---|---|---|---|---|---|']
+    if paper:
+      lines.append(f'| paper: {paper["label"]} | n/a | n/a | n/a | '
+                   + ' | '.join(_cells(paper.get('hier'), True)) + ' |')
+    lines.append(f'| {ours} | ' + ' | '.join(_cells(cols.get('flat'), True) +
+                                             _cells(cols.get('hier'), True)) + ' |')
+  else:
+    lines += ['| Model | Baseline Next | Baseline Recon | VAE Next | VAE Recon | VAE KL | '
+              'VAE+SS Next | VAE+SS Recon | VAE+SS KL |',
+              '|---|---|---|---|---|---|---|---|---|']
+    if paper:
+      lines.append(f'| paper: {paper["label"]} | '
+                   + ' | '.join(_cells(paper.get('baseline'), False) + _cells(paper.get('vae'), True)
+                                + _cells(paper.get('vae_ss'), True)) + ' |')
+    lines.append(f'| {ours} | ' + ' | '.join(
+        _cells(cols.get('baseline'), False) + _cells(cols.get('vae'), True)
+        + _cells(cols.get('vae_ss'), True)) + ' |')
+  lines += ['', 'Recon = free-running decode, fed-back tokens sampled at temperature 1, z drawn '
+            'from q(z|x) (the reference\'s eval); Recon greedy = z = mu, argmax fed back. '
+            'Majority = always predicting the most common class.', '',
+            '| column | Next | Recon | Recon greedy | KL | Next (events) | Recon greedy (events) '
+            '| majority | SS rate k | p_sample at end | params (dec) | batch | steps | train / '
+            'eval windows | train wall | eval wall |',
+            '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  for c in order:
+    e = cols[c]
+    p = e.get('params', {})
+    ss = f'{e["ss_rate"]:g}' if e.get('scheduled_sampling') else 'off'
+    lines.append(
+        f'| {c} | {_f(e.get("next"))} | {_f(e.get("recon"))} | {_f(e.get("recon_greedy"))} | '
+        f'{_f(e.get("kl"), 1)} | {_f(e.get("next_event"))} | {_f(e.get("recon_greedy_event"))} | '
+        f'{_f(e.get("majority"))} | {ss} | {_f(e.get("p_sample_final"), 3)} | '
+        f'{p.get("total", 0):,} ({p.get("decoder", 0):,}) | {e.get("batch_size")} | '
+        f'{e.get("steps")} | {e.get("train_windows", 0):,} / {e.get("eval_windows", 0):,} | '
+        f'{_duration(e.get("train_wall_s"))} | {_duration(e.get("eval_wall_s"))} |')
+  trend_steps = sorted({s for c in order for s in cols[c].get('trend', {})}, key=int)
+  if len(trend_steps) > 1:
+    lines += ['', 'Recon (sampled / greedy) at the kept checkpoints:', '',
+              '| step | ' + ' | '.join(order) + ' |', '|---|' + '---|' * len(order)]
+    for s in trend_steps:
+      row = []
+      for c in order:
+        t = cols[c].get('trend', {}).get(s)
+        row.append('' if t is None else f'{_f(t.get("recon"))} / {_f(t.get("recon_greedy"))}')
+      lines.append(f'| {s} | ' + ' | '.join(row) + ' |')
+  checks = _ordering(family, cols)
+  if checks:
+    lines += ['', 'The paper\'s orderings on our run:', ''] + checks
+  return '\n'.join(lines) + '\n'
+
+
+def _duration(seconds: Any) -> str:
+  if seconds is None:
+    return '-'
+  seconds = float(seconds)
+  if seconds < 120:
+    return f'{seconds:.0f}s'
+  return f'{seconds / 60:.1f} min'
+
+
+def render_all(data: dict[str, Any]) -> str:
+  order = [f for f in FAMILIES if f in data] + [f for f in data if f not in FAMILIES]
+  return '\n'.join(render_family(f, data[f]) for f in order)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _sizes(text: str) -> tuple[int, ...]:
+  return tuple(int(x) for x in text.replace('(', '').replace(')', '').split(',') if x.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--family', choices=sorted(FAMILIES))
+  ap.add_argument('--preset', default='small', help='preset of configs/<family>.py')
+  ap.add_argument('--steps', type=int, default=None,
+                  help="step budget of every column (default: the preset's train.num_steps)")
+  ap.add_argument('--ss_rate', type=float, default=None,
+                  help='k of the inverse-sigmoid schedule (default: p = 0.99 at half the budget)')
+  ap.add_argument('--root', default='runs/table1', help='run directories: ROOT/FAMILY/COLUMN')
+  ap.add_argument('--out_json', default='docs/table1.json')
+  ap.add_argument('--out_md', default=None,
+                  help='default docs/table1_<family>.md (docs/table1.md with --render_only)')
+  ap.add_argument('--set', action='append', default=[], metavar='SECTION.FIELD=VALUE',
+                  help='config override for every column (repeatable)')
+  ap.add_argument('--columns', default='', help='comma-separated subset of the columns')
+  ap.add_argument('--flat_dec_sizes', type=_sizes, default=(256, 256),
+                  help="melody16's flat decoder layers (default 256,256: the hier column's "
+                  'conductor + bottom widths, ~23%% more decoder parameters)')
+  ap.add_argument('--baseline_ss', action='store_true',
+                  help='train the baseline with scheduled sampling too (default: teacher forced)')
+  ap.add_argument('--eval_num_batches', type=int, default=0, help='0 = the whole eval split')
+  ap.add_argument('--eval_batch_size', type=int, default=0, help="0 = the config's eval batch")
+  ap.add_argument('--eval_seed', type=int, default=0)
+  ap.add_argument('--render_only', action='store_true',
+                  help='only write markdown for every family in --out_json')
+  return ap
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the CLI; returns {'family', 'columns': {column: entry}, 'actions': {column: action},
+  'json', 'md', 'seconds'} (or {'md', 'json'} with --render_only)."""
+  args = build_parser().parse_args(argv)
+  t_start = time.time()
+  if args.render_only:
+    data = _read_json(args.out_json)
+    if data is None:
+      raise SystemExit(f'error: {args.out_json} not found or not JSON')
+    md = render_all(data)
+    out_md = args.out_md or os.path.join(os.path.dirname(args.out_json) or '.', 'table1.md')
+    with open(out_md, 'w') as f:
+      f.write(md)
+    print(md)
+    return {'md': out_md, 'json': args.out_json}
+  if not args.family:
+    raise SystemExit('error: --family is required (or --render_only)')
+  family = args.family
+  columns = FAMILIES[family]['columns']
+  if args.columns:
+    wanted = [c.strip() for c in args.columns.split(',') if c.strip()]
+    bad = [c for c in wanted if c not in columns]
+    if bad:
+      raise SystemExit(f'error: unknown columns {bad} for {family}; choose from {columns}')
+    columns = tuple(c for c in columns if c in wanted)
+  sets = parse_sets(args.set)
+  out_md = args.out_md or os.path.join(os.path.dirname(args.out_json) or '.',
+                                       f'table1_{family}.md')
+  eval_opts = {'num_batches': args.eval_num_batches, 'batch_size': args.eval_batch_size,
+               'seed': args.eval_seed}
+
+  from absl import logging as absl_logging
+  absl_logging.set_verbosity(absl_logging.ERROR)  # orbax logs every save / restore otherwise
+
+  configs = {}
+  for column in columns:
+    configs[column], budget, rate = column_config(
+        family, column, preset=args.preset, steps=args.steps, ss_rate=args.ss_rate, sets=sets,
+        baseline_ss=args.baseline_ss, flat_dec_sizes=args.flat_dec_sizes)
+  print(f'[{family}] preset {args.preset}, {budget} steps per column, ss_rate k = {rate:g} '
+        f'(p_sample {sampling_probability(budget / 2, rate):.3f} at step {budget // 2}, '
+        f'{sampling_probability(budget, rate):.4f} at {budget}); columns {", ".join(columns)}',
+        flush=True)
+
+  entries, actions = {}, {}
+  data: dict[str, Any] = {}
+  for column in columns:
+    workdir = os.path.join(args.root, family, column)
+    entries[column], actions[column] = run_column(
+        family, column, configs[column], workdir, eval_opts,
+        log=lambda s: print(s, flush=True))
+    data = merge_json(args.out_json, family, {column: entries[column]})
+    with open(out_md, 'w') as f:
+      f.write(render_family(family, data[family]))
+  md = render_family(family, data.get(family, entries))
+  print(md)
+  print(f'wrote {args.out_json} and {out_md} ({time.time() - t_start:.1f}s)', flush=True)
+  return {'family': family, 'columns': entries, 'actions': actions, 'json': args.out_json,
+          'md': out_md, 'seconds': time.time() - t_start}
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,158 @@
+"""experiments/table1.py: the Table 1 sweep at `smoke` sizes, its JSON / markdown, and resuming.
+
+One real sweep (melody2, three columns, 2 steps each) is shared by the tests of this module; the
+resume logic for an interrupted column is checked with the training and evaluation stubbed out.
+"""
+import json
+import math
+import os
+
+import pytest
+
+from experiments import table1
+
+COLUMN_KEYS = ('next', 'recon', 'recon_greedy', 'kl', 'steps', 'train_windows', 'eval_windows',
+               'majority', 'ss_rate', 'scheduled_sampling', 'train_wall_s', 'trend', 'params')
+
+
+def _snapshot(root):
+  """{path: mtime_ns} of every checkpoint file and metrics.jsonl under the sweep root."""
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for f in files:
+      if 'checkpoints' in dirpath or f == 'metrics.jsonl':
+        p = os.path.join(dirpath, f)
+        out[p] = os.stat(p).st_mtime_ns
+  return out
+
+
+@pytest.fixture(scope='module')
+def sweep(tfds_dir, tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('table1')
+  out_json = tmp / 'docs' / 'table1.json'
+  # Another family already in the JSON must survive the merge.
+  out_json.parent.mkdir()
+  out_json.write_text(json.dumps({'drums2': {'vae': {'recon': 0.5}}}))
+  argv = ['--family=melody2', '--preset=smoke', '--steps=2', '--ss_rate=1',
+          f'--root={tmp / "runs"}', f'--out_json={out_json}', f'--out_md={tmp / "docs" / "m.md"}',
+          f'--set=data.data_dir={tfds_dir}', '--set', 'eval.every_steps=2',
+          '--eval_num_batches=2']
+  first = table1.main(argv)
+  return {'tmp': tmp, 'argv': argv, 'first': first, 'json': out_json}
+
+
+def test_sweep_writes_table1_json_and_markdown(sweep):
+  first = sweep['first']
+  assert first['actions'] == {'baseline': 'trained', 'vae': 'trained', 'vae_ss': 'trained'}
+  data = json.loads(sweep['json'].read_text())
+  assert data['drums2'] == {'vae': {'recon': 0.5}}
+  assert set(data['melody2']) == {'baseline', 'vae', 'vae_ss'}
+  for column, e in data['melody2'].items():
+    for key in COLUMN_KEYS:
+      assert key in e, (column, key)
+    assert e['steps'] == 2 and e['ss_rate'] == 1.0
+    assert e['train_windows'] > 0 and e['eval_windows'] > 0
+    for key in ('next', 'recon', 'recon_greedy', 'majority'):
+      assert 0.0 <= e[key] <= 1.0, (column, key)
+    assert list(e['trend']) == ['2']
+    assert e['train_wall_s'] > 0
+  base, vae, ss = (data['melody2'][c] for c in ('baseline', 'vae', 'vae_ss'))
+  assert base['kl'] is None and not base['use_encoder'] and not base['scheduled_sampling']
+  assert math.isfinite(vae['kl']) and not vae['scheduled_sampling']
+  assert ss['scheduled_sampling'] and ss['p_sample_final'] > 0.5
+  # Identical data, sizes and budget apart from what names the column.
+  assert vae['sizes'] == ss['sizes'] and vae['params'] == ss['params']
+  assert base['params']['total'] < vae['params']['total']
+
+  md = (sweep['tmp'] / 'docs' / 'm.md').read_text()
+  assert '| paper: 2-bar melody | 0.723 | 0.619 | 0.986 | 0.951 | 72.9 | 0.989 | 0.987 | 76.2 |' in md
+  assert 'Baseline Next' in md and 'VAE+SS Recon' in md and 'train / eval windows' in md
+  assert md.count('\n| baseline |') == 1
+
+  rendered = table1.main(['--render_only', f'--out_json={sweep["json"]}',
+                          f'--out_md={sweep["tmp"] / "docs" / "all.md"}'])
+  all_md = open(rendered['md']).read()
+  assert '2-bar melody' in all_md and '2-bar drums' in all_md
+
+
+def test_second_invocation_skips_finished_columns(sweep):
+  before = _snapshot(sweep['tmp'] / 'runs')
+  assert any('checkpoints' in p for p in before)
+  again = table1.main(sweep['argv'])
+  assert again['actions'] == {'baseline': 'cached', 'vae': 'cached', 'vae_ss': 'cached'}
+  assert again['seconds'] < 15, again['seconds']
+  assert _snapshot(sweep['tmp'] / 'runs') == before  # nothing retrained, no checkpoint written
+  for c in ('baseline', 'vae', 'vae_ss'):
+    assert again['columns'][c]['recon'] == sweep['first']['columns'][c]['recon']
+    assert again['columns'][c]['train_wall_s'] == sweep['first']['columns'][c]['train_wall_s']
+
+  # A missing evaluation is recomputed without training.
+  os.remove(sweep['tmp'] / 'runs' / 'melody2' / 'vae' / 'table1_eval_2.json')
+  third = table1.main(sweep['argv'] + ['--columns=vae'])
+  assert third['actions'] == {'vae': 'evaluated'}
+  assert third['columns']['vae']['recon'] == sweep['first']['columns']['vae']['recon']
+  assert _snapshot(sweep['tmp'] / 'runs') == before
+
+
+def test_changed_config_is_refused(sweep):
+  with pytest.raises(SystemExit, match='different config'):
+    table1.main(sweep['argv'] + ['--columns=vae', '--set=loss.free_bits=1.0'])
+  with pytest.raises(SystemExit, match='smaller budget'):
+    table1.main([a for a in sweep['argv'] if not a.startswith('--steps')] + ['--steps=1'])
+
+
+def test_interrupted_column_resumes(sweep, monkeypatch):
+  """A column with checkpoints short of the budget goes back to train_and_evaluate (which resumes
+  from its latest checkpoint); the wall time of both sessions adds up."""
+  from mvae_jax import train
+  config, _, _ = table1.column_config(
+      'melody2', 'vae', preset='smoke', steps=4, ss_rate=1.0,
+      sets=table1.parse_sets([f'data.data_dir={os.environ["TFDS_DATA_DIR"]}']),
+      baseline_ss=False, flat_dec_sizes=(16,))
+  workdir = str(sweep['tmp'] / 'fake' / 'vae')
+  os.makedirs(os.path.join(workdir, 'checkpoints', '2'))
+  calls = []
+
+  def fake_train(cfg, wd):
+    calls.append(cfg.train.num_steps)
+    os.makedirs(os.path.join(wd, 'checkpoints', '4'))
+    return {}
+
+  def fake_eval(wd, step, opts):
+    return {'cached': False, 'seconds': 0.1, 'examples': 16,
+            'metrics': {'next_accuracy': 0.5, 'recon_accuracy': 0.4,
+                        'recon_greedy_accuracy': 0.3, 'kl': 1.0}}
+
+  monkeypatch.setattr(train, 'train_and_evaluate', fake_train)
+  monkeypatch.setattr(table1, 'evaluate_column', fake_eval)
+  entry, action = table1.run_column('melody2', 'vae', config, workdir,
+                                    {'num_batches': 1, 'batch_size': 0, 'seed': 0}, log=print)
+  assert action == 'resumed' and calls == [4]
+  assert entry['steps'] == 4 and entry['recon'] == 0.4 and set(entry['trend']) == {'2', '4'}
+  timing = json.load(open(os.path.join(workdir, 'table1_timing.json')))
+  assert [s['from_step'] for s in timing['sessions']] == [2]
+  _, action = table1.run_column('melody2', 'vae', config, workdir,
+                                {'num_batches': 1, 'batch_size': 0, 'seed': 0}, log=print)
+  assert action == 'evaluated' and calls == [4]  # (the stub never caches): no training
+
+
+def test_ss_rate_for_budget():
+  for steps in (1000, 3000, 20000):
+    k = table1.ss_rate_for_budget(steps)
+    assert table1.sampling_probability(steps / 2, k) == pytest.approx(0.99, abs=1e-3)
+    assert table1.sampling_probability(0, k) < 0.05
+  assert table1.ss_rate_for_budget(3000) == pytest.approx(155.6, abs=0.5)
+  assert table1.ss_rate_for_budget(4) == 1.0  # floor: p starts at 0.5
+
+
+def test_melody16_columns_differ_only_in_the_decoder():
+  flat, _, k = table1.column_config('melody16', 'flat', preset='small', steps=2000, ss_rate=None,
+                                    sets={}, baseline_ss=False, flat_dec_sizes=(256, 256))
+  hier, _, _ = table1.column_config('melody16', 'hier', preset='small', steps=2000, ss_rate=None,
+                                    sets={}, baseline_ss=False, flat_dec_sizes=(256, 256))
+  assert flat.model.decoder == 'flat' and tuple(flat.model.dec_sizes) == (256, 256)
+  assert hier.model.decoder == 'hier'
+  assert flat.train.scheduled_sampling and hier.train.scheduled_sampling
+  assert flat.train.ss_rate == hier.train.ss_rate == k
+  assert flat.model.enc_sizes == hier.model.enc_sizes and flat.model.z_size == hier.model.z_size
+  assert flat.data == hier.data and flat.train.batch_size == hier.train.batch_size
