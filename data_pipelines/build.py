@@ -182,6 +182,8 @@ def _worker_main(read_fd, write_fd, kinds, mode, memory_bytes):
   if memory_bytes:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
   specs = {k: encoding.window_spec(k, mode) for k in kinds}
+  # Imports are done: from now on the parent's per-file clock measures only conversion time.
+  conn_out.send(('ready', None))
   while True:
     try:
       msg = conn_in.recv()
@@ -227,7 +229,7 @@ class WorkerPool:
     return {'proc': proc,
             'send': multiprocessing.connection.Connection(to_child_w, readable=False),
             'conn': multiprocessing.connection.Connection(from_child_r, writable=False),
-            'task': None, 'since': 0.0}
+            'task': None, 'since': 0.0, 'ready': False}
 
   def _replace(self, w):
     try:
@@ -245,7 +247,7 @@ class WorkerPool:
     todo = list(enumerate(items))[::-1]
     while todo or any(w['task'] is not None for w in self._workers):
       for w in self._workers:
-        if w['task'] is None and todo:
+        if w['task'] is None and todo and w['ready']:
           idx, item = todo.pop()
           try:
             w['send'].send((idx, item))
@@ -254,8 +256,18 @@ class WorkerPool:
             self._replace(w)
             continue
           w['task'], w['since'] = (idx, item), time.monotonic()
+      starting = [w for w in self._workers if not w['ready']]
       busy = [w for w in self._workers if w['task'] is not None]
-      ready = multiprocessing.connection.wait([w['conn'] for w in busy], timeout=0.25)
+      ready = multiprocessing.connection.wait([w['conn'] for w in busy + starting], timeout=0.25)
+      for w in starting:
+        if w['conn'] in ready:
+          try:
+            w['conn'].recv()  # the worker's ('ready', None)
+            w['ready'] = True
+          except (EOFError, OSError) as e:
+            w['proc'].wait()
+            raise RuntimeError(f'a conversion worker died while starting (exit code '
+                               f'{w["proc"].returncode}): cannot build') from e
       now = time.monotonic()
       for w in busy:
         idx, item = w['task']
