@@ -145,6 +145,51 @@ def build(family: str, presets: dict[str, dict[str, Any]], arg: str | None,
   return c.lock()
 
 
+# Size tables shared by the config files; each file adds what is particular to it.
+FLAT_PAPER = {  # appendix: 2-bar melody and drums
+    'model.enc_sizes': (2048,), 'model.z_size': 256, 'model.dec_sizes': (2048, 2048, 2048),
+    'loss.free_bits': 48.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.99999,
+    'train.batch_size': 512, 'train.num_steps': 100_000,
+}
+FLAT_MAGENTA = {  # the reference's cat-*_2bar_small
+    'data.mode': 'magenta',
+    'model.enc_sizes': (512,), 'model.z_size': 256, 'model.dec_sizes': (256, 256),
+    'train.batch_size': 512, 'train.num_steps': 100_000,
+}
+FLAT_SMALL = {
+    # Measured: 0.13 s per step at batch 64 on 2 cores (benchmarks/RESULTS.md). Schedules shrunk
+    # with the step budget: beta reaches 95% of its maximum by step 3000 and the sampling
+    # probability passes 0.99 near step 1500 (the paper's rates assume 100k+ steps).
+    'model.enc_sizes': (128,), 'model.z_size': 64, 'model.dec_sizes': (256,),
+    'loss.free_bits': 48.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.999,
+    'train.batch_size': 64, 'train.num_steps': 3000, 'train.ss_rate': 150.0,
+    'train.log_every_steps': 50, 'train.checkpoint_every_steps': 500,
+    'eval.every_steps': 500, 'eval.batch_size': 256,
+}
+HIER_PAPER = {  # appendix: 32-bar melody and 16-bar trio (conductor, 16 embeddings of 512)
+    'model.decoder': 'hier', 'model.num_segments': 16,
+    'model.enc_sizes': (2048,), 'model.z_size': 512, 'model.conductor_sizes': (1024, 1024),
+    'model.embedding_size': 512, 'model.dec_sizes': (1024, 1024), 'loss.free_bits': 256.0,
+    'train.batch_size': 512,
+}
+HIER_MAGENTA = {  # the reference's hierdec-mel_16bar / hierdec-trio_16bar: teacher forcing only
+    'data.mode': 'magenta', 'model.decoder': 'hier', 'model.num_segments': 16,
+    'model.enc_sizes': (2048, 2048), 'model.z_size': 512, 'model.conductor_sizes': (1024, 1024),
+    'model.embedding_size': None, 'model.dec_sizes': (1024, 1024),
+    'loss.free_bits': 256.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.0,
+    'train.scheduled_sampling': False,
+}
+HIER_SMALL = {
+    'model.decoder': 'hier', 'model.num_segments': 16,
+    'model.enc_sizes': (256,), 'model.z_size': 128, 'model.conductor_sizes': (256,),
+    'model.embedding_size': 128, 'model.dec_sizes': (256,),
+    'loss.free_bits': 64.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.999,
+    'train.num_steps': 2000, 'train.ss_rate': 100.0,
+    'train.log_every_steps': 50, 'train.checkpoint_every_steps': 500,
+    'eval.every_steps': 500, 'eval.num_batches': 4,
+}
+
+
 SMOKE = {
     # seconds on a CPU: for tests and for checking an installation. Trains on the Freedoom songs.
     'data.source': 'freedoom',

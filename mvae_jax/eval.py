@@ -39,9 +39,9 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from mvae_jax import config_lib, input_pipeline, losses, metrics, parallel, train
+from mvae_jax import config_lib, input_pipeline, logs, losses, metrics, parallel, train
 from mvae_jax.models import MusicVAE, default_part_names
 
 
@@ -340,15 +340,8 @@ def default_output(results: dict[str, Any]) -> str:
   return os.path.join(results['workdir'], f'eval_{results["step"]}{suffix}.json')
 
 
-def _quiet_logs() -> None:
-  """Orbax logs every restore at INFO / WARNING; keep the console for results unless the user
-  asked for a verbosity."""
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)
-
-
 def main(argv: Sequence[str]) -> int:
-  _quiet_logs()
+  logs.quiet_unless_asked()
   if len(argv) > 1:
     print(f'error: unexpected arguments {list(argv[1:])}', file=sys.stderr)
     return 2

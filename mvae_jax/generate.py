@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 import note_seq
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from data_pipelines import encoding, midi
-from mvae_jax import config_lib, metrics, plotting
+from mvae_jax import config_lib, logs, metrics, plotting
 from mvae_jax import eval as eval_lib
 from mvae_jax.models import MusicVAE, default_part_names
 
@@ -519,15 +519,8 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   return w.paths
 
 
-def _quiet_logs() -> None:
-  """Orbax logs every restore at INFO / WARNING; keep the console for results unless the user
-  asked for a verbosity."""
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)
-
-
 def main(argv: Sequence[str]) -> int:
-  _quiet_logs()
+  logs.quiet_unless_asked()
   if len(argv) != 2 or argv[1] not in COMMANDS:
     print(f'usage: python -m mvae_jax.generate {{{"|".join(COMMANDS)}}} --workdir=RUN [flags]; '
           f'got {list(argv[1:])}', file=sys.stderr)

@@ -9,6 +9,7 @@ import time
 from typing import Mapping
 
 import jax
+from absl import flags, logging
 
 
 class MetricWriter:
@@ -64,3 +65,10 @@ def _duration(seconds: float) -> str:
   m, s = divmod(int(seconds), 60)
   h, m = divmod(m, 60)
   return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+def quiet_unless_asked() -> None:
+  """Orbax and TFDS log every restore and read at INFO / WARNING: keep a command's console for
+  its results unless the user passed --verbosity."""
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.ERROR)
