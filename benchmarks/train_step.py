@@ -5,7 +5,10 @@ r"""Training-step throughput of any config on synthetic batches of the right sha
 
 The step is the real one (`mvae_jax.train.train_step`: loss, gradients, clipping, Adam, scheduled
 sampling as configured), jitted over all local devices. Compile time is measured apart from the
-median step time. Prints one JSON line; --json appends it to a file.
+median step time; `cpu_s_per_step` is process CPU time (the fairer figure on a shared machine);
+`gflop_per_example` / `roofline_fraction` count matrix-product FLOPs (benchmarks/flops.py) against
+the 205 GFLOP/s measured for a large product on the 2-core machine. Prints one JSON line; --json
+appends it to a file.
 """
 import argparse
 import datetime
@@ -22,6 +25,9 @@ import numpy as np
 
 from mvae_jax import config_lib, parallel, train
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import flops  # noqa: E402  pylint: disable=g-import-not-at-top
+
 
 def load_config(spec: str):
   path, _, arg = spec.partition(':')
@@ -36,6 +42,17 @@ def parse_value(text: str):
     return eval(text, {}, {})  # numbers, tuples, True/False, None
   except Exception:
     return text
+
+
+def apply_overrides(config, overrides) -> None:
+  """Applies `section.field=value` strings to an unlocked config."""
+  for kv in overrides:
+    key, _, value = kv.partition('=')
+    node = config
+    *path, leaf = key.split('.')
+    for p in path:
+      node = node[p]
+    node[leaf] = parse_value(value)
 
 
 def synthetic_tokens(config, batch: int, seed: int = 0) -> np.ndarray:
@@ -66,18 +83,24 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
     state, m = compiled(state, b, rng)
   jax.block_until_ready(m)
   times = []
+  c0 = time.process_time()
   for _ in range(steps):
     t = time.perf_counter()
     state, m = compiled(state, b, rng)
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t)
+  cpu_s = (time.process_time() - c0) / steps
   med = float(np.median(times))
+  gflop = flops.train_gflop_per_example(config)
   return {
       'config': f'{config.family}:{config.preset}', 'batch': batch, 'steps': steps,
       'median_step_s': round(med, 5), 'examples_per_s': round(batch / med, 1),
       'p10_step_s': round(float(np.percentile(times, 10)), 5),
       'p90_step_s': round(float(np.percentile(times, 90)), 5),
-      'compile_s': round(compile_s, 2), 'params': n_params,
+      'cpu_s_per_step': round(cpu_s, 5), 'compile_s': round(compile_s, 2), 'params': n_params,
+      # Matrix-product FLOPs counted like the reference's graph (benchmarks/flops.py).
+      'gflop_per_example': round(gflop, 4), 'gflop_per_s': round(gflop * batch / med, 1),
+      'roofline_fraction': round(gflop * batch / med / flops.ROOFLINE_GFLOPS, 3),
       'scheduled_sampling': bool(config.train.scheduled_sampling), 'dtype': config.model.dtype,
       'final_loss': float(m['loss']), 'devices': [d.device_kind for d in jax.local_devices()],
       'jax': jax.__version__, 'machine': platform.machine(), 'cpus': os.cpu_count(),
@@ -97,13 +120,7 @@ def main(argv=None):
   a = ap.parse_args(argv)
   config = load_config(a.config)
   with config.unlocked():
-    for kv in a.set:
-      key, _, value = kv.partition('=')
-      node = config
-      *path, leaf = key.split('.')
-      for p in path:
-        node = node[p]
-      node[leaf] = parse_value(value)
+    apply_overrides(config, a.set)
     config.train.batch_size = a.batch
   result = benchmark(config, a.batch, a.steps, a.warmup)
   result['overrides'] = a.set

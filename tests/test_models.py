@@ -444,3 +444,30 @@ def test_teacher_forced_recurrence_only_multiplies_h():
     if kw.get('decoder') == 'hier':  # one conductor step: h @ W_h per layer + inputs above 0
       expected.append(2 * len(kw['conductor_sizes']) - 1)
     assert sorted(counts) == sorted(expected)
+
+
+@pytest.mark.parametrize('reverse', [False, True])
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_run_layer_custom_gradient_equals_autodiff(reverse, dtype):
+  """`run_layer`'s hand-written backward pass gives autodiff's values and gradients."""
+  from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
+  time, batch, h = 7, 3, 5
+  k = jax.random.split(jax.random.PRNGKey(0), 5)
+  gx = jax.random.normal(k[0], (time, batch, 4 * h))
+  c0 = 0.5 * jax.random.normal(k[1], (batch, h))
+  h0 = 0.5 * jax.random.normal(k[2], (batch, h))
+  w = 0.5 * jax.random.normal(k[3], (h, 4 * h))
+  proj = jax.random.normal(k[4], (time, batch, h))
+
+  def loss(run):
+    def f(gx, c0, h0, w):
+      (c, hl), hs = run(gx, (c0, h0), w, jnp.dtype(dtype), 1, reverse)
+      return jnp.sum(hs * proj) + jnp.sum(jnp.sin(c)) + 0.7 * jnp.sum(hl)
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))
+
+  v_fast, g_fast = loss(lstm.run_layer)(gx, c0, h0, w)
+  v_ref, g_ref = loss(lstm.run_layer_reference)(gx, c0, h0, w)
+  tol = 1e-5 if dtype == 'float32' else 2e-2
+  np.testing.assert_allclose(v_fast, v_ref, rtol=tol, atol=tol)
+  for a, b in zip(g_fast, g_ref):
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))

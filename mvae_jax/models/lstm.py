@@ -9,9 +9,11 @@ Gates are fused: one `[in, 4 * features]` input kernel and one `[features, 4 * f
 recurrent kernel, gate order (input, cell candidate, forget, output) along the last axis, the
 same order as TensorFlow's LSTMCell (i, j, f, o). The forget-gate bias starts at +1.0.
 Matmuls run in `dtype` (e.g. bfloat16) with float32 accumulation; cell and hidden states are
-always float32.
+always float32. `run_layer` has a hand-written backward pass (the recurrent kernel's gradient
+as one product after the backward scan); `run_layer_reference` is the plain autodiff version.
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -74,6 +76,11 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
               unroll: int = 1, reverse: bool = False) -> tuple[Carry, jax.Array]:
   """Runs one layer over precomputed input gates.
 
+  Same values as `run_layer_reference` (plain `lax.scan` over `lstm_cell`), with a hand-written
+  backward pass (`_recurrence`): the backward scan only does `dgates @ W_h^T` per step and the
+  recurrent kernel's gradient is one [H, time * batch] x [time * batch, 4H] product after it,
+  instead of time small accumulated products (docs/PERFORMANCE.md).
+
   Args:
     gates_x: float32 [time, batch, 4 * features] (time-major), `x @ W_in + bias` for every step.
     carry: initial (c, h), float32 [batch, features].
@@ -84,6 +91,14 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
   Returns:
     (final carry, hs float32 [time, batch, features]).
   """
+  c0, h0 = carry
+  return _recurrence(gates_x, c0, h0, recurrent_kernel, jnp.dtype(dtype), unroll, reverse)
+
+
+def run_layer_reference(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array,
+                        dtype: Any, unroll: int = 1,
+                        reverse: bool = False) -> tuple[Carry, jax.Array]:
+  """The straightforward `run_layer` (autodiff through `lax.scan`); tests compare the two."""
   w = recurrent_kernel.astype(dtype)
 
   def step(carry, gx):
@@ -91,6 +106,71 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
     return carry, carry[1]
 
   return jax.lax.scan(step, carry, gates_x, unroll=unroll, reverse=reverse)
+
+
+def _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+  """The recurrence, also returning what the backward pass needs: every step's c and the
+  gate activations (sigmoid i, tanh g, sigmoid f, sigmoid o), float32 [time, batch, 4H]."""
+  w = recurrent_kernel.astype(dtype)
+
+  def step(carry, gx):
+    c, h = carry
+    gates = gx + matmul(h, w, dtype)
+    i, g, f, o = jnp.split(gates, NUM_GATES, axis=-1)
+    i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (c, h), (h, c, jnp.concatenate([i, g, f, o], axis=-1))
+
+  return jax.lax.scan(step, (c0, h0), gates_x, unroll=unroll, reverse=reverse)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _recurrence(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+  # Without differentiation nothing needs the residuals.
+  return run_layer_reference(gates_x, (c0, h0), recurrent_kernel, dtype, unroll, reverse)
+
+
+def _recurrence_fwd(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+  (c, h), (hs, cs, acts) = _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll,
+                                         reverse)
+  return ((c, h), hs), (c0, h0, recurrent_kernel, hs, cs, acts)
+
+
+def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
+  """The value each step started from: x0 for the first step in scan order, else the
+  neighbouring step's output."""
+  if reverse:
+    return jnp.concatenate([xs[1:], x0[None]], axis=0)
+  return jnp.concatenate([x0[None], xs[:-1]], axis=0)
+
+
+def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
+  c0, h0, recurrent_kernel, hs, cs, acts = residuals
+  (dc_last, dh_last), dhs = cotangents
+  w_t = recurrent_kernel.astype(dtype).T
+
+  def step(carry, xs):
+    dc, dh_rec = carry  # gradients w.r.t. this step's c and h from later steps
+    dh_out, c, c_prev, a = xs
+    i, g, f, o = jnp.split(a, NUM_GATES, axis=-1)
+    dh = dh_out + dh_rec
+    tanh_c = jnp.tanh(c)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    dgates = jnp.concatenate([dc * g * i * (1.0 - i), dc * i * (1.0 - g * g),
+                              dc * c_prev * f * (1.0 - f), dh * tanh_c * o * (1.0 - o)], axis=-1)
+    return (dc * f, matmul(dgates, w_t, dtype)), dgates
+
+  (dc0, dh0), dgates = jax.lax.scan(
+      step, (dc_last, dh_last), (dhs, cs, _previous(cs, c0, reverse), acts), unroll=unroll,
+      reverse=not reverse)
+  # sum_t h_{t-1}^T dgates_t as one product over (time, batch).
+  dw = jax.lax.dot_general(_previous(hs, h0, reverse).astype(dtype), dgates.astype(dtype),
+                           (((0, 1), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
+  return dgates, dc0, dh0, dw.astype(recurrent_kernel.dtype)
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 class Linear(nn.Module):

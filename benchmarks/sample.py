@@ -1,0 +1,102 @@
+r"""Sampling throughput (sequences/s): z ~ N(0, I) -> free-running decode at temperature 0.5.
+
+  python benchmarks/sample.py --config=configs/melody2.py:magenta --batch=64 --calls=5 \
+      [--json=OUT.json] [--set model.unroll=2 ...]
+  python benchmarks/sample.py --all --json=benchmarks/results/sample.json   # every family, small + magenta
+
+Times `MusicVAE.decode` (the same jitted call `mvae_jax.generate` makes) on random parameters
+(`init`; throughput does not depend on their values) and reports the median over `--calls` calls
+after one warm-up call, with the compile time apart. One JSON line per config.
+"""
+import argparse
+import datetime
+import functools
+import json
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train_step as bench  # noqa: E402
+
+from mvae_jax import config_lib, train  # noqa: E402
+
+FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16')
+PRESETS = ('small', 'magenta')
+
+
+def _decode(params, z, rng, *, model, batch, time_steps):
+  return model.apply({'params': params}, z, batch_size=batch, time=time_steps, temperature=0.5,
+                     rngs={'sample': rng}, method=model.decode)[0]
+
+
+def benchmark(config, batch: int, calls: int) -> dict:
+  model = train.create_model(config.model)
+  t = config_lib.time_steps(config.data.kind)
+  tokens = jnp.zeros((1, t, len(config.model.part_vocab)), jnp.int32)
+  rng = jax.random.PRNGKey(0)
+  params = jax.jit(model.init)({'params': rng, 'z': rng, 'sample': rng}, tokens)['params']
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  z = (jax.random.normal(rng, (batch, config.model.z_size))
+       if config.model.use_encoder else None)
+  fn = jax.jit(functools.partial(_decode, model=model, batch=batch, time_steps=t))
+  t0 = time.perf_counter()
+  compiled = fn.lower(params, z, rng).compile()
+  compile_s = time.perf_counter() - t0
+  jax.block_until_ready(compiled(params, z, rng))
+  times = []
+  c0 = time.process_time()
+  for i in range(calls):
+    t1 = time.perf_counter()
+    jax.block_until_ready(compiled(params, z, jax.random.fold_in(rng, i)))
+    times.append(time.perf_counter() - t1)
+  cpu = (time.process_time() - c0) / calls
+  med = float(np.median(times))
+  return {
+      'config': f'{config.family}:{config.preset}', 'batch': batch, 'time_steps': t,
+      'calls': calls, 'median_call_s': round(med, 5), 'sequences_per_s': round(batch / med, 1),
+      'steps_per_s': round(batch * t / med, 1), 'cpu_s_per_call': round(cpu, 5),
+      'compile_s': round(compile_s, 2), 'params': n_params,
+      'devices': [d.device_kind for d in jax.local_devices()], 'jax': jax.__version__,
+      'machine': platform.machine(), 'cpus': os.cpu_count(),
+      'loadavg_1m': round(os.getloadavg()[0], 2),
+      'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+  }
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--config', default=None)
+  ap.add_argument('--all', action='store_true', help='every family at the small and magenta presets')
+  ap.add_argument('--batch', type=int, default=64)
+  ap.add_argument('--calls', type=int, default=5)
+  ap.add_argument('--json', default=None)
+  ap.add_argument('--set', nargs='*', default=[], help='section.field=value overrides')
+  a = ap.parse_args(argv)
+  if a.all == bool(a.config):
+    ap.error('give exactly one of --config and --all')
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  specs = ([f'{here}/configs/{f}.py:{p}' for f in FAMILIES for p in PRESETS] if a.all
+           else [a.config])
+  for spec in specs:
+    config = bench.load_config(spec)
+    with config.unlocked():
+      bench.apply_overrides(config, a.set)
+    result = benchmark(config, a.batch, a.calls)
+    result['overrides'] = a.set
+    line = json.dumps(result)
+    print(line, flush=True)
+    if a.json:
+      os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+      with open(a.json, 'a') as f:
+        f.write(line + '\n')
+
+
+if __name__ == '__main__':
+  sys.exit(main())
