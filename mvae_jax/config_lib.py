@@ -157,7 +157,7 @@ FLAT_MAGENTA = {  # the reference's cat-*_2bar_small
     'train.batch_size': 512, 'train.num_steps': 100_000,
 }
 FLAT_SMALL = {
-    # Measured: 0.13 s per step at batch 64 on 2 cores (benchmarks/RESULTS.md). Schedules shrunk
+    # Measured: 0.13-0.15 s per step at batch 64 on 2 cores (benchmarks/RESULTS.md). Schedules shrunk
     # with the step budget: beta reaches 95% of its maximum by step 3000 and the sampling
     # probability passes 0.99 near step 1500 (the paper's rates assume 100k+ steps).
     'model.enc_sizes': (128,), 'model.z_size': 64, 'model.dec_sizes': (256,),
