@@ -19,7 +19,9 @@ import sys
 import tempfile
 import time
 
-from data_pipelines import build as build_lib
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train_step as bench  # noqa: E402
+from data_pipelines import build as build_lib  # noqa: E402
 from data_pipelines import encoding
 
 
@@ -66,12 +68,7 @@ def main(argv=None):
   load0 = round(os.getloadavg()[0], 2)
   result = benchmark(a.source, kinds, a.mode, a.workers)
   result['loadavg_1m_start'] = load0
-  line = json.dumps(result)
-  print(line, flush=True)
-  if a.json:
-    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-    with open(a.json, 'a') as f:
-      f.write(line + '\n')
+  bench.emit(result, a.json)
 
 
 if __name__ == '__main__':

@@ -90,12 +90,7 @@ def main(argv=None):
       bench.apply_overrides(config, a.set)
     result = benchmark(config, a.batch, a.calls)
     result['overrides'] = a.set
-    line = json.dumps(result)
-    print(line, flush=True)
-    if a.json:
-      os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-      with open(a.json, 'a') as f:
-        f.write(line + '\n')
+    bench.emit(result, a.json)
 
 
 if __name__ == '__main__':

@@ -109,6 +109,16 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
   }
 
 
+def emit(result: dict, json_path: str | None) -> None:
+  """Prints one JSON line and appends it to `json_path` (if given): every benchmark's output."""
+  line = json.dumps(result)
+  print(line, flush=True)
+  if json_path:
+    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+    with open(json_path, 'a') as f:
+      f.write(line + '\n')
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument('--config', required=True)
@@ -124,12 +134,7 @@ def main(argv=None):
     config.train.batch_size = a.batch
   result = benchmark(config, a.batch, a.steps, a.warmup)
   result['overrides'] = a.set
-  line = json.dumps(result)
-  print(line, flush=True)
-  if a.json:
-    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-    with open(a.json, 'a') as f:
-      f.write(line + '\n')
+  emit(result, a.json)
 
 
 if __name__ == '__main__':
