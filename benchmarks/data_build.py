@@ -46,9 +46,7 @@ def benchmark(source: str, kinds: tuple[str, ...], mode: str, workers: int | Non
       'files_per_s': round(rep['files_total'] / wall, 2),
       'windows_per_s': round(raw / wall, 1), 'kept_windows_per_s': round(kept / wall, 1),
       'parent_cpu_s': round(parent_cpu, 1),
-      'machine': platform.machine(), 'cpus': os.cpu_count(),
-      'loadavg_1m': round(os.getloadavg()[0], 2),
-      'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+      **bench.machine_info(),
   }
 
 

@@ -63,9 +63,7 @@ def benchmark(config, batch: int, calls: int) -> dict:
       'steps_per_s': round(batch * t / med, 1), 'cpu_s_per_call': round(cpu, 5),
       'compile_s': round(compile_s, 2), 'params': n_params,
       'devices': [d.device_kind for d in jax.local_devices()], 'jax': jax.__version__,
-      'machine': platform.machine(), 'cpus': os.cpu_count(),
-      'loadavg_1m': round(os.getloadavg()[0], 2),
-      'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+      **bench.machine_info(),
   }
 
 

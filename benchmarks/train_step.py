@@ -109,6 +109,13 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
   }
 
 
+def machine_info() -> dict:
+  """Where and when a figure was measured: every benchmark's JSON carries these fields."""
+  return {'machine': platform.machine(), 'cpus': os.cpu_count(),
+          'loadavg_1m': round(os.getloadavg()[0], 2),
+          'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}
+
+
 def emit(result: dict, json_path: str | None) -> None:
   """Prints one JSON line and appends it to `json_path` (if given): every benchmark's output."""
   line = json.dumps(result)
