@@ -10,10 +10,8 @@ and windows/s (windows extracted before dedup, over all kinds; windows kept afte
 reported too). One JSON line.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile

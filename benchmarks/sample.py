@@ -9,11 +9,9 @@ Times `MusicVAE.decode` (the same jitted call `mvae_jax.generate` makes) on rand
 after one warm-up call, with the compile time apart. One JSON line per config.
 """
 import argparse
-import datetime
 import functools
 import json
 import os
-import platform
 import sys
 import time
 
