@@ -14,7 +14,7 @@ PRESETS = {
               'train.num_steps': 150_000},
     'magenta': {**lib.HIER_MAGENTA, 'train.batch_size': 512, 'train.num_steps': 150_000},
     'small': {**lib.HIER_SMALL, 'train.batch_size': 32, 'eval.batch_size': 128},
-    'smoke': {**lib.SMOKE, 'model.decoder': 'hier', 'model.num_segments': 16},
+    'smoke': lib.HIER_SMOKE,
 }
 
 

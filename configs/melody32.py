@@ -16,7 +16,7 @@ PRESETS = {
               'train.num_steps': 150_000},
     'magenta': {**lib.HIER_MAGENTA, 'train.batch_size': 512, 'train.num_steps': 150_000},
     'small': {**lib.HIER_SMALL, 'train.batch_size': 16, 'eval.batch_size': 64},
-    'smoke': {**lib.SMOKE, 'model.decoder': 'hier', 'model.num_segments': 16},
+    'smoke': lib.HIER_SMOKE,
 }
 
 

@@ -207,6 +207,7 @@ SMOKE = {
     'eval.num_batches': 2,
     'eval.batch_size': 8,
 }
+HIER_SMOKE = {**SMOKE, 'model.decoder': 'hier', 'model.num_segments': 16}
 
 
 _TIME_STEPS = {'mel_2bar': 32, 'drums_2bar': 32, 'mel_16bar': 256, 'mel_32bar': 512,
