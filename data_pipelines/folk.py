@@ -24,8 +24,17 @@ Bar placement (what a "bar" is matters: windows start on bar lines and only 4/4 
   grid. (Music21 pads the same measure with `paddingLeft`.)
 - A meter change restarts the grid where the new meter's first measure starts, and a time
   signature event is written there (downstream splitting treats each meter section on its own).
-- Repeats are not expanded (repeated bars would only repeat windows); grace notes are dropped;
-  tied notes are merged; chords (rare, e.g. final double stops) keep all their notes; chord
+- Repeats are played out (default; `expand_repeats=False` keeps the written form): repeat signs,
+  first / second endings and da capo / dal segno marks that music21's ABC reader records are
+  expanded with music21's own `repeat.Expander`, the way a performer plays the tune (the paper's
+  MIDI files are performances, with repeats played). The expander runs on a skeleton of empty
+  measures carrying only the barlines, endings and repeat marks (its deep copies of full measures
+  cost 5x the parse) and gives the order in which the written measures are played; its result
+  is checked against music21's full `expandRepeats` in tests/test_folk.py. Where music21 finds
+  the marks incoherent (or the expander fails), the written form is used and the tune is counted
+  as 'repeats_not_expanded' in the build report. Music21 reads a `:|` without an earlier `|:` as
+  "repeat from the start of the tune", also after a `||` section break.
+- Grace notes are dropped; tied notes are merged; chords (rare, e.g. final double stops) keep all their notes; chord
   symbols ("G", "Am" above the staff) are not notes and are ignored.
 - A tune without a meter (`M:none` or no M: field: free meter, 218 tunes, mostly Essen) is skipped
   with reason 'no_meter' rather than read as 4/4 like a MIDI file without a time signature.
@@ -50,7 +59,7 @@ import re
 import note_seq
 
 # Bumped whenever the conversion changes, so caches of converted tunes are invalidated.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: repeats expanded
 
 COLLECTIONS = ('essenFolksong', 'oneills1850', 'ryansMammoth', 'airdsAirs', 'miscFolk')
 
@@ -168,9 +177,52 @@ def parse_tune(text: str):
     return translate.abcToStreamScore(handler)
 
 
-def tune_to_note_sequence(text: str) -> note_seq.NoteSequence:
-  """ABC text of one tune -> NoteSequence (raises `TuneError` when it has no notes)."""
-  return score_to_note_sequence(parse_tune(text))
+def tune_to_note_sequence(text: str, expand_repeats: bool = True,
+                          counts=None) -> note_seq.NoteSequence:
+  """ABC text of one tune -> NoteSequence (raises `TuneError` when it has no notes).
+
+  `counts` (a `collections.Counter`, optional) gets 'repeats_not_expanded' += 1 when the tune's
+  repeats could not be expanded (the written form is used then).
+  """
+  return score_to_note_sequence(parse_tune(text), expand_repeats, counts)
+
+
+def played_order(part, measures) -> list[int] | None:
+  """Indices of `measures` (`part`'s written measures) in the order a performer plays them.
+
+  music21's `repeat.Expander` on a skeleton: one empty measure per written measure, with its
+  barlines, repeat expressions (da capo, segno, fine, coda...) and the part's repeat brackets
+  (first / second endings). Returns None when there is nothing to expand; raises `ValueError`
+  when music21 finds the repeat marks incoherent.
+  """
+  import copy  # pylint: disable=g-import-not-at-top
+  from music21 import repeat, spanner, stream  # pylint: disable=g-import-not-at-top
+  skeleton = stream.Part()
+  by_id = {}
+  for i, m in enumerate(measures):
+    s = stream.Measure(number=m.number)
+    s.numberSuffix = m.numberSuffix
+    s.id = f'written{i}'
+    if m.leftBarline is not None:
+      s.leftBarline = copy.deepcopy(m.leftBarline)
+    if m.rightBarline is not None:
+      s.rightBarline = copy.deepcopy(m.rightBarline)
+    for mark in m.getElementsByClass(repeat.RepeatExpression):
+      s.insert(mark.offset, copy.deepcopy(mark))
+    by_id[id(m)] = s
+    skeleton.append(s)
+  for rb in part.spannerBundle.getByClass(spanner.RepeatBracket):
+    spanned = [by_id[id(m)] for m in rb.getSpannedElements() if id(m) in by_id]
+    if spanned:
+      skeleton.insert(0, spanner.RepeatBracket(spanned, number=rb.number))
+  expander = repeat.Expander(skeleton)
+  ok = expander.isExpandable()
+  if ok is None:
+    return None
+  if not ok:
+    raise ValueError('music21 finds the repeat marks incoherent')
+  played = expander.process()
+  return [int(m.id[len('written'):]) for m in played.getElementsByClass(stream.Measure)]
 
 
 def _frac(x) -> fractions.Fraction:
@@ -259,7 +311,8 @@ def _part_events(part, measures, starts):
   return notes
 
 
-def score_to_note_sequence(score) -> note_seq.NoteSequence:
+def score_to_note_sequence(score, expand_repeats: bool = True,
+                           counts=None) -> note_seq.NoteSequence:
   """A parsed (monophonic) folk score -> unquantised NoteSequence; see the module docstring."""
   from music21 import meter, stream  # pylint: disable=g-import-not-at-top
   # Voices without notes (e.g. an `x`-only second voice, or an empty first one) carry no layout.
@@ -276,6 +329,16 @@ def score_to_note_sequence(score) -> note_seq.NoteSequence:
   if not measures0:
     # No bar lines at all: one "measure" that is the whole part, on the default grid.
     measures0 = [parts[0]]
+  written0 = measures0
+  order = None
+  if expand_repeats and measures0 and isinstance(measures0[0], stream.Measure):
+    try:
+      order = played_order(parts[0], measures0)
+    except Exception:  # pylint: disable=broad-except
+      if counts is not None:
+        counts['repeats_not_expanded'] += 1
+    if order is not None:
+      measures0 = [measures0[k] for k in order]
   starts, sections = _measure_layout(measures0, first_ts)
 
   qpm = _first_tempo(score)
@@ -291,8 +354,10 @@ def score_to_note_sequence(score) -> note_seq.NoteSequence:
     measures = list(part.getElementsByClass(stream.Measure)) if i else measures0
     if i and not measures:
       measures = [part]
-    if len(measures) != len(measures0):
+    if i and len(measures) != len(written0):
       continue
+    if i and order is not None:
+      measures = [measures[k] for k in order]
     for onset, end, pitch in _part_events(part, measures, starts):
       if not 0 <= pitch <= 127:
         continue
