@@ -60,6 +60,8 @@ import note_seq
 
 # Bumped whenever the conversion changes, so caches of converted tunes are invalidated.
 CONVERTER_VERSION = 2  # 2: repeats expanded
+# A played-out tune longer than this many times its written measures is taken as a misreading.
+MAX_EXPANSION = 8
 
 COLLECTIONS = ('essenFolksong', 'oneills1850', 'ryansMammoth', 'airdsAirs', 'miscFolk')
 
@@ -197,6 +199,7 @@ def played_order(part, measures) -> list[int] | None:
   """
   import copy  # pylint: disable=g-import-not-at-top
   from music21 import repeat, spanner, stream  # pylint: disable=g-import-not-at-top
+  from music21 import bar  # pylint: disable=g-import-not-at-top
   skeleton = stream.Part()
   by_id = {}
   for i, m in enumerate(measures):
@@ -211,6 +214,7 @@ def played_order(part, measures) -> list[int] | None:
       s.insert(mark.offset, copy.deepcopy(mark))
     by_id[id(m)] = s
     skeleton.append(s)
+  _close_open_sections(list(skeleton.getElementsByClass(stream.Measure)), bar)
   for rb in part.spannerBundle.getByClass(spanner.RepeatBracket):
     spanned = [by_id[id(m)] for m in rb.getSpannedElements() if id(m) in by_id]
     if spanned:
@@ -222,7 +226,37 @@ def played_order(part, measures) -> list[int] | None:
   if not ok:
     raise ValueError('music21 finds the repeat marks incoherent')
   played = expander.process()
-  return [int(m.id[len('written'):]) for m in played.getElementsByClass(stream.Measure)]
+  order = [int(m.id[len('written'):]) for m in played.getElementsByClass(stream.Measure)]
+  if len(order) > MAX_EXPANSION * len(measures):
+    raise ValueError(f'expansion to {len(order)} measures from {len(measures)}')
+  return order
+
+
+def _close_open_sections(measures, bar):
+  """Gives every end repeat without a start its start, where a player would go back to.
+
+  ABC tunes often write `A :| B :|` with no `|:`: a player repeats each section, going back to
+  the previous end repeat or double bar (or the start). Music21 would go back to the start of the
+  tune every time (A A B A A B, and exponentially longer with more sections), so a start repeat
+  is put on the first measure of each such section before expanding.
+  """
+  section, open_start = 0, False
+  for i, m in enumerate(measures):
+    left, right = m.leftBarline, m.rightBarline
+    if isinstance(left, bar.Repeat) and left.direction == 'start':
+      open_start = True
+    if isinstance(right, bar.Repeat) and right.direction == 'end':
+      if not open_start and section < i + 1 and section > 0:
+        first = measures[section]
+        if not (isinstance(first.leftBarline, bar.Repeat)
+                and first.leftBarline.direction == 'start'):
+          first.leftBarline = bar.Repeat(direction='start')
+      open_start = False
+      section = i + 1
+    elif right is not None and getattr(right, 'type', None) in ('double', 'final', 'light-light',
+                                                                'light-heavy', 'heavy-light'):
+      if not open_start:
+        section = i + 1
 
 
 def _frac(x) -> fractions.Fraction:
@@ -287,18 +321,23 @@ def _part_events(part, measures, starts):
   from music21 import chord, harmony  # pylint: disable=g-import-not-at-top
   notes = []   # [onset, end, pitch]
   open_ties = {}  # pitch -> index into notes of a note whose tie continues
+  cache = {}  # id(measure) -> [(offset, duration, midi pitches, tie type)]: repeats reuse it
   for m, start in zip(measures, starts):
-    for el in m.notesAndRests:
-      if isinstance(el, harmony.Harmony) or el.isRest:
-        continue
-      dur = _frac(el.duration.quarterLength)
-      if el.duration.isGrace or dur <= 0:
-        continue
-      onset = start + _frac(el.offset)
-      pitches = el.pitches if isinstance(el, chord.Chord) else (el.pitch,)
-      tie_type = el.tie.type if el.tie is not None else None
-      for p in pitches:
-        midi = int(p.midi)
+    if id(m) not in cache:
+      events = []
+      for el in m.notesAndRests:
+        if isinstance(el, harmony.Harmony) or el.isRest:
+          continue
+        dur = _frac(el.duration.quarterLength)
+        if el.duration.isGrace or dur <= 0:
+          continue
+        pitches = el.pitches if isinstance(el, chord.Chord) else (el.pitch,)
+        events.append((_frac(el.offset), dur, [int(p.midi) for p in pitches],
+                       el.tie.type if el.tie is not None else None))
+      cache[id(m)] = events
+    for offset, dur, pitches, tie_type in cache[id(m)]:
+      onset = start + offset
+      for midi in pitches:
         idx = open_ties.pop(midi, None)
         if (idx is not None and tie_type in ('stop', 'continue')
             and abs(notes[idx][1] - onset) < fractions.Fraction(1, 8)):

@@ -8,7 +8,8 @@ pieces. This script writes one deterministic file of each kind (same bytes on ev
 hundred KB in all, so no binary is committed):
 
   dense_30k_notes.mid      4/4, 120 qpm, 30,000 notes (lead chords, bass octaves, drums), ~320 bars
-  tempo_2000_changes.mid   2,000 tempo changes: 40 blocks of 49 one-beat expressive tempo steps
+  tempo_2000_changes.mid   2,000 tempo changes after the initial tempo and one beat: 40 blocks
+                           of 49 one-beat expressive tempo steps
                            then a 17-bar stretch at one tempo (long enough for 2- and 16-bar
                            windows); the one-beat parts are too short for any window
   gap_1e8_ticks.mid        a 24-bar song, then one delta of 10^8 ticks before the end of track
@@ -121,11 +122,11 @@ def dense_30k_notes(rng):
 
 def tempo_2000_changes(rng):
   """40 x (49 one-beat tempo steps, then a 17-bar stable stretch): 2,000 tempo changes."""
-  meta = [_four_four()]
   qpm = 100.0
+  meta = [_four_four(), (0, _tempo(qpm))]  # the initial tempo, then one beat before the changes
   beats_per_block = 49 + 17 * 4
   for blk in range(40):
-    t0 = blk * beats_per_block * TPB
+    t0 = TPB + blk * beats_per_block * TPB
     for k in range(50):  # 49 expressive steps + the stable tempo
       new = qpm
       while new == qpm:
@@ -134,9 +135,9 @@ def tempo_2000_changes(rng):
       meta.append((t0 + k * TPB, _tempo(qpm)))
   bars = 40 * beats_per_block // 4 + 1
   notes = _song(rng, bars)
-  end = 40 * beats_per_block * TPB
+  end = TPB + 40 * beats_per_block * TPB
   notes = [n for n in notes if n[1] <= end]
-  assert len(meta) - 1 == 2000
+  assert len(meta) - 2 == 2000
   return _file(notes, meta)
 
 
