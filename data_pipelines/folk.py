@@ -189,12 +189,42 @@ def tune_to_note_sequence(text: str, expand_repeats: bool = True,
   return score_to_note_sequence(parse_tune(text), expand_repeats, counts)
 
 
+_SKELETON_MEASURE = None
+
+
+def _skeleton_measure_class():
+  """A music21 Measure whose deep copy copies only what the expander reads (4x faster)."""
+  global _SKELETON_MEASURE  # pylint: disable=global-statement
+  if _SKELETON_MEASURE is None:
+    import copy  # pylint: disable=g-import-not-at-top
+    from music21 import repeat, stream  # pylint: disable=g-import-not-at-top
+
+    class SkeletonMeasure(stream.Measure):
+      """An empty measure: number, barlines, repeat expressions and the written index (id)."""
+
+      def __deepcopy__(self, memo=None):
+        new = SkeletonMeasure(number=self.number)
+        new.numberSuffix = self.numberSuffix
+        new.id = self.id
+        if self.leftBarline is not None:
+          new.leftBarline = copy.deepcopy(self.leftBarline, memo)
+        if self.rightBarline is not None:
+          new.rightBarline = copy.deepcopy(self.rightBarline, memo)
+        for el in self.getElementsByClass(repeat.RepeatExpression):
+          new.insert(el.offset, copy.deepcopy(el, memo))
+        return new
+
+    _SKELETON_MEASURE = SkeletonMeasure
+  return _SKELETON_MEASURE
+
+
 def played_order(part, measures) -> list[int] | None:
   """Indices of `measures` (`part`'s written measures) in the order a performer plays them.
 
   music21's `repeat.Expander` on a skeleton: one empty measure per written measure, with its
   barlines, repeat expressions (da capo, segno, fine, coda...) and the part's repeat brackets
-  (first / second endings). Returns None when there is nothing to expand; raises `ValueError`
+  (first / second endings); its measures copy only those (the expander copies every measure it
+  repeats, which costs 5x the ABC parse for full measures). Returns None when there is nothing to expand; raises `ValueError`
   when music21 finds the repeat marks incoherent.
   """
   import copy  # pylint: disable=g-import-not-at-top
@@ -202,8 +232,9 @@ def played_order(part, measures) -> list[int] | None:
   from music21 import bar  # pylint: disable=g-import-not-at-top
   skeleton = stream.Part()
   by_id = {}
+  measure_cls = _skeleton_measure_class()
   for i, m in enumerate(measures):
-    s = stream.Measure(number=m.number)
+    s = measure_cls(number=m.number)
     s.numberSuffix = m.numberSuffix
     s.id = f'written{i}'
     if m.leftBarline is not None:
