@@ -62,7 +62,7 @@ SKIP_HINTS = {
     'truncated': 'the file ends early (partial download or copy?); fetch it again',
     'no_tracks': 'the file holds no track data; re-export it',
     'no_notes': 'the file holds no notes; nothing to learn from it',
-    'too_many_ticks': ('its last event lies beyond 1e10 ticks (a corrupt length field); '
+    'corrupt_ticks': ('its last event lies beyond 1e10 ticks (a corrupt length field); '
                        'the reference cannot read it either; repair or drop it'),
     'filtered_parts': 'dropped by --max_parts (off by default); raise or remove that option',
     'timeout': 'ran over --file_timeout; raise it if the file is genuinely large',

@@ -42,7 +42,7 @@ _DEFAULT_QPM = 120.0  # the implicit tempo of a MIDI file without tempo events
 class MidiError(ValueError):
   """A MIDI file that cannot be used; `reason` is a short code for build reports.
 
-  Reason codes: 'unreadable', 'truncated', 'no_tracks', 'too_many_ticks' (last event beyond
+  Reason codes: 'unreadable', 'truncated', 'no_tracks', 'corrupt_ticks' (last event beyond
   `MAX_TICKS`, refused by the reference's reader too), 'no_notes', and, only with the optional
   `Filters`, 'filtered_parts'. Real music is never skipped for its size: there is no note,
   length or time-change cap unless a `Filters` asks for one.
@@ -185,7 +185,7 @@ def midi_bytes_to_note_sequence(data: bytes, path='<bytes>') -> note_seq.NoteSeq
     raise MidiError(path, 'unreadable', f'ticks_per_beat={mid.ticks_per_beat}')
   max_ticks = max(sum(msg.time for msg in t) for t in mid.tracks)
   if max_ticks + 1 > MAX_TICKS:
-    raise MidiError(path, 'too_many_ticks', f'last event at tick {max_ticks}')
+    raise MidiError(path, 'corrupt_ticks', f'last event at tick {max_ticks}')
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')  # pretty_midi's "tempo events on non-zero tracks" etc.

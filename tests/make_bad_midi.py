@@ -27,7 +27,7 @@ EXPECTED = {
     'absurd_tempo.mid': None,
     'absurd_length.mid': None,
     'huge_tick.mid': None,
-    'beyond_max_ticks.mid': {'too_many_ticks'},
+    'beyond_max_ticks.mid': {'corrupt_ticks'},
     'huge_note_count.mid': None,
     'many_time_changes.mid': None,
     'no_notes.mid': {'no_notes'},

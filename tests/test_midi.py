@@ -114,7 +114,7 @@ def test_beyond_max_ticks(tmp_path):
   mid.save(file=buf)
   with pytest.raises(midi.MidiError) as e:
     midi.read_midi(_write(tmp_path, 'far.mid', buf.getvalue()))
-  assert e.value.reason == 'too_many_ticks'
+  assert e.value.reason == 'corrupt_ticks'
 
 
 def test_many_time_changes(tmp_path):
