@@ -145,7 +145,8 @@ def list_items(source: str, midi_dir: str | None = None) -> list[Item]:
   return sorted(items, key=lambda it: it.path)
 
 
-def source_fingerprint(source: str, items: list[Item], options: ConvertOptions | None = None) -> str:
+def source_fingerprint(source: str, items: list[Item],
+                       options: ConvertOptions | None = None) -> str:
   """Changes when any input (name, size, modification time), the options or the code change."""
   opts = options.key() if options is not None else ''
   h = hashlib.sha256(f'{source}|{WORK_VERSION}|{folk.CONVERTER_VERSION}|{opts}'.encode())
