@@ -69,7 +69,7 @@ class Filters:
     * `min_velocities`: a part with fewer distinct note-on velocities is dropped;
     * `min_metric_positions`: a part whose note onsets, quantised at 16 steps per quarter, fall
       on fewer distinct positions within a quarter note is dropped.
-  Dropped parts are counted per filter in the build report (`parts_filtered`).
+  Dropped parts are counted per filter in the build report (`counted`).
   """
   max_parts: int | None = None
   max_seconds: float | None = None
