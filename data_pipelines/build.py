@@ -15,11 +15,11 @@ From Python (the training code calls this when a dataset is missing):
 How one build runs:
 1. `list_items` lists the inputs in sorted order of their relative path (MIDI files, or ABC tunes
    for the folk source).
-2. `extract` converts every item in worker processes (`WorkerPool`): each worker has an
-   address-space cap (`resource.setrlimit`), every item a wall-clock timeout (a worker that runs
-   over is killed and replaced; the item is reported as 'timeout'), a crashed worker is replaced
-   ('crashed'). Any error is a per-item skip reason; nothing stops the build. One pass extracts all
-   requested kinds; windows go to a work folder on disk (rows in arrival order, an index in memory).
+2. `extract` converts every item (`convert_item`) in the bounded worker pool of `workers.py`
+   (per-worker memory cap, per-item wall-clock limit, crashed workers replaced). Any error is a
+   per-item skip reason; nothing stops the build, and no size or count of real music is a reason.
+   One pass extracts all requested kinds; windows go to a work folder on disk (rows in arrival
+   order, an index in memory).
 3. `select` orders rows by (item order, window index), drops items whose content hash was already
    seen ('duplicate'), dedups globally in paper mode (first occurrence kept), applies the seeded
    per-file cap in magenta mode, and splits train / eval by the item's content hash.
@@ -29,15 +29,12 @@ How one build runs:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import time
 
@@ -46,6 +43,7 @@ import numpy as np
 from data_pipelines import encoding
 from data_pipelines import folk
 from data_pipelines import midi
+from data_pipelines import workers as workers_lib
 
 SOURCES = ('folk', 'freedoom', 'folder')
 FREEDOOM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'freedoom')
@@ -55,7 +53,56 @@ FOLK_KINDS = ('mel_2bar', 'mel_16bar', 'mel_32bar')
 EVAL_PERCENT = 10           # share of files (by content hash) in the eval split
 FILE_TIMEOUT_S = 60.0       # wall-clock limit per item inside a worker
 WORKER_MEMORY_GB = 3.0      # address-space cap per worker process
-WORK_VERSION = 1            # bump when the work-folder format or the selection rules change
+WORK_VERSION = 2            # bump when the work-folder format or the selection rules change
+SLOWEST_SHOWN = 10          # the report lists this many slowest items with their time
+
+# What a user can do about each skip reason (shown in the report next to the counts).
+SKIP_HINTS = {
+    'unreadable': 'not a MIDI file the reader understands; re-export it from a MIDI editor',
+    'truncated': 'the file ends early (partial download or copy?); fetch it again',
+    'no_tracks': 'the file holds no track data; re-export it',
+    'no_notes': 'the file holds no notes; nothing to learn from it',
+    'corrupt_ticks': ('its last event lies beyond 1e10 ticks (a corrupt length field); '
+                       'the reference cannot read it either; repair or drop it'),
+    'filtered_parts': 'dropped by --max_parts (off by default); raise or remove that option',
+    'timeout': 'ran over --file_timeout; raise it if the file is genuinely large',
+    'memory': 'hit the --worker_memory_gb cap; raise it if the file is genuinely large',
+    'crashed': 'the worker process died on it; please report the file',
+    'recursion': 'the parser recursed too deep on it; please report the file',
+    'error': 'an unexpected error; please report the file with the detail shown',
+    'no_meter': 'folk: a free-meter tune (M:none) has no bar lines to put windows on',
+    'abc_error': 'folk: music21 could not parse the tune',
+}
+# Counted per item, not skips: what the report says about them.
+COUNT_HINTS = {
+    'repeats_not_expanded': ('folk tunes whose repeat marks music21 finds incoherent: used as '
+                             'written'),
+    'max_seconds': 'parts dropped by --max_seconds (off by default)',
+    'max_notes': 'parts dropped by --max_notes (off by default)',
+    'min_velocities': 'parts dropped by --min_velocities (off by default)',
+    'min_metric_positions': 'parts dropped by --min_metric_positions (off by default)',
+    'quantize_failed': 'parts dropped by --min_metric_positions: not quantisable',
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+  """How items are converted, beyond the window kinds and mode.
+
+  `filters`: Magenta's preprocessing-script filters (`midi.Filters`, all off by default).
+  `expand_repeats`: folk tunes are played out with their repeats (default on in paper mode, off in
+  magenta mode, which mirrors the reference; `folk.py`).
+  """
+  filters: midi.Filters = midi.Filters()
+  expand_repeats: bool = True
+
+  @classmethod
+  def default(cls, mode: str) -> 'ConvertOptions':
+    return cls(expand_repeats=mode == 'paper')
+
+  def key(self) -> str:
+    """A stable text form for cache fingerprints and metadata."""
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
 def default_data_dir() -> str:
@@ -98,16 +145,18 @@ def list_items(source: str, midi_dir: str | None = None) -> list[Item]:
   return sorted(items, key=lambda it: it.path)
 
 
-def source_fingerprint(source: str, items: list[Item]) -> str:
-  """Changes when any input (name, size, modification time) or the conversion code changes."""
-  h = hashlib.sha256(f'{source}|{WORK_VERSION}|{folk.CONVERTER_VERSION}'.encode())
+def source_fingerprint(source: str, items: list[Item],
+                       options: ConvertOptions | None = None) -> str:
+  """Changes when any input (name, size, modification time), the options or the code change."""
+  opts = options.key() if options is not None else ''
+  h = hashlib.sha256(f'{source}|{WORK_VERSION}|{folk.CONVERTER_VERSION}|{opts}'.encode())
   for it in items:
     if it.fmt == 'midi':
       st = os.stat(it.location)
       h.update(f'{it.path}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
     else:
       h.update(f'{it.path}|{it.file_id}\n'.encode())
-  for mod in (encoding, midi, folk):
+  for mod in (encoding, midi, folk, workers_lib):
     with open(mod.__file__, 'rb') as f:
       h.update(f.read())
   return h.hexdigest()[:16]
@@ -128,29 +177,36 @@ def _row_hashes(windows: np.ndarray) -> np.ndarray:
   return out
 
 
-def convert_item(item: Item, specs: dict) -> dict:
-  """Item -> {'file_id', 'reason' (None if read), 'detail', 'windows': {kind: int16 array}}.
+def convert_item(item: Item, specs: dict, options: ConvertOptions | None = None) -> dict:
+  """Item -> {'file_id', 'reason' (None if read), 'detail', 'windows': {kind: int16 array},
+  'hashes', 'counts': {event: n}} (counts: parts dropped by filters, unexpanded repeats).
 
   Never raises for bad input: every failure becomes a short reason code.
   """
+  options = options or ConvertOptions()
   res = {'path': item.path, 'file_id': item.file_id, 'reason': None, 'detail': '',
-         'windows': {}, 'hashes': {}}
+         'windows': {}, 'hashes': {}, 'counts': {}}
+  counts = collections.Counter()
+  filters = options.filters if options.filters.active else None
   try:
     if item.fmt == 'midi':
       try:
         with open(item.location, 'rb') as f:
-          data = f.read(midi.MAX_FILE_BYTES + 1)
+          data = f.read()
       except OSError as e:
         raise midi.MidiError(item.path, 'unreadable', str(e)) from e
       res['file_id'] = hashlib.md5(data).hexdigest()
       ns = midi.midi_bytes_to_note_sequence(data, item.path)
     else:
-      ns = folk.tune_to_note_sequence(item.location)
+      ns = folk.tune_to_note_sequence(item.location, options.expand_repeats, counts)
     parts_cache = {}
     for kind, spec in specs.items():
-      key = (spec.steps_per_quarter, spec.steps_per_bar, spec.max_time_changes)
+      key = (spec.steps_per_quarter, spec.steps_per_bar)
       if key not in parts_cache:
-        parts_cache[key] = midi.quantized_parts(ns, *key)
+        part_counts = collections.Counter()
+        parts_cache[key] = midi.quantized_parts(ns, *key, filters=filters, counts=part_counts)
+        for k, n in part_counts.items():  # the same parts for every grid: count once
+          counts[k] = max(counts[k], n)
       w = encoding.extract_windows(ns, spec, parts=parts_cache[key])
       res['windows'][kind] = w
       res['hashes'][kind] = _row_hashes(w)
@@ -167,151 +223,8 @@ def convert_item(item: Item, specs: dict) -> dict:
     res['detail'] = f'{type(e).__name__}: {e}'[:300]
   if res['reason']:
     res['windows'], res['hashes'] = {}, {}
+  res['counts'] = dict(counts)
   return res
-
-
-def _worker_main(read_fd, write_fd, kinds, mode, memory_bytes):
-  """Entry point of a worker process: converts the items it is sent until it gets None."""
-  try:  # Linux: die with the parent, even when stuck inside an item.
-    import ctypes  # pylint: disable=g-import-not-at-top
-    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-  except Exception:  # pylint: disable=broad-except
-    pass
-  conn_in = multiprocessing.connection.Connection(read_fd, writable=False)
-  conn_out = multiprocessing.connection.Connection(write_fd, readable=False)
-  if memory_bytes:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-  specs = {k: encoding.window_spec(k, mode) for k in kinds}
-  # Imports are done: from now on the parent's per-file clock measures only conversion time.
-  conn_out.send(('ready', None))
-  while True:
-    try:
-      msg = conn_in.recv()
-    except (EOFError, KeyboardInterrupt):
-      return
-    if msg is None:
-      return
-    idx, item = msg
-    try:
-      res = convert_item(item, specs)
-    except BaseException as e:  # pylint: disable=broad-except
-      res = {'path': item.path, 'file_id': item.file_id, 'reason': 'error',
-             'detail': f'{type(e).__name__}: {e}'[:300], 'windows': {}, 'hashes': {}}
-    conn_out.send((idx, res))
-
-
-class WorkerPool:
-  """Worker processes with a per-item timeout and memory cap; dead workers are replaced.
-
-  Workers are fresh interpreters (`python -c ...`), not forks: nothing of the caller (threads,
-  JAX, its `__main__`) is inherited or re-imported, so `build()` is safe to call from anywhere.
-  They talk to the parent over two pipes with `multiprocessing.connection` framing.
-  """
-
-  def __init__(self, kinds, mode, workers, timeout_s=FILE_TIMEOUT_S,
-               memory_gb=WORKER_MEMORY_GB):
-    self._args = (tuple(kinds), mode, int(memory_gb * 2**30) if memory_gb else 0)
-    self._timeout = timeout_s
-    self._workers = [self._spawn() for _ in range(workers)]
-
-  def _spawn(self):
-    to_child_r, to_child_w = os.pipe()
-    from_child_r, from_child_w = os.pipe()
-    code = ('import sys; from data_pipelines.build import _worker_main; '
-            f'_worker_main({to_child_r}, {from_child_w}, *{self._args!r})')
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env['PYTHONPATH'] = root + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
-    proc = subprocess.Popen([sys.executable, '-c', code], pass_fds=(to_child_r, from_child_w),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
-    os.close(to_child_r)
-    os.close(from_child_w)
-    return {'proc': proc,
-            'send': multiprocessing.connection.Connection(to_child_w, readable=False),
-            'conn': multiprocessing.connection.Connection(from_child_r, writable=False),
-            'task': None, 'since': 0.0, 'ready': False}
-
-  def _replace(self, w):
-    try:
-      w['proc'].kill()
-    except Exception:  # pylint: disable=broad-except
-      pass
-    w['proc'].wait()
-    w['send'].close()
-    w['conn'].close()
-    i = self._workers.index(w)
-    self._workers[i] = self._spawn()
-
-  def imap(self, items):
-    """Yields (index, result) for every item, in completion order."""
-    todo = list(enumerate(items))[::-1]
-    while todo or any(w['task'] is not None for w in self._workers):
-      for w in self._workers:
-        if w['task'] is None and todo and w['ready']:
-          idx, item = todo.pop()
-          try:
-            w['send'].send((idx, item))
-          except (BrokenPipeError, OSError):
-            todo.append((idx, item))
-            self._replace(w)
-            continue
-          w['task'], w['since'] = (idx, item), time.monotonic()
-      starting = [w for w in self._workers if not w['ready']]
-      busy = [w for w in self._workers if w['task'] is not None]
-      ready = multiprocessing.connection.wait([w['conn'] for w in busy + starting], timeout=0.25)
-      for w in starting:
-        if w['conn'] in ready:
-          try:
-            w['conn'].recv()  # the worker's ('ready', None)
-            w['ready'] = True
-          except (EOFError, OSError) as e:
-            w['proc'].wait()
-            raise RuntimeError(f'a conversion worker died while starting (exit code '
-                               f'{w["proc"].returncode}): cannot build') from e
-      now = time.monotonic()
-      for w in busy:
-        idx, item = w['task']
-        if w['conn'] in ready:
-          try:
-            got_idx, res = w['conn'].recv()
-            assert got_idx == idx
-            w['task'] = None
-            yield idx, res
-            continue
-          except (EOFError, OSError):
-            try:
-              code = w['proc'].wait(5)
-            except subprocess.TimeoutExpired:
-              code = None
-            w['task'] = None
-            self._replace(w)
-            yield idx, _failed(item, 'crashed', f'worker exit code {code}')
-            continue
-        if now - w['since'] > self._timeout:
-          w['task'] = None
-          self._replace(w)
-          yield idx, _failed(item, 'timeout', f'> {self._timeout:.0f} s')
-
-  def close(self):
-    for w in self._workers:
-      try:
-        w['send'].send(None)
-      except (BrokenPipeError, OSError):
-        pass
-    for w in self._workers:
-      try:
-        w['proc'].wait(5)
-      except subprocess.TimeoutExpired:
-        w['proc'].kill()
-        w['proc'].wait()
-      w['send'].close()
-      w['conn'].close()
-    self._workers = []
-
-
-def _failed(item, reason, detail):
-  return {'path': item.path, 'file_id': item.file_id, 'reason': reason, 'detail': detail,
-          'windows': {}, 'hashes': {}}
 
 
 class _Progress:
@@ -359,6 +272,7 @@ class Extraction:
   kinds: tuple
   convert_s: float
   workers: int
+  options: dict = dataclasses.field(default_factory=dict)
 
   def rows(self, kind: str) -> np.ndarray:
     shape = encoding.window_spec(kind, self.mode).shape
@@ -386,21 +300,25 @@ def _load_extraction(work_dir, kinds):
     return None
   return Extraction(work_dir=work_dir, source=meta['source'], mode=meta['mode'],
                     items=meta['items'], kinds=tuple(meta['kinds']),
-                    convert_s=meta['convert_s'], workers=meta['workers'])
+                    convert_s=meta['convert_s'], workers=meta['workers'],
+                    options=meta.get('options', {}))
 
 
 def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None,
             midi_dir: str | None = None, workers: int | None = None,
             timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
-            items: list[Item] | None = None, progress=True) -> Extraction:
+            items: list[Item] | None = None, progress=True,
+            options: ConvertOptions | None = None) -> Extraction:
   """Converts every input of `source` once for all `kinds`; reuses an earlier identical run.
 
-  `workers=0` converts in this process (no timeout or memory cap; for debugging).
+  `workers=0` converts in this process (no timeout or memory cap; for debugging). `options`
+  defaults to `ConvertOptions.default(mode)`.
   """
   data_dir = data_dir or default_data_dir()
   kinds = tuple(kinds)
+  options = options or ConvertOptions.default(mode)
   items = list_items(source, midi_dir) if items is None else items
-  work_dir = _work_dir(data_dir, source, mode, source_fingerprint(source, items))
+  work_dir = _work_dir(data_dir, source, mode, source_fingerprint(source, items, options))
   found = _load_extraction(work_dir, kinds)
   if found is not None:
     return found
@@ -417,7 +335,8 @@ def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None
 
   def consume(idx, res):
     records[idx] = {'path': res['path'], 'file_id': res['file_id'], 'reason': res['reason'],
-                    'detail': res['detail']}
+                    'detail': res['detail'], 'counts': res.get('counts') or {},
+                    'seconds': res.get('seconds')}
     for k, w in res['windows'].items():
       if len(w):
         bins[k].write(np.ascontiguousarray(w, np.int16).tobytes())
@@ -428,17 +347,18 @@ def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None
       bar.update(res['reason'])
 
   try:
+    specs = {k: encoding.window_spec(k, mode) for k in kinds}
     if workers == 0:
-      specs = {k: encoding.window_spec(k, mode) for k in kinds}
       for idx, item in enumerate(items):
-        consume(idx, convert_item(item, specs))
+        t_item = time.monotonic()
+        res = convert_item(item, specs, options)
+        res['seconds'] = time.monotonic() - t_item
+        consume(idx, res)
     else:
-      pool = WorkerPool(kinds, mode, workers, timeout_s, memory_gb)
-      try:
+      with workers_lib.WorkerPool('data_pipelines.build:convert_item', (specs, options),
+                                  workers, timeout_s, memory_gb) as pool:
         for idx, res in pool.imap(items):
           consume(idx, res)
-      finally:
-        pool.close()
   finally:
     for f in bins.values():
       f.close()
@@ -453,11 +373,12 @@ def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None
     raise RuntimeError(f'every worker crashed (first: {records[0]["detail"]}); see stderr')
   with open(os.path.join(tmp, 'items.json'), 'w') as f:
     json.dump({'source': source, 'mode': mode, 'kinds': list(kinds), 'items': records,
-               'convert_s': convert_s, 'workers': workers}, f)
+               'convert_s': convert_s, 'workers': workers,
+               'options': dataclasses.asdict(options)}, f)
   shutil.rmtree(work_dir, ignore_errors=True)
   os.replace(tmp, work_dir)
   return Extraction(work_dir=work_dir, source=source, mode=mode, items=records, kinds=kinds,
-                    convert_s=convert_s, workers=workers)
+                    convert_s=convert_s, workers=workers, options=dataclasses.asdict(options))
 
 
 # ----------------------------------------------------------------------------- selection
@@ -543,11 +464,17 @@ def select(ext: Extraction, kind: str, max_per_file: int | None = None, seed: in
 
 
 def report(ext: Extraction, selections: dict, total_s: float | None = None) -> dict:
-  """Build report: files read / skipped (by reason, with names), windows per kind, time."""
+  """Build report: files read / skipped (by reason, with names and what to do), per-item counts
+  (parts dropped by filters, unexpanded repeats), the slowest items, windows per kind, time."""
   skipped = [r for r in ext.items if r['reason'] is not None]
   by_reason = {}
   for r in skipped:
     by_reason.setdefault(r['reason'], []).append(r['path'])
+  counted = collections.Counter()
+  for r in ext.items:
+    counted.update(r.get('counts') or {})
+  timed = sorted((r for r in ext.items if r.get('seconds') is not None),
+                 key=lambda r: -r['seconds'])[:SLOWEST_SHOWN]
   sel_any = next(iter(selections.values()), None)
   return {
       'source': ext.source,
@@ -558,6 +485,10 @@ def report(ext: Extraction, selections: dict, total_s: float | None = None) -> d
       'skipped_by_reason': {k: len(v) for k, v in sorted(by_reason.items())},
       'skipped_files': {k: sorted(v) for k, v in sorted(by_reason.items())},
       'skipped_details': {r['path']: r['detail'] for r in skipped if r['detail']},
+      'skip_hints': {k: SKIP_HINTS.get(k, '') for k in sorted(by_reason)},
+      'counted': dict(sorted(counted.items())),
+      'slowest_files': [[r['path'], round(r['seconds'], 2)] for r in timed],
+      'options': ext.options,
       'duplicate_files': sel_any.stats['duplicate_files'] if sel_any else None,
       'kinds': {k: s.stats for k, s in selections.items()},
       'convert_s': round(ext.convert_s, 1),
@@ -572,9 +503,17 @@ def print_report(rep: dict, stream=None):
   w(f"== build report: source={rep['source']} mode={rep['mode']}\n")
   w(f"files: {rep['files_total']} total, {rep['files_read']} read, {rep['files_skipped']} skipped"
     f", {rep['duplicate_files']} duplicates\n")
+  hints = rep.get('skip_hints') or {}
   for reason, paths in rep['skipped_files'].items():
     shown = ', '.join(paths[:5]) + (f', ... ({len(paths) - 5} more)' if len(paths) > 5 else '')
     w(f'  skipped {reason}: {len(paths)}: {shown}\n')
+    if hints.get(reason):
+      w(f'    -> {hints[reason]}\n')
+  for name, n in (rep.get('counted') or {}).items():
+    w(f'  {name}: {n} ({COUNT_HINTS.get(name, "")})\n')
+  slow = rep.get('slowest_files') or []
+  if slow:
+    w('slowest files: ' + ', '.join(f'{p} {t:.1f} s' for p, t in slow[:5]) + '\n')
   for kind, s in rep['kinds'].items():
     w(f"{kind}: {s['windows_before_dedup']} windows -> {s['windows']} after dedup/cap "
       f"(ratio {s['dedup_ratio']}), train {s['train']}, eval {s['eval']}, "
@@ -591,24 +530,36 @@ def builder_name(source: str) -> str:
   return mvae_datasets.BUILDERS[source].name
 
 
-def config_name(kind: str, mode: str = 'paper') -> str:
-  return kind if mode == 'paper' else f'{kind}_{mode}'
+def config_name(kind: str, mode: str = 'paper', expand_repeats: bool | None = None) -> str:
+  """`<kind>` (paper) or `<kind>_<mode>`; folk tunes converted against the mode's repeat default
+  (`expand_repeats`, see `ConvertOptions`) get `_written` (paper) or `_expanded` (magenta)."""
+  name = kind if mode == 'paper' else f'{kind}_{mode}'
+  if expand_repeats is not None and expand_repeats != ConvertOptions.default(mode).expand_repeats:
+    name += '_expanded' if expand_repeats else '_written'
+  return name
 
 
 def get_builder(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
-                midi_dir: str | None = None, workers: int | None = None, **kwargs):
+                midi_dir: str | None = None, workers: int | None = None,
+                options: ConvertOptions | None = None, **kwargs):
   """The TFDS builder of (source, kind, mode) (not prepared)."""
   from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
   cls = mvae_datasets.BUILDERS[source]
-  return cls(config=config_name(kind, mode), data_dir=data_dir or default_data_dir(),
-             midi_dir=midi_dir, workers=workers, **kwargs)
+  expand = options.expand_repeats if options is not None and source == 'folk' else None
+  filters = options.filters if options is not None else None
+  return cls(config=config_name(kind, mode, expand), data_dir=data_dir or default_data_dir(),
+             midi_dir=midi_dir, workers=workers, filters=filters, **kwargs)
 
 
 def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
           midi_dir: str | None = None, workers: int | None = None, *, beam: bool = False,
           timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
-          keep_work: bool = False, quiet: bool = False):
+          keep_work: bool = False, quiet: bool = False, options: ConvertOptions | None = None):
   """Builds (if missing) the dataset of (source, kind, mode) under `data_dir`; returns the builder.
+
+  `options` (`ConvertOptions`): preprocessing filters (off by default) and, for folk, whether
+  repeats are expanded (default: on in paper mode). A dataset built with filters lands in the same
+  config folder as one without: use another `data_dir` for it.
 
   The conversion's work folder (`<data_dir>/mvae_work/...`) is deleted afterwards unless
   `keep_work`; `build_all` keeps it between kinds so that one conversion pass serves them all.
@@ -626,7 +577,7 @@ def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = No
       raise ValueError(
           f"{built.data_dir} was built from {built.info.metadata['midi_dir']}, not {midi_dir}; "
           'use another --data_dir for another MIDI folder')
-  b = get_builder(source, kind, mode, data_dir, midi_dir, workers, timeout_s=timeout_s,
+  b = get_builder(source, kind, mode, data_dir, midi_dir, workers, options, timeout_s=timeout_s,
                   memory_gb=memory_gb, beam=beam, quiet=quiet)
   dl_config = None
   if beam:
@@ -679,15 +630,18 @@ def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | Non
 def build_all(source: str, kinds, mode: str = 'paper', data_dir: str | None = None,
               midi_dir: str | None = None, workers: int | None = None, *, beam: bool = False,
               timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
-              keep_work: bool = False) -> dict:
+              keep_work: bool = False, options: ConvertOptions | None = None) -> dict:
   """Builds several kinds of one source with a single conversion pass; returns the report."""
   t0 = time.monotonic()
   data_dir = data_dir or default_data_dir()
+  options = options or ConvertOptions.default(mode)
   if not beam:
     # One pass for every kind; each builder then finds its kind in the work folder.
-    extract(source, kinds, mode, data_dir, midi_dir, workers, timeout_s, memory_gb)
+    extract(source, kinds, mode, data_dir, midi_dir, workers, timeout_s, memory_gb,
+            options=options)
   builders = {k: build(source, k, mode, data_dir, midi_dir, workers, beam=beam,
-                       timeout_s=timeout_s, memory_gb=memory_gb, keep_work=True, quiet=True)
+                       timeout_s=timeout_s, memory_gb=memory_gb, keep_work=True, quiet=True,
+                       options=options)
               for k in kinds}
   reports = [json.load(open(os.path.join(b.data_dir, 'build_report.json')))
              for b in builders.values()]
@@ -717,13 +671,38 @@ def main(argv=None):
   p.add_argument('--beam', action='store_true', help='run the conversion with Apache Beam')
   p.add_argument('--keep_work', action='store_true', help='keep the extraction work folder')
   p.add_argument('--report', default=None, help='also write the combined report JSON here')
+  g = p.add_argument_group(
+      'conversion options', 'folk repeats, and the filters of Magenta\'s preprocessing script '
+      '(preprocess_tfrecord.py); every filter is off by default')
+  g.add_argument('--expand_repeats', default=None, action=argparse.BooleanOptionalAction,
+                 help='folk: play out repeats and endings (default: on in paper mode, off in '
+                      'magenta mode)')
+  g.add_argument('--magenta_preprocess_filters', action='store_true',
+                 help='all of the script\'s defaults: --max_parts=100 --max_seconds=1800 '
+                      '--max_notes=10000 --min_velocities=1 --min_metric_positions=1')
+  g.add_argument('--max_parts', type=int, default=None,
+                 help='skip a file split at tempo / meter changes into more parts')
+  g.add_argument('--max_seconds', type=float, default=None, help='drop longer parts')
+  g.add_argument('--max_notes', type=int, default=None, help='drop parts with more notes')
+  g.add_argument('--min_velocities', type=int, default=None,
+                 help='drop parts with fewer distinct velocities')
+  g.add_argument('--min_metric_positions', type=int, default=None,
+                 help='drop parts whose onsets use fewer positions within a quarter (1/16 grid)')
   a = p.parse_args(argv)
+  filters = midi.Filters.magenta_preprocess() if a.magenta_preprocess_filters else midi.Filters()
+  changes = {k: getattr(a, k) for k in ('max_parts', 'max_seconds', 'max_notes', 'min_velocities',
+                                        'min_metric_positions') if getattr(a, k) is not None}
+  filters = dataclasses.replace(filters, **changes)
+  options = dataclasses.replace(ConvertOptions.default(a.mode), filters=filters)
+  if a.expand_repeats is not None:
+    options = dataclasses.replace(options, expand_repeats=a.expand_repeats)
   if a.kinds == 'all':
     kinds = FOLK_KINDS if a.source == 'folk' else encoding.KINDS
   else:
     kinds = tuple(k.strip() for k in a.kinds.split(',') if k.strip())
   rep = build_all(a.source, kinds, a.mode, a.data_dir, a.midi_dir, a.workers, beam=a.beam,
-                  timeout_s=a.file_timeout, memory_gb=a.worker_memory_gb, keep_work=a.keep_work)
+                  timeout_s=a.file_timeout, memory_gb=a.worker_memory_gb, keep_work=a.keep_work,
+                  options=options)
   print_report(rep)
   for k, d in rep['datasets'].items():
     print(f'{k}: {d}')

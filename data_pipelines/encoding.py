@@ -79,7 +79,6 @@ class WindowSpec:
   clean_leading_off: bool = True  # a NOTE_OFF before a window's first note-on becomes NO_EVENT
   dedup: str = 'file'             # 'file' (paper) | 'part' (per time-split part) | 'none'
   max_per_file: int | None = None  # cap on windows per file, applied by callers (random pick)
-  max_time_changes: int | None = midi.MAX_TIME_CHANGES
 
   @property
   def num_steps(self) -> int:
@@ -459,13 +458,11 @@ def extract_windows(ns: note_seq.NoteSequence, spec, mode: str | None = None,
     ns: an unquantised NoteSequence (split and quantised here).
     spec: a `WindowSpec`, or a kind name (then `mode` picks the mode, default 'paper').
     parts: optional precomputed `midi.quantized_parts(ns)`, to share them between kinds.
-  Raises `midi.MidiError` for a piece with too many time changes. The per-file cap
-  (`spec.max_per_file`) is not applied here.
+  The per-file cap (`spec.max_per_file`) is not applied here.
   """
   spec = _as_spec(spec, mode)
   if parts is None:
-    parts = midi.quantized_parts(ns, spec.steps_per_quarter, spec.steps_per_bar,
-                                 spec.max_time_changes)
+    parts = midi.quantized_parts(ns, spec.steps_per_quarter, spec.steps_per_bar)
   rows = []
   for part in parts:
     w = part_windows(part, spec)

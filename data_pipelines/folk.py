@@ -24,8 +24,17 @@ Bar placement (what a "bar" is matters: windows start on bar lines and only 4/4 
   grid. (Music21 pads the same measure with `paddingLeft`.)
 - A meter change restarts the grid where the new meter's first measure starts, and a time
   signature event is written there (downstream splitting treats each meter section on its own).
-- Repeats are not expanded (repeated bars would only repeat windows); grace notes are dropped;
-  tied notes are merged; chords (rare, e.g. final double stops) keep all their notes; chord
+- Repeats are played out (default; `expand_repeats=False` keeps the written form): repeat signs,
+  first / second endings and da capo / dal segno marks that music21's ABC reader records are
+  expanded with music21's own `repeat.Expander`, the way a performer plays the tune (the paper's
+  MIDI files are performances, with repeats played). The expander runs on a skeleton of empty
+  measures carrying only the barlines, endings and repeat marks (its deep copies of full measures
+  cost 5x the parse) and gives the order in which the written measures are played; its result
+  is checked against music21's full `expandRepeats` in tests/test_folk.py. Where music21 finds
+  the marks incoherent (or the expander fails), the written form is used and the tune is counted
+  as 'repeats_not_expanded' in the build report. Music21 reads a `:|` without an earlier `|:` as
+  "repeat from the start of the tune", also after a `||` section break.
+- Grace notes are dropped; tied notes are merged; chords (rare, e.g. final double stops) keep all their notes; chord
   symbols ("G", "Am" above the staff) are not notes and are ignored.
 - A tune without a meter (`M:none` or no M: field: free meter, 218 tunes, mostly Essen) is skipped
   with reason 'no_meter' rather than read as 4/4 like a MIDI file without a time signature.
@@ -50,7 +59,9 @@ import re
 import note_seq
 
 # Bumped whenever the conversion changes, so caches of converted tunes are invalidated.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: repeats expanded
+# A played-out tune longer than this many times its written measures is taken as a misreading.
+MAX_EXPANSION = 8
 
 COLLECTIONS = ('essenFolksong', 'oneills1850', 'ryansMammoth', 'airdsAirs', 'miscFolk')
 
@@ -168,9 +179,115 @@ def parse_tune(text: str):
     return translate.abcToStreamScore(handler)
 
 
-def tune_to_note_sequence(text: str) -> note_seq.NoteSequence:
-  """ABC text of one tune -> NoteSequence (raises `TuneError` when it has no notes)."""
-  return score_to_note_sequence(parse_tune(text))
+def tune_to_note_sequence(text: str, expand_repeats: bool = True,
+                          counts=None) -> note_seq.NoteSequence:
+  """ABC text of one tune -> NoteSequence (raises `TuneError` when it has no notes).
+
+  `counts` (a `collections.Counter`, optional) gets 'repeats_not_expanded' += 1 when the tune's
+  repeats could not be expanded (the written form is used then).
+  """
+  return score_to_note_sequence(parse_tune(text), expand_repeats, counts)
+
+
+_SKELETON_MEASURE = None
+
+
+def _skeleton_measure_class():
+  """A music21 Measure whose deep copy copies only what the expander reads (4x faster)."""
+  global _SKELETON_MEASURE  # pylint: disable=global-statement
+  if _SKELETON_MEASURE is None:
+    import copy  # pylint: disable=g-import-not-at-top
+    from music21 import repeat, stream  # pylint: disable=g-import-not-at-top
+
+    class SkeletonMeasure(stream.Measure):
+      """An empty measure: number, barlines, repeat expressions and the written index (id)."""
+
+      def __deepcopy__(self, memo=None):
+        new = SkeletonMeasure(number=self.number)
+        new.numberSuffix = self.numberSuffix
+        new.id = self.id
+        if self.leftBarline is not None:
+          new.leftBarline = copy.deepcopy(self.leftBarline, memo)
+        if self.rightBarline is not None:
+          new.rightBarline = copy.deepcopy(self.rightBarline, memo)
+        for el in self.getElementsByClass(repeat.RepeatExpression):
+          new.insert(el.offset, copy.deepcopy(el, memo))
+        return new
+
+    _SKELETON_MEASURE = SkeletonMeasure
+  return _SKELETON_MEASURE
+
+
+def played_order(part, measures) -> list[int] | None:
+  """Indices of `measures` (`part`'s written measures) in the order a performer plays them.
+
+  music21's `repeat.Expander` on a skeleton: one empty measure per written measure, with its
+  barlines, repeat expressions (da capo, segno, fine, coda...) and the part's repeat brackets
+  (first / second endings); its measures copy only those (the expander copies every measure it
+  repeats, which costs 5x the ABC parse for full measures). Returns None when there is nothing to expand; raises `ValueError`
+  when music21 finds the repeat marks incoherent.
+  """
+  import copy  # pylint: disable=g-import-not-at-top
+  from music21 import repeat, spanner, stream  # pylint: disable=g-import-not-at-top
+  from music21 import bar  # pylint: disable=g-import-not-at-top
+  skeleton = stream.Part()
+  by_id = {}
+  measure_cls = _skeleton_measure_class()
+  for i, m in enumerate(measures):
+    s = measure_cls(number=m.number)
+    s.numberSuffix = m.numberSuffix
+    s.id = f'written{i}'
+    if m.leftBarline is not None:
+      s.leftBarline = copy.deepcopy(m.leftBarline)
+    if m.rightBarline is not None:
+      s.rightBarline = copy.deepcopy(m.rightBarline)
+    for mark in m.getElementsByClass(repeat.RepeatExpression):
+      s.insert(mark.offset, copy.deepcopy(mark))
+    by_id[id(m)] = s
+    skeleton.append(s)
+  _close_open_sections(list(skeleton.getElementsByClass(stream.Measure)), bar)
+  for rb in part.spannerBundle.getByClass(spanner.RepeatBracket):
+    spanned = [by_id[id(m)] for m in rb.getSpannedElements() if id(m) in by_id]
+    if spanned:
+      skeleton.insert(0, spanner.RepeatBracket(spanned, number=rb.number))
+  expander = repeat.Expander(skeleton)
+  ok = expander.isExpandable()
+  if ok is None:
+    return None
+  if not ok:
+    raise ValueError('music21 finds the repeat marks incoherent')
+  played = expander.process()
+  order = [int(m.id[len('written'):]) for m in played.getElementsByClass(stream.Measure)]
+  if len(order) > MAX_EXPANSION * len(measures):
+    raise ValueError(f'expansion to {len(order)} measures from {len(measures)}')
+  return order
+
+
+def _close_open_sections(measures, bar):
+  """Gives every end repeat without a start its start, where a player would go back to.
+
+  ABC tunes often write `A :| B :|` with no `|:`: a player repeats each section, going back to
+  the previous end repeat or double bar (or the start). Music21 would go back to the start of the
+  tune every time (A A B A A B, and exponentially longer with more sections), so a start repeat
+  is put on the first measure of each such section before expanding.
+  """
+  section, open_start = 0, False
+  for i, m in enumerate(measures):
+    left, right = m.leftBarline, m.rightBarline
+    if isinstance(left, bar.Repeat) and left.direction == 'start':
+      open_start = True
+    if isinstance(right, bar.Repeat) and right.direction == 'end':
+      if not open_start and section < i + 1 and section > 0:
+        first = measures[section]
+        if not (isinstance(first.leftBarline, bar.Repeat)
+                and first.leftBarline.direction == 'start'):
+          first.leftBarline = bar.Repeat(direction='start')
+      open_start = False
+      section = i + 1
+    elif right is not None and getattr(right, 'type', None) in ('double', 'final', 'light-light',
+                                                                'light-heavy', 'heavy-light'):
+      if not open_start:
+        section = i + 1
 
 
 def _frac(x) -> fractions.Fraction:
@@ -235,18 +352,23 @@ def _part_events(part, measures, starts):
   from music21 import chord, harmony  # pylint: disable=g-import-not-at-top
   notes = []   # [onset, end, pitch]
   open_ties = {}  # pitch -> index into notes of a note whose tie continues
+  cache = {}  # id(measure) -> [(offset, duration, midi pitches, tie type)]: repeats reuse it
   for m, start in zip(measures, starts):
-    for el in m.notesAndRests:
-      if isinstance(el, harmony.Harmony) or el.isRest:
-        continue
-      dur = _frac(el.duration.quarterLength)
-      if el.duration.isGrace or dur <= 0:
-        continue
-      onset = start + _frac(el.offset)
-      pitches = el.pitches if isinstance(el, chord.Chord) else (el.pitch,)
-      tie_type = el.tie.type if el.tie is not None else None
-      for p in pitches:
-        midi = int(p.midi)
+    if id(m) not in cache:
+      events = []
+      for el in m.notesAndRests:
+        if isinstance(el, harmony.Harmony) or el.isRest:
+          continue
+        dur = _frac(el.duration.quarterLength)
+        if el.duration.isGrace or dur <= 0:
+          continue
+        pitches = el.pitches if isinstance(el, chord.Chord) else (el.pitch,)
+        events.append((_frac(el.offset), dur, [int(p.midi) for p in pitches],
+                       el.tie.type if el.tie is not None else None))
+      cache[id(m)] = events
+    for offset, dur, pitches, tie_type in cache[id(m)]:
+      onset = start + offset
+      for midi in pitches:
         idx = open_ties.pop(midi, None)
         if (idx is not None and tie_type in ('stop', 'continue')
             and abs(notes[idx][1] - onset) < fractions.Fraction(1, 8)):
@@ -259,7 +381,8 @@ def _part_events(part, measures, starts):
   return notes
 
 
-def score_to_note_sequence(score) -> note_seq.NoteSequence:
+def score_to_note_sequence(score, expand_repeats: bool = True,
+                           counts=None) -> note_seq.NoteSequence:
   """A parsed (monophonic) folk score -> unquantised NoteSequence; see the module docstring."""
   from music21 import meter, stream  # pylint: disable=g-import-not-at-top
   # Voices without notes (e.g. an `x`-only second voice, or an empty first one) carry no layout.
@@ -276,6 +399,16 @@ def score_to_note_sequence(score) -> note_seq.NoteSequence:
   if not measures0:
     # No bar lines at all: one "measure" that is the whole part, on the default grid.
     measures0 = [parts[0]]
+  written0 = measures0
+  order = None
+  if expand_repeats and measures0 and isinstance(measures0[0], stream.Measure):
+    try:
+      order = played_order(parts[0], measures0)
+    except Exception:  # pylint: disable=broad-except
+      if counts is not None:
+        counts['repeats_not_expanded'] += 1
+    if order is not None:
+      measures0 = [measures0[k] for k in order]
   starts, sections = _measure_layout(measures0, first_ts)
 
   qpm = _first_tempo(score)
@@ -291,8 +424,10 @@ def score_to_note_sequence(score) -> note_seq.NoteSequence:
     measures = list(part.getElementsByClass(stream.Measure)) if i else measures0
     if i and not measures:
       measures = [part]
-    if len(measures) != len(measures0):
+    if i and len(measures) != len(written0):
       continue
+    if i and order is not None:
+      measures = [measures[k] for k in order]
     for onset, end, pitch in _part_events(part, measures, starts):
       if not 0 <= pitch <= 127:
         continue

@@ -45,18 +45,22 @@ class WindowConfig(tfds.core.BuilderConfig):
   max_per_file: int | None = None   # magenta: reference cap of 5 windows per file, seeded pick
   seed: int = 0                     # for the per-file pick
   eval_percent: int = build_lib.EVAL_PERCENT
+  expand_repeats: bool | None = None  # folk: play out repeats (None: the mode's default)
 
 
-def make_config(kind: str, mode: str = 'paper', max_per_file='default', **kwargs) -> WindowConfig:
+def make_config(kind: str, mode: str = 'paper', max_per_file='default',
+                expand_repeats: bool | None = None, **kwargs) -> WindowConfig:
   spec = encoding.window_spec(kind, mode)
   cap = spec.max_per_file if max_per_file == 'default' else max_per_file
-  name = build_lib.config_name(kind, mode)
+  name = build_lib.config_name(kind, mode, expand_repeats)
   if cap != spec.max_per_file:
     name += f'_cap{cap}' if cap else '_all'
   desc = (f'{spec.num_bars}-bar {kind.split("_")[0]} windows, {mode} mode, tokens '
           f'{spec.shape} in {spec.part_vocab} classes')
+  if expand_repeats is not None:
+    desc += ', repeats ' + ('played out' if expand_repeats else 'as written')
   return WindowConfig(name=name, description=desc, kind=kind, mode=mode, max_per_file=cap,
-                      **kwargs)
+                      expand_repeats=expand_repeats, **kwargs)
 
 
 def _configs(kinds, **kwargs):
@@ -66,13 +70,18 @@ def _configs(kinds, **kwargs):
 class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Shared logic; subclasses set SOURCE and BUILDER_CONFIGS."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '1.1.0': 'No file is skipped for its size any more (no note, length, tempo or time-change '
+               'caps); folk tunes are played out with their repeats (paper mode).',
+  }
   SOURCE = ''
   BEAM_CAPABLE = False
 
   def __init__(self, *, midi_dir=None, workers=None, timeout_s=build_lib.FILE_TIMEOUT_S,
-               memory_gb=build_lib.WORKER_MEMORY_GB, beam=False, quiet=False, **kwargs):
+               memory_gb=build_lib.WORKER_MEMORY_GB, beam=False, quiet=False, filters=None,
+               **kwargs):
     self._root = kwargs.get('data_dir') or build_lib.default_data_dir()
     kwargs['data_dir'] = self._root
     self._midi_dir = os.path.abspath(midi_dir) if midi_dir else None
@@ -83,12 +92,24 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._report = None
     self.work_dir = None
     self._beam = beam
+    self._filters = filters
     super().__init__(**kwargs)
     if beam:
       if not self.BEAM_CAPABLE:
         raise ValueError(f'{self.name} has no Beam pipeline')
       # TFDS hands a shared pipeline to `_split_generators` when it asks for one by name.
       self._split_generators = self._beam_split_generators
+
+  @property
+  def options(self) -> build_lib.ConvertOptions:
+    """Conversion options: the config's repeat setting, the filters given to the builder."""
+    cfg = self.builder_config
+    opts = build_lib.ConvertOptions.default(cfg.mode)
+    if cfg.expand_repeats is not None:
+      opts = dataclasses.replace(opts, expand_repeats=cfg.expand_repeats)
+    if self._filters is not None:
+      opts = dataclasses.replace(opts, filters=self._filters)
+    return opts
 
   @property
   def spec(self) -> encoding.WindowSpec:
@@ -128,7 +149,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     midi_dir = self._items_dir(dl_manager)
     ext = build_lib.extract(self.SOURCE, [cfg.kind], cfg.mode, self._root, midi_dir,
                             self._workers, self._timeout_s, self._memory_gb,
-                            progress=not self._quiet)
+                            progress=not self._quiet, options=self.options)
     self.work_dir = ext.work_dir
     sel = build_lib.select(ext, cfg.kind, cfg.max_per_file, cfg.seed, cfg.eval_percent)
     self._report = build_lib.report(ext, {cfg.kind: sel})
@@ -138,7 +159,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.info.metadata.update(
         midi_dir=midi_dir, num_files=rep['files_total'], files_read=rep['files_read'],
         files_skipped=rep['files_skipped'], skipped_by_reason=rep['skipped_by_reason'],
-        **sel.stats)
+        counted=rep['counted'], options=rep['options'], **sel.stats)
     splits = {s: self._generate_examples(sel, s) for s in ('train', 'eval')
               if sel.stats[s] > 0}
     if not splits:
@@ -181,7 +202,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     converted = (
         pipeline
         | 'Items' >> beam.Create(items)
-        | 'Convert' >> beam.Map(_beam_convert, kind=kind, mode=mode))
+        | 'Convert' >> beam.Map(_beam_convert, kind=kind, mode=mode, options=self.options))
     good = (
         converted
         | 'ReadOk' >> beam.Filter(lambda r: r['reason'] is None)
@@ -237,9 +258,9 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         skipped_by_reason=skipped, windows=counters.get('windows', 0))
 
 
-def _beam_convert(item, kind, mode):
+def _beam_convert(item, kind, mode, options):
   beam = tfds.core.lazy_imports.apache_beam
-  res = build_lib.convert_item(item, {kind: encoding.window_spec(kind, mode)})
+  res = build_lib.convert_item(item, {kind: encoding.window_spec(kind, mode)}, options)
   if res['reason'] is None:
     beam.metrics.Metrics.counter('mvae', 'files_read').inc()
   else:
@@ -279,7 +300,11 @@ def _beam_count(w):
 class MvaeFolk(_WindowsBuilder):
   """Monophonic folk melodies from music21's ABC collections (Essen, O'Neill, Ryan, Aird...)."""
   SOURCE = 'folk'
-  BUILDER_CONFIGS = _configs(build_lib.FOLK_KINDS)
+  # Repeats played out by default in paper mode; `<kind>_written` keeps the written form
+  # (`_expanded`: magenta mode with repeats played out).
+  BUILDER_CONFIGS = (_configs(build_lib.FOLK_KINDS)
+                     + [make_config(k, m, expand_repeats=m != 'paper')
+                        for m in encoding.MODES for k in build_lib.FOLK_KINDS])
 
 
 class MvaeFreedoom(_WindowsBuilder):

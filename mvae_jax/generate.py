@@ -51,8 +51,7 @@ class InputError(ValueError):
 
 def _why_no_window(ns: note_seq.NoteSequence, spec: encoding.WindowSpec) -> str:
   """The most likely reason `extract_windows(ns, spec)` found nothing, in words."""
-  parts = midi.quantized_parts(ns, spec.steps_per_quarter, spec.steps_per_bar,
-                               spec.max_time_changes)
+  parts = midi.quantized_parts(ns, spec.steps_per_quarter, spec.steps_per_bar)
   if not parts:
     sigs = sorted({f'{t.numerator}/{t.denominator}' for t in ns.time_signatures}) or ['4/4']
     return ('no section in 4/4 (or 2/2, 8/8) with a steady tempo that fits the 16th-note grid '

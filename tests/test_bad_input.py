@@ -1,7 +1,8 @@
-"""A build over good MIDI files plus a corpus of malformed ones (tests/make_bad_midi.py).
+"""A build over good MIDI files plus a corpus of malformed and extreme ones (tests/make_bad_midi.py).
 
-The dataset must hold exactly the windows of the good files (and of the file whose only fault is
-an empty track, read as its original), and the report must name every bad file with its reason.
+The dataset must hold exactly the windows of the good files and of the extreme files that must be
+read (`EXPECTED` None: an empty track, absurd tempo or length, huge ticks, 12,000 notes, 500 tempo
+changes), and the report must name every bad file with its reason and a hint.
 """
 
 import collections
@@ -49,17 +50,21 @@ def result(tmp_path_factory):
   return rows, report, elapsed
 
 
-def _good_windows():
+def _good_windows(tmp_path):
   rows = set()
-  for f in GOOD + (EMPTY_TRACK_BASE,):
-    ns = midi.read_midi(os.path.join(build.FREEDOOM_DIR, f))
+  paths = [os.path.join(build.FREEDOOM_DIR, f) for f in GOOD + (EMPTY_TRACK_BASE,)]
+  make_bad_midi.write_corpus(str(tmp_path), os.path.join(build.FREEDOOM_DIR, EMPTY_TRACK_BASE))
+  paths += [str(tmp_path / n) for n, allowed in make_bad_midi.EXPECTED.items()
+            if allowed is None and n != 'empty_track_next_to_good.mid']
+  for path in paths:
+    ns = midi.read_midi(path)
     rows |= {r.tobytes() for r in encoding.extract_windows(ns, 'mel_2bar', 'paper')}
   return rows
 
 
-def test_windows_are_exactly_the_good_ones(result):
+def test_windows_are_exactly_the_good_ones(result, tmp_path):
   rows, _, _ = result
-  assert set(rows) == _good_windows()
+  assert set(rows) == _good_windows(tmp_path)
   assert all(n == 1 for n in rows.values())  # global dedup
 
 
@@ -73,9 +78,15 @@ def test_report_names_each_bad_file_with_its_reason(result):
     else:
       assert reason_of.get(path) in allowed, (path, reason_of.get(path), allowed)
   assert not any(p in reason_of for p in GOOD)
-  assert report['files_read'] == len(GOOD) + 1
+  assert report['files_read'] == len(GOOD) + sum(a is None for a in make_bad_midi.EXPECTED.values())
   assert report['files_skipped'] == sum(a is not None for a in make_bad_midi.EXPECTED.values())
   assert sum(report['skipped_by_reason'].values()) == report['files_skipped']
+  # Every skip reason comes with what a user could do about it.
+  assert set(report['skip_hints']) == set(report['skipped_by_reason'])
+  assert all(len(h) > 20 for h in report['skip_hints'].values())
+  # The slowest files are listed with their time; the hanging file ran its full timeout.
+  slow = dict(report['slowest_files'])
+  assert slow['bad/hangs_on_open.mid'] >= TIMEOUT_S
 
 
 def test_hanging_file_costs_one_timeout(result):

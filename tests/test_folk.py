@@ -1,5 +1,8 @@
 """Folk ABC -> NoteSequence conversion (data_pipelines/folk.py), hand-checked on small tunes."""
 
+import collections
+import copy
+
 import numpy as np
 import pytest
 
@@ -54,8 +57,12 @@ def test_three_four_tune_has_no_four_four_windows():
 
 def test_short_bars_complement_or_pad():
   # "d2 :|" + "e2" complete one bar between them (repeat + pickup): kept together.
-  ns = folk.tune_to_note_sequence(_tune('c4 | d2 :| e2 | f4 |]'))
+  ns = folk.tune_to_note_sequence(_tune('c4 | d2 :| e2 | f4 |]'), expand_repeats=False)
   assert _notes(ns) == [(72, 0, 4), (74, 4, 6), (76, 6, 8), (77, 8, 12)]
+  # Played out: c d2 | c d2 + e2 (the repeated short bar completed by the pickup) | f.
+  ns = folk.tune_to_note_sequence(_tune('c4 | d2 :| e2 | f4 |]'))
+  assert _notes(ns) == [(72, 0, 4), (74, 4, 6), (72, 8, 12), (74, 12, 14), (76, 14, 16),
+                        (77, 16, 20)]
   # An uncompleted short bar is padded with rest: the next bar starts on the bar line.
   ns = folk.tune_to_note_sequence(_tune('c4 | d2 | f4 |]'))
   assert _notes(ns) == [(72, 0, 4), (74, 4, 6), (77, 8, 12)]
@@ -121,3 +128,60 @@ def test_voices_become_instruments():
   ns = folk.tune_to_note_sequence(text)
   assert sorted((n.instrument, n.pitch, round(n.start_time / SEC)) for n in ns.notes) == [
       (0, 72, 0), (0, 74, 4), (0, 76, 8), (1, 60, 0), (1, 62, 4), (1, 64, 8)]
+
+
+def _pitches(body, **kwargs):
+  return [n.pitch for n in folk.tune_to_note_sequence(_tune(body), **kwargs).notes]
+
+
+C, D, E, F, G = 72, 74, 76, 77, 79
+
+
+def test_repeats_and_endings_played_out():
+  body = '|: c4 | d4 |1 e4 :|2 f4 || g4 |]'
+  assert _pitches(body) == [C, D, E, C, D, F, G]
+  assert _pitches(body, expand_repeats=False) == [C, D, E, F, G]  # the written form
+  ns = folk.tune_to_note_sequence(_tune(body))
+  # Played bars follow each other on the bar grid.
+  assert [n.start_time / SEC for n in ns.notes] == [0, 4, 8, 12, 16, 20, 24]
+
+
+def test_unmatched_end_repeats_repeat_their_own_section():
+  # "A :| B :|" with no "|:": a player repeats each section (music21 alone would go back to
+  # the start of the tune for B: A A B A A B).
+  assert _pitches('c4 | d4 :| e4 | f4 :|') == [C, D, C, D, E, F, E, F]
+
+
+def test_unexpandable_tune_falls_back_to_written_form(monkeypatch):
+  body = '|: c4 | d4 :| e4 | f4 | g4 |]'
+  assert _pitches(body) == [C, D, C, D, E, F, G]
+  monkeypatch.setattr(folk, 'MAX_EXPANSION', 1)  # any expansion counts as a misreading now
+  counts = collections.Counter()
+  ns = folk.tune_to_note_sequence(_tune(body), counts=counts)
+  assert [n.pitch for n in ns.notes] == [C, D, E, F, G]
+  assert counts == {'repeats_not_expanded': 1}
+
+
+def test_skeleton_expansion_equals_music21_on_tunes_with_endings():
+  """`played_order` (music21's Expander on an empty-measure skeleton) plays the measures in the
+  order music21's full `Expander` gives for the real part, on corpus tunes with 1st/2nd endings."""
+  from music21 import repeat, stream  # pylint: disable=g-import-not-at-top
+  from music21 import bar  # pylint: disable=g-import-not-at-top
+  tunes = [t for t in folk.list_tunes(('oneills1850', 'ryansMammoth'))
+           if '[1' in t.text or '|1' in t.text][::25][:12]
+  assert len(tunes) >= 10
+  checked = 0
+  for t in tunes:
+    part = folk.parse_tune(t.text).parts[0]
+    measures = list(part.getElementsByClass(stream.Measure))
+    order = folk.played_order(part, measures)
+    full = copy.deepcopy(part)
+    folk._close_open_sections(list(full.getElementsByClass(stream.Measure)), bar)  # pylint: disable=protected-access
+    expander = repeat.Expander(full)
+    if not expander.isExpandable():
+      assert order is None
+      continue
+    assert order == expander.measureMap(), t.path
+    assert len(order) > len(measures)
+    checked += 1
+  assert checked >= 8

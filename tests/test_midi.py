@@ -1,5 +1,6 @@
 """read_midi: every bad file raises MidiError with a reason; good files load."""
 
+import collections
 import io
 import struct
 
@@ -90,26 +91,60 @@ def test_no_notes(tmp_path):
   assert e.value.reason == 'no_notes'
 
 
-def test_guards(tmp_path):
-  path = _write(tmp_path, 'long.mid', _midi_bytes(notes=[(60, 0, 480), (62, 480 * 100, 480 * 101)]))
-  assert len(midi.read_midi(path).notes) == 2
-  with pytest.raises(midi.MidiError, match='too_long'):
-    midi.read_midi(path, max_seconds=10)
-  with pytest.raises(midi.MidiError, match='too_many_notes'):
-    midi.read_midi(path, max_notes=1)
-  with pytest.raises(midi.MidiError, match='absurd_tempo'):
-    midi.read_midi(_write(tmp_path, 'fast.mid', _midi_bytes(tempos=(1000,))))  # 60000 qpm
+def test_no_size_caps(tmp_path):
+  """Long pieces, dense pieces and absurd tempos are read: only time and memory bound a file."""
+  path = _write(tmp_path, 'long.mid', _midi_bytes(
+      notes=[(60, 0, 480), (62, 480 * 4000, 480 * 4001)]))  # 33 minutes at 120 qpm
+  assert midi.read_midi(path).total_time > 30 * 60
+  dense = _midi_bytes(notes=[(60 + i % 12, 8 * i, 8 * i + 8) for i in range(12_000)])
+  assert len(midi.read_midi(_write(tmp_path, 'dense.mid', dense)).notes) == 12_000
+  fast = midi.read_midi(_write(tmp_path, 'fast.mid', _midi_bytes(tempos=(1000,))))  # 60000 qpm
+  assert fast.tempos[0].qpm == pytest.approx(60000)
 
 
-def test_too_many_time_changes(tmp_path):
-  # A tempo change every quarter note: 20 parts.
+def test_beyond_max_ticks(tmp_path):
+  mid = mido.MidiFile(ticks_per_beat=480)
+  track = mido.MidiTrack()
+  track.append(mido.Message('note_on', note=60, velocity=90, time=0))
+  track.append(mido.Message('note_off', note=60, velocity=0, time=480))
+  # MIDI deltas are at most 2^28 - 1: 40 of them pass 1e10 ticks.
+  track.extend(mido.MetaMessage('text', text='.', time=(1 << 28) - 1) for _ in range(40))
+  mid.tracks.append(track)
+  buf = io.BytesIO()
+  mid.save(file=buf)
+  with pytest.raises(midi.MidiError) as e:
+    midi.read_midi(_write(tmp_path, 'far.mid', buf.getvalue()))
+  assert e.value.reason == 'corrupt_ticks'
+
+
+def test_many_time_changes(tmp_path):
+  # A tempo change every quarter note: 20 parts, none skipped unless a filter asks for it.
   tempos = [500000 + 1000 * i for i in range(20)]
   ns = midi.read_midi(_write(tmp_path, 'rit.mid', _midi_bytes(
       notes=[(60, 480 * i, 480 * i + 240) for i in range(20)], tempos=tempos)))
   assert len(midi.split_on_time_changes(ns)) == 20
+  assert len(midi.quantized_parts(ns)) == 20
   with pytest.raises(midi.MidiError) as e:
-    midi.split_on_time_changes(ns, max_time_changes=10)
-  assert e.value.reason == 'too_many_time_changes'
+    midi.split_on_time_changes(ns, midi.Filters(max_parts=10))
+  assert e.value.reason == 'filtered_parts'
+
+
+def test_filters_velocities_and_metric_positions():
+  ns = note_seq.NoteSequence()
+  ns.tempos.add(qpm=120.0)
+  for i in range(8):  # every onset on a beat, one velocity
+    ns.notes.add(pitch=60, velocity=80, start_time=0.5 * i, end_time=0.5 * i + 0.25)
+  ns.total_time = 4.0
+  counts = collections.Counter()
+  assert len(midi.quantized_parts(ns, filters=midi.Filters.magenta_preprocess())) == 1
+  assert midi.quantized_parts(ns, filters=midi.Filters(min_velocities=2), counts=counts) == []
+  assert midi.quantized_parts(ns, filters=midi.Filters(min_metric_positions=2),
+                              counts=counts) == []
+  assert counts == {'min_velocities': 1, 'min_metric_positions': 1}
+  ns.notes[3].velocity = 81
+  ns.notes[3].start_time += 0.125  # a 16th after the beat
+  assert len(midi.quantized_parts(ns, filters=midi.Filters(min_velocities=2,
+                                                           min_metric_positions=2))) == 1
 
 
 def test_quantize_grid():
