@@ -62,6 +62,8 @@ SKIP_HINTS = {
     'truncated': 'the file ends early (partial download or copy?); fetch it again',
     'no_tracks': 'the file holds no track data; re-export it',
     'no_notes': 'the file holds no notes; nothing to learn from it',
+    'empty_track': ('magenta mode only: a track chunk with no events, which the reference\'s '
+                    'reader refuses; paper mode reads the file without that track'),
     'corrupt_ticks': ('its last event lies beyond 1e10 ticks (a corrupt length field); '
                        'the reference cannot read it either; repair or drop it'),
     'filtered_parts': 'dropped by --max_parts (off by default); raise or remove that option',
@@ -196,7 +198,8 @@ def convert_item(item: Item, specs: dict, options: ConvertOptions | None = None)
       except OSError as e:
         raise midi.MidiError(item.path, 'unreadable', str(e)) from e
       res['file_id'] = hashlib.md5(data).hexdigest()
-      ns = midi.midi_bytes_to_note_sequence(data, item.path)
+      magenta = bool(specs) and all(spec.mode == 'magenta' for spec in specs.values())
+      ns = midi.midi_bytes_to_note_sequence(data, item.path, reject_empty_tracks=magenta)
     else:
       ns = folk.tune_to_note_sequence(item.location, options.expand_repeats, counts)
     parts_cache = {}

@@ -65,7 +65,7 @@ def extract_folder(midi_dir: str, mode: str, kinds=DEFAULT_KINDS, log=print):
   skipped = collections.Counter()
   for i, rel in enumerate(files):
     try:
-      ns = midi.read_midi(os.path.join(midi_dir, rel))
+      ns = midi.read_midi(os.path.join(midi_dir, rel), reject_empty_tracks=mode == 'magenta')
       parts = midi.quantized_parts(ns)
     except midi.MidiError as e:
       log(f'skip {rel}: {e.reason}' + (f' ({e.detail})' if e.detail else ''))

@@ -43,8 +43,9 @@ class MidiError(ValueError):
   """A MIDI file that cannot be used; `reason` is a short code for build reports.
 
   Reason codes: 'unreadable', 'truncated', 'no_tracks', 'corrupt_ticks' (last event beyond
-  `MAX_TICKS`, refused by the reference's reader too), 'no_notes', and, only with the optional
-  `Filters`, 'filtered_parts'. Real music is never skipped for its size: there is no note,
+  `MAX_TICKS`, refused by the reference's reader too), 'no_notes', 'empty_track' (only when the
+  reference's strictness is asked for, see `midi_bytes_to_note_sequence`), and, only with the
+  optional `Filters`, 'filtered_parts'. Real music is never skipped for its size: there is no note,
   length or time-change cap unless a `Filters` asks for one.
   """
 
@@ -167,17 +168,22 @@ class _PrettyMIDI(pretty_midi.PrettyMIDI):
     self._PrettyMIDI__tick_to_time = _TickTimes(self._tick_scales, max_tick)  # pylint: disable=invalid-name
 
 
-def midi_bytes_to_note_sequence(data: bytes, path='<bytes>') -> note_seq.NoteSequence:
+def midi_bytes_to_note_sequence(data: bytes, path='<bytes>', *,
+                                reject_empty_tracks: bool = False) -> note_seq.NoteSequence:
   """Parses MIDI bytes into a NoteSequence; raises `MidiError` for anything unusable.
 
   Same result as note-seq's `midi_file_to_note_sequence` (the reference's reader) wherever that
   one succeeds, also on files with huge gaps or thousands of tempo changes (it costs time and
-  memory linear in the number of events, not in ticks), and a file with an empty track is read
-  without that track instead of failing.
+  memory linear in the number of events, not in ticks). A file with an empty track chunk, which
+  the reference's reader fails on as a whole, is read without that track (it carries nothing),
+  unless `reject_empty_tracks` (magenta mode: the reference's windows, none extra) makes it the
+  skip reason 'empty_track'.
   """
   mid = _parse_mido(data, path)
   # pretty_midi fails on a whole file when one track has no events at all (max() of an empty
   # list); such tracks carry nothing, so drop them.
+  if reject_empty_tracks and any(not len(t) for t in mid.tracks):
+    raise MidiError(path, 'empty_track', 'a track chunk with no events')
   mid.tracks = [t for t in mid.tracks if len(t)]
   if not mid.tracks:
     raise MidiError(path, 'no_tracks')
@@ -201,14 +207,14 @@ def midi_bytes_to_note_sequence(data: bytes, path='<bytes>') -> note_seq.NoteSeq
   return ns
 
 
-def read_midi(path) -> note_seq.NoteSequence:
+def read_midi(path, *, reject_empty_tracks: bool = False) -> note_seq.NoteSequence:
   """Reads a MIDI file into an unquantised NoteSequence (see `midi_bytes_to_note_sequence`)."""
   try:
     with open(path, 'rb') as f:
       data = f.read()
   except OSError as e:
     raise MidiError(path, 'unreadable', str(e)) from e
-  return midi_bytes_to_note_sequence(data, path)
+  return midi_bytes_to_note_sequence(data, path, reject_empty_tracks=reject_empty_tracks)
 
 
 def split_on_time_changes(ns: note_seq.NoteSequence, filters: Filters | None = None):
