@@ -717,7 +717,13 @@ def main(argv=None):
   p.add_argument('--beam', action='store_true', help='run the conversion with Apache Beam')
   p.add_argument('--keep_work', action='store_true', help='keep the extraction work folder')
   p.add_argument('--report', default=None, help='also write the combined report JSON here')
+  p.add_argument('--verbosity', type=int, default=None,
+                 help='show library logging on the console too (default: only in '
+                 '<data_dir>/build.log)')
   a = p.parse_args(argv)
+  from mvae_jax import logs  # pylint: disable=g-import-not-at-top
+  a.data_dir = os.path.abspath(a.data_dir or default_data_dir())
+  log_path = logs.setup(a.data_dir, 'build', verbose=a.verbosity is not None)
   if a.kinds == 'all':
     kinds = FOLK_KINDS if a.source == 'folk' else encoding.KINDS
   else:
@@ -726,7 +732,8 @@ def main(argv=None):
                   timeout_s=a.file_timeout, memory_gb=a.worker_memory_gb, keep_work=a.keep_work)
   print_report(rep)
   for k, d in rep['datasets'].items():
-    print(f'{k}: {d}')
+    print(f'{k}: {os.path.abspath(d)}')
+  print(f'library log: {log_path}')
   if a.report:
     with open(a.report, 'w') as f:
       json.dump(rep, f, indent=1)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import math
 import os
+import warnings
 
 import mido
 import note_seq
@@ -35,6 +37,7 @@ MAX_QPM = 1000.0
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 STEPS_PER_QUARTER = 4
+_LOG = logging.getLogger(__name__)
 _DEFAULT_QPM = 120.0  # the implicit tempo of a MIDI file without tempo events
 
 
@@ -92,8 +95,14 @@ def midi_bytes_to_note_sequence(data: bytes, path='<bytes>', *, max_seconds=MAX_
   if max_ticks > 10_000_000:
     raise MidiError(path, 'too_long', f'{max_ticks} ticks')
   try:
-    pm = pretty_midi.PrettyMIDI(mido_object=mid)
-    ns = note_seq.midi_to_note_sequence(pm)
+    # pretty_midi warns about odd but readable files (tempo events on other tracks, ...): a
+    # note in the log (see mvae_jax.logs), not a console line per file of a build.
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      pm = pretty_midi.PrettyMIDI(mido_object=mid)
+      ns = note_seq.midi_to_note_sequence(pm)
+    for w in caught:
+      _LOG.info('%s: %s', path, w.message)
   except MidiError:
     raise
   except Exception as e:
@@ -195,12 +204,34 @@ def quantized_parts(ns: note_seq.NoteSequence, steps_per_quarter: int = STEPS_PE
   Parts that cannot be quantised (bad meter, negative times, an unsplit tempo change) and parts
   in any other meter are dropped; raises `MidiError` for too many time changes.
   """
-  parts = []
-  for sub in split_on_time_changes(ns, max_time_changes):
+  return [part for part, _, _ in located_parts(ns, steps_per_quarter, steps_per_bar,
+                                               max_time_changes)]
+
+
+def located_parts(ns: note_seq.NoteSequence, steps_per_quarter: int = STEPS_PER_QUARTER,
+                  steps_per_bar: int = 16, max_time_changes=MAX_TIME_CHANGES):
+  """`quantized_parts` with where each part starts in the piece: [(part, seconds, bars)].
+
+  `bars` counts the bars before the part, each earlier section in its own meter and tempo
+  (dropped sections included), so a window starting at step s of the part starts at bar
+  `bars + s / steps_per_bar` of the piece (0-based; fractional only after a change mid-bar).
+  """
+  located = []
+  subs = split_on_time_changes(ns, max_time_changes)
+  bars = 0.0
+  for k, sub in enumerate(subs):
+    offset = sub.subsequence_info.start_time_offset
     try:
       part = quantize(sub, steps_per_quarter)
     except QuantizationError:
-      continue
-    if part.steps_per_bar == steps_per_bar:
-      parts.append(part)
-  return parts
+      part = None
+    if part is not None and part.steps_per_bar == steps_per_bar:
+      located.append((part, offset, bars))
+    end = subs[k + 1].subsequence_info.start_time_offset if k + 1 < len(subs) else None
+    if end is not None:
+      qpm = sub.tempos[0].qpm if sub.tempos else _DEFAULT_QPM
+      num, den = ((sub.time_signatures[0].numerator, sub.time_signatures[0].denominator)
+                  if sub.time_signatures else (4, 4))
+      quarters_per_bar = 4.0 * num / den if num > 0 and den > 0 else 4.0
+      bars += (end - offset) * qpm / 60.0 / quarters_per_bar
+  return located

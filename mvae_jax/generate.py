@@ -520,7 +520,8 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
 
 
 def main(argv: Sequence[str]) -> int:
-  logs.quiet_unless_asked()
+  logs.setup(FLAGS.workdir if FLAGS.workdir and os.path.isdir(FLAGS.workdir) else None,
+             'generate')
   if len(argv) != 2 or argv[1] not in COMMANDS:
     print(f'usage: python -m mvae_jax.generate {{{"|".join(COMMANDS)}}} --workdir=RUN [flags]; '
           f'got {list(argv[1:])}', file=sys.stderr)

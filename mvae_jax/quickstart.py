@@ -7,17 +7,23 @@ r"""The main job, end to end: `python -m mvae_jax.quickstart [--workdir=runs/mel
    as MIDI and piano-roll PNG, into `<workdir>/samples/`, and prints every path.
 
 Any other config works too: `--config=configs/drums2.py:small`.
+
+The dataset is written under `~/tensorflow_datasets` unless `TFDS_DATA_DIR` or
+`--config.data.data_dir` says otherwise; the quickstart prints where. Library logging goes to
+`<workdir>/quickstart.log` (see `mvae_jax.logs`); the console shows the progress, the metrics and
+every path written (absolute), then the total time and what to run next.
 """
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import time
 
 from absl import app, flags
 
 from mvae_jax import eval as eval_lib
-from mvae_jax import generate, parallel, train
+from mvae_jax import generate, logs, parallel, train
 
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'melody2.py') + ':small'
 # --config and --workdir are mvae_jax.train's flags; only their defaults differ here.
@@ -26,8 +32,19 @@ flags.DEFINE_integer('interpolation_steps', 7, 'Points of the interpolation, end
 FLAGS = flags.FLAGS
 
 
+def dataset_location(config) -> str:
+  """Absolute folder the run's dataset is (or will be) written to."""
+  from data_pipelines import build  # pylint: disable=g-import-not-at-top
+  return os.path.abspath(config.data.data_dir or build.default_data_dir())
+
+
 def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7) -> dict:
   """Train, evaluate, generate; returns {'eval': results, 'outputs': {name: [paths]}}."""
+  t0 = time.time()
+  workdir = os.path.abspath(workdir)
+  data_dir = dataset_location(config)
+  print(f'dataset: {config.data.source} {config.data.kind} ({config.data.mode}) in {data_dir}')
+  print(f'run directory: {workdir}')
   train.train_and_evaluate(config, workdir)
   results = eval_lib.evaluate_run(workdir, recon_accuracy=True)
   eval_path = eval_lib.write_json(results, os.path.join(workdir, f'eval_{results["step"]}.json'))
@@ -41,12 +58,30 @@ def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7
   print('\nwritten:')
   for name, paths in outputs.items():
     for p in paths:
-      print(f'  {name:14s} {p}')
-  return {'eval': results, 'outputs': outputs}
+      print(f'  {name:14s} {os.path.abspath(p)}')
+  if logs.log_path():
+    print(f'  {"library log":14s} {logs.log_path()}')
+  seconds = time.time() - t0
+  print(f'\ndone in {logs.duration(seconds)}. Next:')
+  for line in next_steps(workdir, config.model.use_encoder):
+    print(f'  {line}')
+  return {'eval': results, 'outputs': outputs, 'dataset_dir': data_dir, 'seconds': seconds}
+
+
+def next_steps(workdir: str, use_encoder: bool) -> list[str]:
+  """Commands a user runs next on the quickstart's run directory."""
+  py = 'python' if os.environ.get('VIRTUAL_ENV') else '.venv/bin/python'
+  lines = [f'{py} -m mvae_jax.generate sample --workdir={workdir} --num=8',
+           f'{py} -m mvae_jax.eval --workdir={workdir} --recon_accuracy']
+  if use_encoder:
+    lines.insert(1, f'{py} -m mvae_jax.generate reconstruct --workdir={workdir} '
+                 '--input=YOUR.mid')
+  return lines
 
 
 def main(argv):
   del argv
+  logs.setup(FLAGS.workdir, 'quickstart')
   parallel.maybe_initialize_distributed()
   out = run(FLAGS.config, FLAGS.workdir, FLAGS.num_samples, FLAGS.interpolation_steps)
   with open(os.path.join(FLAGS.workdir, 'quickstart.json'), 'w') as f:
