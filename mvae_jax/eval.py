@@ -307,12 +307,12 @@ def details(results: dict[str, Any]) -> str:
       label = kind + suffix
       lines.append(f'{label:22s}' + ''.join(f'{_fmt(m.get(f"{c}_{kind}{suffix}")):>14s}'
                                             for c in cols))
-  majority = f'majority class level (always predicting the most common class): ' \
-      f'{_fmt(m.get("majority_accuracy"))}'
+  majority = f'{"majority class level":22s}{_fmt(m.get("majority_accuracy")):>14s}'
   if len(results['parts']) > 1:
-    majority += ' (' + ', '.join(f'{p} {_fmt(m.get(f"majority_accuracy/{p}"))}'
-                                 for p in results['parts']) + ')'
-  lines.append(majority + ': the accuracies above must beat it')
+    majority += '  (' + ', '.join(f'{p} {_fmt(m.get(f"majority_accuracy/{p}"))}'
+                                  for p in results['parts']) + ')'
+  lines.append(majority + '  <- always predicting the most common class; the accuracies '
+               'must beat it')
   lines.append(f'KL {_fmt(m.get("kl"), 2)} nats | teacher-forced cross-entropy '
                f'{_fmt(m.get("recon_loss"), 2)} nats per example')
   return '\n'.join(lines)

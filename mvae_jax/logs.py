@@ -138,7 +138,7 @@ def setup(log_dir: str | None, name: str, verbose: bool | None = None) -> str:
   for h in root.handlers:
     if (h is not _STATE['handler'] and h is not absl_handler
         and isinstance(h, py_logging.StreamHandler)
-        and getattr(h, 'stream', None) in (sys.stderr, sys.stdout)):
+        and not isinstance(h, py_logging.FileHandler)):
       h.setLevel(py_logging.NOTSET if verbose else py_logging.ERROR)
   py_logging.captureWarnings(True)  # library warnings -> logger 'py.warnings' -> the file
   return path or ''

@@ -83,7 +83,7 @@ def pitch_ranges(pieces: Sequence[np.ndarray], part_is_drums: Sequence[bool],
   return out
 
 
-_pitch_ranges = pitch_ranges  # plot_pieces has an argument of that name
+_pitch_ranges = pitch_ranges  # draw_pieces has an argument of that name
 
 
 # A note is drawn from ONSET_GAP after its start to its end, and its first ONSET_MARK steps in a
@@ -138,16 +138,15 @@ def _drum_panel(ax, pieces, part, colours, offsets):
     ax.axhline(r - 0.5, color='0.92', linewidth=0.4, zorder=0)
 
 
-def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence[str],
+def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
                 part_is_drums: Sequence[bool], min_pitch: int = 0,
                 highlight: Sequence[int] = (), labels: Sequence[str] | None = None,
                 title: str | None = None, steps_per_bar: int = STEPS_PER_BAR,
                 pitch_ranges: Sequence[tuple[int, int] | None] | None = None) -> str:
-  """Draws `pieces` one after another and writes a PNG to `path`.
+  """Draws `pieces` one after another; returns the matplotlib Figure (the caller closes it).
 
   Args:
     pieces: token arrays, each int [time] or [time, parts].
-    path: output PNG file (folders are created).
     part_names: one name per part ('melody'; 'lead', 'bass', 'drums').
     part_is_drums: which parts are 512-class drums (drawn as the 9-row grid).
     min_pitch: MIDI pitch of note-on class 2 (0 in paper mode, 21 in magenta mode).
@@ -156,8 +155,6 @@ def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence
     title: optional figure title.
     pitch_ranges: per part, the (low, high) MIDI pitches of the y axis (see `pitch_ranges`);
       default: the notes of `pieces`, widened to whole octaves.
-  Returns:
-    `path`.
   """
   pieces = [np.asarray(p)[:, None] if np.asarray(p).ndim == 1 else np.asarray(p) for p in pieces]
   if not pieces:
@@ -168,9 +165,11 @@ def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence
   lengths = [len(p) for p in pieces]
   offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
   total = int(sum(lengths))
-  heights = [1.0 if drums else 1.6 for drums in part_is_drums]
+  # Panel heights in inches: a semitone row or a drum row stays a few pixels high at any range.
+  heights = [1.5 if drums else min(9.0, max(1.8, 0.075 * (r[1] - r[0] + 1)))
+             for drums, r in zip(part_is_drums, pitch_ranges)]
   width = min(40.0, max(6.0, total / 16.0 * 0.9))
-  fig, axes = plt.subplots(num_parts, 1, figsize=(width, 1.2 + 1.6 * sum(heights)), sharex=True,
+  fig, axes = plt.subplots(num_parts, 1, figsize=(width, 1.2 + sum(heights)), sharex=True,
                            squeeze=False, gridspec_kw={'height_ratios': heights})
   axes = axes[:, 0]
   for part, ax in enumerate(axes):
@@ -200,7 +199,16 @@ def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence
   fig_w, fig_h = fig.get_size_inches()
   fig.subplots_adjust(left=0.9 / fig_w, right=1 - 0.2 / fig_w, bottom=0.55 / fig_h,
                       top=1 - (0.7 if title else 0.45) / fig_h, hspace=0.12)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+  return fig
+
+
+def plot_pieces(pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
+  """Draws `pieces` (see `draw_pieces` for the arguments) and writes a PNG to `path` (folders
+  are created); returns `path`."""
+  fig = draw_pieces(pieces, **kwargs)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+  finally:
+    plt.close(fig)
   return path

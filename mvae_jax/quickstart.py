@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
 import time
 
 from absl import app, flags
@@ -43,7 +44,8 @@ def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7
   t0 = time.time()
   workdir = os.path.abspath(workdir)
   data_dir = dataset_location(config)
-  print(f'dataset: {config.data.source} {config.data.kind} ({config.data.mode}) in {data_dir}')
+  print(f'dataset: {config.data.source} {config.data.kind} ({config.data.mode}) in {data_dir} '
+        '(default ~/tensorflow_datasets; set TFDS_DATA_DIR or --config.data.data_dir to change)')
   print(f'run directory: {workdir}')
   train.train_and_evaluate(config, workdir)
   results = eval_lib.evaluate_run(workdir, recon_accuracy=True)
@@ -56,11 +58,8 @@ def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7
     outputs['interpolation'] = generate.run_command(
         'interpolate', workdir=workdir, from_eval='0,1', steps=interpolation_steps)
   print('\nwritten:')
-  for name, paths in outputs.items():
-    for p in paths:
-      print(f'  {name:14s} {os.path.abspath(p)}')
-  if logs.log_path():
-    print(f'  {"library log":14s} {logs.log_path()}')
+  for line in written_lines(outputs):
+    print(f'  {line}')
   seconds = time.time() - t0
   print(f'\ndone in {logs.duration(seconds)}. Next:')
   for line in next_steps(workdir, config.model.use_encoder):
@@ -68,9 +67,39 @@ def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7
   return {'eval': results, 'outputs': outputs, 'dataset_dir': data_dir, 'seconds': seconds}
 
 
+def written_lines(outputs: dict[str, list[str]]) -> list[str]:
+  """What the quickstart wrote, one line per kind, absolute paths: a folder of many files is
+  shown as the folder (and its main picture), not file by file."""
+  lines = []
+  for name, paths in outputs.items():
+    paths = [os.path.abspath(p) for p in paths]
+    folder = os.path.dirname(paths[0])
+    if len(paths) == 1:
+      lines.append(f'{name:14s} {paths[0]}')
+      continue
+    mids = sum(p.endswith('.mid') for p in paths)
+    pngs = sum(p.endswith('.png') for p in paths)
+    lines.append(f'{name:14s} {folder}{os.sep}  ({mids} MIDI files, {pngs} piano-roll PNGs)')
+    main = [p for p in paths if os.path.basename(p) == f'{name}.png']
+    if main:
+      lines.append(f'{"":14s} {main[0]}  (the whole {name} in one picture)')
+  if logs.log_path():
+    lines.append(f'{"library log":14s} {logs.log_path()}')
+  return lines
+
+
+def _python() -> str:
+  """How the user runs this Python: `python` in an activated venv, else its path."""
+  if os.environ.get('VIRTUAL_ENV'):
+    return 'python'
+  exe = sys.executable
+  rel = os.path.relpath(exe)
+  return rel if not rel.startswith('..') else exe
+
+
 def next_steps(workdir: str, use_encoder: bool) -> list[str]:
   """Commands a user runs next on the quickstart's run directory."""
-  py = 'python' if os.environ.get('VIRTUAL_ENV') else '.venv/bin/python'
+  py = _python()
   lines = [f'{py} -m mvae_jax.generate sample --workdir={workdir} --num=8',
            f'{py} -m mvae_jax.eval --workdir={workdir} --recon_accuracy']
   if use_encoder:
