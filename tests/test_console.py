@@ -43,3 +43,28 @@ def test_smoke_training_console_holds_our_lines_only(tmp_path):
   # The library lines are in the run's log file.
   log = (workdir / 'train.log').read_text()
   assert 'CheckpointManager' in log and '==== train started' in log
+
+
+def test_quickstart_prints_levels_paths_time_and_next_steps(make_config, tfds_dir, tmp_path,
+                                                            capsys):
+  from mvae_jax import quickstart
+  workdir = tmp_path / 'qs'
+  config = make_config('melody2:smoke')
+  out = quickstart.run(config, str(workdir), num_samples=2, interpolation_steps=3)
+  printed = capsys.readouterr().out
+  assert f'dataset: freedoom mel_2bar (paper) in {os.path.abspath(tfds_dir)}' in printed
+  assert out['dataset_dir'] == os.path.abspath(tfds_dir)
+  majority = out['eval']['metrics']['majority_accuracy']
+  assert re.search(rf'^majority class level +{majority:.3f}  <- ', printed, re.M)
+  written = printed.split('\nwritten:\n')[1].split('\n\n')[0].splitlines()
+  assert written[0].split() == ['eval', str(workdir / 'eval_4.json')]
+  samples = workdir / 'samples' / 'sample-step4-T0.5-seed0'
+  assert written[1].split()[:2] == ['samples', f'{samples}{os.sep}']
+  assert '(2 MIDI files, 2 piano-roll PNGs)' in written[1]
+  interp = workdir / 'samples' / 'interpolate-eval0-eval1-step4-T0.5-seed0'
+  assert str(interp / 'interpolation.png') in written[3]
+  for line in written:  # every line names an absolute path that exists
+    [path] = [t for t in line.split() if os.sep in t]
+    assert os.path.isabs(path) and os.path.exists(path), line
+  assert re.search(r'^done in \dm\d\ds\. Next:$', printed, re.M)
+  assert f'-m mvae_jax.generate sample --workdir={workdir}' in printed
