@@ -33,6 +33,9 @@ from data_pipelines import build as build_lib
 from data_pipelines import encoding
 
 
+_LOG = logging.getLogger(__name__)
+
+
 def _verbose() -> bool:
   """Whether the command asked for library output on the console (`mvae_jax.logs.setup`)."""
   logs = sys.modules.get('mvae_jax.logs')
@@ -159,10 +162,10 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
   # prepared" in bold (escape codes) on stdout, although nothing is downloaded: into the log.
   def _log_download_bytes(self) -> None:
-    logging.info('building %s/%s in %s', self.name, self.builder_config.name, self.data_dir)
+    _LOG.info('building %s/%s in %s', self.name, self.builder_config.name, self.data_dir)
 
   def _log_download_done(self) -> None:
-    logging.info('built %s/%s in %s', self.name, self.builder_config.name, self.data_dir)
+    _LOG.info('built %s/%s in %s', self.name, self.builder_config.name, self.data_dir)
 
   def download_and_prepare(self, *args, **kwargs):
     existed = self.is_prepared() if hasattr(self, 'is_prepared') else False
