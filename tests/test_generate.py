@@ -361,25 +361,26 @@ def _has_onsets(tokens, spec):
   return (t >= lowest).any(axis=1).all(axis=-1).sum()
 
 
-@pytest.mark.parametrize('kind', ['mel_2bar', 'drums_2bar'])
+@pytest.mark.parametrize('kind', ['mel_2bar', 'drums_2bar', 'trio_16bar'])
 def test_windows_of_a_real_file_in_time_order(kind):
   spec = encoding.window_spec(kind, 'paper')
   ns = note_seq.midi_file_to_note_sequence(str(INPUT_A))
   windows = generate.input_windows(str(INPUT_A), spec)
   # The same windows as the dataset extraction, numbered by where they start.
   extracted = encoding.extract_windows(ns, spec)
-  assert sorted(w.tobytes() for w in windows.tokens[..., 0].astype(np.int16)) == \
-      sorted(w.tobytes() for w in extracted)
+  ours = windows.tokens.astype(np.int16).reshape((len(windows),) + spec.shape)
+  assert sorted(w.tobytes() for w in ours) == sorted(w.tobytes() for w in extracted)
   assert len(windows) > 10
   assert np.all(np.diff(windows.seconds) >= 0) and np.all(np.diff(windows.bars) >= 0)
   assert windows.bars[0] >= 1
   # At 120 qpm in 4/4 (this file's tempo is constant) a bar lasts 4 quarter notes.
   qpm = ns.tempos[0].qpm if ns.tempos else 120.0
   np.testing.assert_allclose(windows.seconds, (windows.bars - 1) * 4 * 60.0 / qpm, atol=1e-6)
-  # The default: the first window in time with note onsets in both bars.
+  # The default: the first window in time with note onsets in both bars (a trio: in every bar
+  # of every part).
   d = windows.default
-  assert _has_onsets(windows.tokens[d], spec) == 2
-  assert all(_has_onsets(windows.tokens[i], spec) < 2 for i in range(d))
+  assert _has_onsets(windows.tokens[d], spec) == spec.num_bars
+  assert all(_has_onsets(windows.tokens[i], spec) < spec.num_bars for i in range(d))
   if kind == 'mel_2bar':
     # What reconstruct used before: the first window in content order, a window of holds only.
     assert not (extracted[0] >= 2).any()
