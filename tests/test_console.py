@@ -68,3 +68,20 @@ def test_quickstart_prints_levels_paths_time_and_next_steps(make_config, tfds_di
     assert os.path.isabs(path) and os.path.exists(path), line
   assert re.search(r'^done in \dm\d\ds\. Next:$', printed, re.M)
   assert f'-m mvae_jax.generate sample --workdir={workdir}' in printed
+
+
+def test_setup_sends_library_logging_to_the_file(tmp_path):
+  import logging
+  from absl import logging as absl_logging
+  from mvae_jax import logs
+  path = logs.setup(str(tmp_path / 'run'), 'generate', verbose=False)
+  assert path == str(tmp_path / 'run' / 'generate.log') and logs.log_path() == path
+  logging.getLogger('some.library').info('a library line')
+  absl_logging.info('an absl line')
+  text = open(path).read()
+  assert 'a library line' in text and 'an absl line' in text
+  assert not logs.is_verbose()
+  assert absl_logging.get_absl_handler().level == logging.ERROR  # the console: errors only
+  logs.setup(str(tmp_path / 'run'), 'generate', verbose=True)
+  assert logs.is_verbose() and absl_logging.get_absl_handler().level == logging.NOTSET
+  logs.setup(str(tmp_path / 'run'), 'generate', verbose=False)
