@@ -4,7 +4,8 @@ r"""The main job, end to end: `python -m mvae_jax.quickstart [--workdir=runs/mel
 2. trains `configs/melody2.py:small` (about 3000 steps; resumes if the run directory exists);
 3. evaluates the checkpoint on the held-out split (Table 1 metrics, beside the majority-class level);
 4. writes 4 samples (temperature 0.5) and a 7-step interpolation between two held-out melodies,
-   as MIDI and piano-roll PNG, into `<workdir>/samples/`, and prints every path.
+   as MIDI and piano-roll PNG, into new folders under `<workdir>/samples/`, and prints where
+   (absolute paths).
 
 Any other config works too: `--config=configs/drums2.py:small`.
 
