@@ -139,7 +139,7 @@ class InputWindows:
   seconds: np.ndarray    # float [n]: where each window starts, in seconds
   num_bars: int          # bars per window
   default: int           # `default_window` of `tokens`
-  complete_bars: int     # bars with onsets (every part) in the default window
+  complete_bars: int     # the default window's bars with onsets (the fewest over its parts)
 
   def __len__(self) -> int:
     return len(self.tokens)
@@ -249,10 +249,11 @@ def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec) -
                      f'({spec.mode} mode) model: {_why_no_window(ns, spec)}')
   w = np.asarray(windows, np.int32)
   w = w[..., None] if w.ndim == 2 else w
-  w.setflags(write=False)
+  bars = np.floor(bars + 1e-6).astype(np.int64) + 1
+  for a in (w, bars, seconds):  # shared by every caller of the cache
+    a.setflags(write=False)
   best = default_window(w, spec)
-  return InputWindows(label=os.path.basename(label), tokens=w,
-                      bars=np.floor(bars + 1e-6).astype(np.int64) + 1, seconds=seconds,
+  return InputWindows(label=os.path.basename(label), tokens=w, bars=bars, seconds=seconds,
                       num_bars=spec.num_bars, default=best,
                       complete_bars=int(_onset_bars(w[best:best + 1], spec)[0]))
 
@@ -663,7 +664,7 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   if command == 'interpolate':
     if from_eval:
       ia, ib = _parse_indices(from_eval, 2)
-      ta, tb = (t[None] for t in _eval_examples(model, [ia, ib]))
+      ta, tb = (model.tokens(t) for t in _eval_examples(model, [ia, ib]))
       labels, what = (f'eval {ia}', f'eval {ib}'), f'-eval{ia}-eval{ib}'
     else:
       ta, part_a = _file_input(model, a, window if window_a is None else window_a)
@@ -672,7 +673,7 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   elif command == 'reconstruct':
     if from_eval:
       [i] = _parse_indices(from_eval, 1)
-      tx, label, what = _eval_examples(model, [i])[0][None], f'eval {i}', f'-eval{i}'
+      tx, label, what = model.tokens(_eval_examples(model, [i])[0]), f'eval {i}', f'-eval{i}'
     else:
       tx, part = _file_input(model, input_path, window)
       label, what = os.path.basename(input_path), f'-{part}'

@@ -158,7 +158,3 @@ def is_terminal(stream: TextIO | None = None) -> bool:
   stream = sys.stderr if stream is None else stream
   return bool(getattr(stream, 'isatty', None) and stream.isatty())
 
-
-def quiet_unless_asked() -> None:
-  """Older name of `setup(None, 'mvae_jax')` for callers that have no directory to log to."""
-  setup(None, 'mvae_jax')
