@@ -297,7 +297,8 @@ def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
   # with the window's bar, and the next free index when the same call runs again.
   windows = generate.input_windows(str(INPUT_A), encoding.window_spec('drums_2bar', 'paper'))
   bar = windows.bars[windows.default]
-  folder = os.path.join(workdir, 'samples', f'reconstruct-freedoom1_D_E1M1-bar{bar}-step1-greedy-seed0')
+  folder = os.path.join(workdir, 'samples',
+                        f'reconstruct-freedoom1_D_E1M1-bar{bar}-step1-greedy-seed0')
   for expected in (folder, folder + '-2'):
     assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}']) == 0
     captured = capsys.readouterr()
