@@ -442,3 +442,20 @@ def test_output_folder_never_overwrites(tmp_path):
   assert generate.output_folder(str(base), explicit=False, overwrite=True) == str(base)
   with pytest.raises(generate.InputError, match='already holds files; pass --overwrite'):
     generate.output_folder(str(base), explicit=True, overwrite=False)
+
+
+def test_bars_count_an_earlier_meter(tmp_path):
+  # Two bars of 3/4 (3 s at 120 qpm), then 4/4 with a note every beat for 3 bars.
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.time_signature_changes.extend([pretty_midi.TimeSignature(3, 4, 0.0),
+                                    pretty_midi.TimeSignature(4, 4, 3.0)])
+  inst = pretty_midi.Instrument(program=0)
+  inst.notes.extend(pretty_midi.Note(80, 60 + k % 5, 0.5 * k, 0.5 * k + 0.4) for k in range(6))
+  inst.notes.extend(pretty_midi.Note(80, 62 + k % 3, 3.0 + 0.5 * k, 3.4 + 0.5 * k)
+                    for k in range(12))
+  pm.instruments.append(inst)
+  pm.write(str(tmp_path / 'meters.mid'))
+  windows = generate.input_windows(str(tmp_path / 'meters.mid'),
+                                   encoding.window_spec('mel_2bar', 'paper'))
+  assert windows.bars.tolist() == [3, 4]
+  np.testing.assert_allclose(windows.seconds, [3.0, 5.0], atol=1e-6)
