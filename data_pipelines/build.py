@@ -691,7 +691,13 @@ def main(argv=None):
                  help='drop parts with fewer distinct velocities')
   g.add_argument('--min_metric_positions', type=int, default=None,
                  help='drop parts whose onsets use fewer positions within a quarter (1/16 grid)')
+  p.add_argument('--verbosity', type=int, default=None,
+                 help='show library logging on the console too (default: only in '
+                 '<data_dir>/build.log)')
   a = p.parse_args(argv)
+  from mvae_jax import logs  # pylint: disable=g-import-not-at-top
+  a.data_dir = os.path.abspath(a.data_dir or default_data_dir())
+  log_path = logs.setup(a.data_dir, 'build', verbose=a.verbosity is not None)
   filters = midi.Filters.magenta_preprocess() if a.magenta_preprocess_filters else midi.Filters()
   changes = {k: getattr(a, k) for k in ('max_parts', 'max_seconds', 'max_notes', 'min_velocities',
                                         'min_metric_positions') if getattr(a, k) is not None}
@@ -708,7 +714,8 @@ def main(argv=None):
                   options=options)
   print_report(rep)
   for k, d in rep['datasets'].items():
-    print(f'{k}: {d}')
+    print(f'{k}: {os.path.abspath(d)}')
+  print(f'library log: {log_path}')
   if a.report:
     with open(a.report, 'w') as f:
       json.dump(rep, f, indent=1)

@@ -236,16 +236,21 @@ def _to_classes(events, spec: WindowSpec):
 
 def extract_melodies(part: midi.QuantizedPart, spec: WindowSpec):
   """Melodies (class arrays, whole bars) of every instrument of `part` (SPEC 2)."""
+  return [events for _, events in _located_melodies(part, spec)]
+
+
+def _located_melodies(part: midi.QuantizedPart, spec: WindowSpec):
+  """`extract_melodies` with each melody's first step in the part: [(step, events)]."""
   ok = _melody_notes(part, spec, spec.programs)
   tracks = []
   spb = spec.steps_per_bar
   for inst in np.unique(part.instrument[ok]):
     sel = ok & (part.instrument == inst)
-    for _, events in _melody_tracks(part.start[sel], part.end[sel], part.pitch[sel], spb,
-                                    spec.gap_bars * spb):
+    for first, events in _melody_tracks(part.start[sel], part.end[sel], part.pitch[sel], spb,
+                                        spec.gap_bars * spb):
       if spec.max_track_bars is not None:
         events = events[:spec.max_track_bars * spb]
-      tracks.append(_to_classes(events, spec))
+      tracks.append((first, _to_classes(events, spec)))
   return tracks
 
 
@@ -268,6 +273,11 @@ def _drum_grid(steps, classes, length):
 
 def extract_drum_tracks(part: midi.QuantizedPart, spec: WindowSpec):
   """Drum tracks (all drum instruments together) split at silences of >= gap bars (SPEC 3)."""
+  return [grid for _, grid in _located_drum_tracks(part, spec)]
+
+
+def _located_drum_tracks(part: midi.QuantizedPart, spec: WindowSpec):
+  """`extract_drum_tracks` with each track's first step in the part: [(step, grid)]."""
   steps, classes = _drum_hits(part, np.ones(len(part.start), bool))
   if not len(steps):
     return []
@@ -282,7 +292,7 @@ def extract_drum_tracks(part: midi.QuantizedPart, spec: WindowSpec):
     if spec.max_track_bars is not None:
       n = min(n, spec.max_track_bars * spb)
     sel = (steps >= first) & (steps < first + n)
-    tracks.append(_drum_grid(steps[sel] - first, classes[sel], n))
+    tracks.append((int(first), _drum_grid(steps[sel] - first, classes[sel], n)))
   return tracks
 
 
@@ -330,7 +340,9 @@ def _melody_silent(events):
 
 
 def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
+  """Trio windows of a part and the step where each starts: (int16 [n, T, 3], int64 [n])."""
   spb, nb = spec.steps_per_bar, spec.num_bars
+  none = (np.zeros((0, spec.num_steps, 3), np.int16), np.zeros(0, np.int64))
   mask_inst = part.instrument <= 127
   inst, prog, drum = part.instrument[mask_inst], part.program[mask_inst], part.is_drum[mask_inst]
   # Instrument type per note: 1 lead, 2 bass, 3 drums, 4 other; an instrument whose notes
@@ -344,12 +356,12 @@ def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
     if len(types) == 1 and types[0] in by_type:
       by_type[int(types[0])].append(int(i))
   if not all(by_type.values()):
-    return np.zeros((0, spec.num_steps, 3), np.int16)
+    return none
 
   total_bars = min(-(-part.total_steps // spb), spec.trio_max_bars)
   length = total_bars * spb
   if total_bars < nb:
-    return np.zeros((0, spec.num_steps, 3), np.int16)
+    return none
 
   grids = {}
   for i in by_type[1] + by_type[2]:
@@ -364,7 +376,7 @@ def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
       grids[i] = _drum_grid(steps, classes, length)
 
   starts = np.arange(total_bars - nb + 1)
-  windows = []
+  windows, where = [], []
   if spec.trio_rule == 'coverage':
     g = spec.trio_gap_bars
     coverage = np.zeros((total_bars, 128), bool)
@@ -392,6 +404,7 @@ def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
       if len(ok):
         stacked = np.stack([grids[i] for i in grp], -1)
         windows.append(_slide(stacked, spec.num_steps, spb)[ok])
+        where.append(ok * spb)
   else:
     ok_start = {}
     for i, grid in grids.items():
@@ -404,9 +417,10 @@ def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
       if keep.any():
         stacked = np.stack([grids[i] for i in grp], -1)
         windows.append(_slide(stacked, spec.num_steps, spb)[keep])
+        where.append(starts[keep] * spb)
   if not windows:
-    return np.zeros((0, spec.num_steps, 3), np.int16)
-  return np.concatenate(windows).astype(np.int16)
+    return none
+  return np.concatenate(windows).astype(np.int16), np.concatenate(where).astype(np.int64)
 
 
 def clear_leading_offs(windows: np.ndarray, spec: WindowSpec) -> np.ndarray:
@@ -423,24 +437,32 @@ def clear_leading_offs(windows: np.ndarray, spec: WindowSpec) -> np.ndarray:
 
 def part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> np.ndarray:
   """All windows of one quantised part, before dedup: int16 [n, *spec.shape]."""
-  w = _part_windows(part, spec)
-  return clear_leading_offs(w, spec) if spec.clean_leading_off and len(w) else w
+  return located_part_windows(part, spec)[0]
 
 
-def _part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> np.ndarray:
+def located_part_windows(part: midi.QuantizedPart, spec: WindowSpec
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """`part_windows` and the step of the part where each window starts: int64 [n]."""
+  w, starts = _part_windows(part, spec)
+  return (clear_leading_offs(w, spec) if spec.clean_leading_off and len(w) else w), starts
+
+
+def _part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
   if spec.parts == ('melody', 'melody', 'drums'):
     return _trio_windows(part, spec)
   if spec.parts == ('melody',):
-    tracks = extract_melodies(part, spec)
+    tracks = _located_melodies(part, spec)
   elif spec.parts == ('drums',):
-    tracks = extract_drum_tracks(part, spec)
+    tracks = _located_drum_tracks(part, spec)
   else:
     raise ValueError(f'unsupported parts {spec.parts}')
   stride = spec.stride_bars * spec.steps_per_bar
-  rows = [_slide(t, spec.num_steps, stride) for t in tracks]
-  if not rows:
-    return np.zeros((0, spec.num_steps), np.int16)
-  return np.concatenate(rows).astype(np.int16)
+  rows = [_slide(t, spec.num_steps, stride) for _, t in tracks]
+  if not any(len(r) for r in rows):
+    return np.zeros((0, spec.num_steps), np.int16), np.zeros(0, np.int64)
+  starts = [first + stride * np.arange(len(r), dtype=np.int64)
+            for (first, _), r in zip(tracks, rows)]
+  return np.concatenate(rows).astype(np.int16), np.concatenate(starts)
 
 
 def dedup_rows(array: np.ndarray) -> np.ndarray:
@@ -471,6 +493,51 @@ def extract_windows(ns: note_seq.NoteSequence, spec, mode: str | None = None,
   if spec.dedup == 'file':
     out = dedup_rows(out)
   return out
+
+
+def _first_of_each(windows: np.ndarray) -> np.ndarray:
+  """Sorted indices of the first occurrence of each distinct row of `windows` [n, ...]."""
+  if len(windows) == 0:
+    return np.zeros(0, np.int64)
+  _, first = np.unique(windows.reshape(len(windows), -1), axis=0, return_index=True)
+  return np.sort(first)
+
+
+def located_windows(ns: note_seq.NoteSequence, spec, mode: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The windows of `extract_windows`, in time order, with where each starts in the piece.
+
+  The same windows as `extract_windows(ns, spec)` (the same dedup: a window whose content occurs
+  several times is kept where it occurs first), ordered by start time (windows starting
+  together, e.g. of two instruments, in extraction order).
+
+  Returns:
+    (windows int16 [n, T] or [n, T, 3], start_bar float64 [n] (0-based bar of the piece, see
+    `midi.located_parts`), start_seconds float64 [n]).
+  """
+  spec = _as_spec(spec, mode)
+  rows, bars, seconds = [], [], []
+  for part, offset, bars_before in midi.located_parts(ns, spec.steps_per_quarter,
+                                                      spec.steps_per_bar):
+    w, starts = located_part_windows(part, spec)
+    order = np.argsort(starts, kind='stable')
+    w, starts = w[order], starts[order]
+    if spec.dedup == 'part':
+      keep = _first_of_each(w)
+      w, starts = w[keep], starts[keep]
+    rows.append(w)
+    bars.append(bars_before + starts / spec.steps_per_bar)
+    seconds.append(offset + starts * 60.0 / (part.qpm * spec.steps_per_quarter))
+  if not rows:
+    return np.zeros((0,) + spec.shape, np.int16), np.zeros(0), np.zeros(0)
+  w, bars, seconds = np.concatenate(rows).astype(np.int16), np.concatenate(bars), \
+      np.concatenate(seconds)
+  order = np.argsort(seconds, kind='stable')
+  w, bars, seconds = w[order], bars[order], seconds[order]
+  if spec.dedup == 'file':
+    keep = _first_of_each(w)
+    w, bars, seconds = w[keep], bars[keep], seconds[keep]
+  return w, bars, seconds
 
 
 # ----------------------------------------------------------------------------- decoding

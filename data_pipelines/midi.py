@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import io
+import logging
 import os
 import warnings
 
@@ -36,6 +37,7 @@ from note_seq import sequences_lib
 MAX_TICKS = int(pretty_midi.pretty_midi.MAX_TICK)
 
 STEPS_PER_QUARTER = 4
+_LOG = logging.getLogger(__name__)
 _DEFAULT_QPM = 120.0  # the implicit tempo of a MIDI file without tempo events
 
 
@@ -193,10 +195,14 @@ def midi_bytes_to_note_sequence(data: bytes, path='<bytes>', *,
   if max_ticks + 1 > MAX_TICKS:
     raise MidiError(path, 'corrupt_ticks', f'last event at tick {max_ticks}')
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore')  # pretty_midi's "tempo events on non-zero tracks" etc.
+    # pretty_midi warns about odd but readable files (tempo events on other tracks, ...): a
+    # note in the log (see mvae_jax.logs), not a console line per file of a build.
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
       pm = _PrettyMIDI(mido_object=mid)
-    ns = note_seq.midi_to_note_sequence(pm)
+      ns = note_seq.midi_to_note_sequence(pm)
+    for w in caught:
+      _LOG.info('%s: %s', path, w.message)
   except MidiError:
     raise
   except Exception as e:
@@ -299,18 +305,40 @@ def quantized_parts(ns: note_seq.NoteSequence, steps_per_quarter: int = STEPS_PE
   `filters`, parts the preprocessing script would drop are dropped too, counted per reason in
   `counts` (a `collections.Counter`, optional).
   """
-  parts = []
-  for sub in split_on_time_changes(ns, filters):
-    if filters is not None:
-      why = filters.part_reason(sub)
-      if why is not None:
-        if counts is not None:
-          counts[why] += 1
-        continue
-    try:
-      part = quantize(sub, steps_per_quarter)
-    except QuantizationError:
-      continue
-    if part.steps_per_bar == steps_per_bar:
-      parts.append(part)
-  return parts
+  return [part for part, _, _ in located_parts(ns, steps_per_quarter, steps_per_bar, filters,
+                                               counts)]
+
+
+def located_parts(ns: note_seq.NoteSequence, steps_per_quarter: int = STEPS_PER_QUARTER,
+                  steps_per_bar: int = 16, filters: Filters | None = None, counts=None):
+  """`quantized_parts` with where each part starts in the piece: [(part, seconds, bars)].
+
+  `bars` counts the bars before the part, each earlier section in its own meter and tempo
+  (dropped sections included), so a window starting at step s of the part starts at bar
+  `bars + s / steps_per_bar` of the piece (0-based; fractional only after a change mid-bar).
+  """
+  located = []
+  subs = split_on_time_changes(ns, filters)
+  bars = 0.0
+  for k, sub in enumerate(subs):
+    offset = sub.subsequence_info.start_time_offset
+    why = filters.part_reason(sub) if filters is not None else None
+    if why is not None:
+      if counts is not None:
+        counts[why] += 1
+      part = None
+    else:
+      try:
+        part = quantize(sub, steps_per_quarter)
+      except QuantizationError:
+        part = None
+    if part is not None and part.steps_per_bar == steps_per_bar:
+      located.append((part, offset, bars))
+    end = subs[k + 1].subsequence_info.start_time_offset if k + 1 < len(subs) else None
+    if end is not None:
+      qpm = sub.tempos[0].qpm if sub.tempos else _DEFAULT_QPM
+      num, den = ((sub.time_signatures[0].numerator, sub.time_signatures[0].denominator)
+                  if sub.time_signatures else (4, 4))
+      quarters_per_bar = 4.0 * num / den if num > 0 and den > 0 else 4.0
+      bars += (end - offset) * qpm / 60.0 / quarters_per_bar
+  return located

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -30,6 +31,16 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import build as build_lib
 from data_pipelines import encoding
+
+
+_LOG = logging.getLogger(__name__)
+
+
+def _verbose() -> bool:
+  """Whether the command asked for library output on the console (`mvae_jax.logs.setup`)."""
+  logs = sys.modules.get('mvae_jax.logs')
+  return bool(logs and logs.is_verbose())
+
 
 _CITATION = """@inproceedings{roberts2018hierarchical,
   title={A Hierarchical Latent Vector Model for Learning Long-Term Structure in Music},
@@ -169,8 +180,20 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, selection, split):
     yield from selection.examples(split)
 
+  # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and
+  # prepared" in bold (escape codes) on stdout, although nothing is downloaded: into the log.
+  def _log_download_bytes(self) -> None:
+    _LOG.info('building %s/%s in %s', self.name, self.builder_config.name, self.data_dir)
+
+  def _log_download_done(self) -> None:
+    _LOG.info('built %s/%s in %s', self.name, self.builder_config.name, self.data_dir)
+
   def download_and_prepare(self, *args, **kwargs):
     existed = self.is_prepared() if hasattr(self, 'is_prepared') else False
+    if not existed and not (_verbose() and sys.stderr.isatty()):
+      # TFDS's nested tqdm bars (writing and shuffling the examples) leave escape codes in a
+      # log; our own progress line covers the slow part, the conversion.
+      tfds.disable_progress_bar()
     super().download_and_prepare(*args, **kwargs)
     if self._report is None and not existed and self._beam:
       self._report = self._beam_report()

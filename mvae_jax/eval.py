@@ -230,9 +230,9 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
       class_counts[p] += np.bincount(real[..., p].ravel(), minlength=v)
     sums = step_fn(params, parallel.global_batch_array(local, mesh), jax.random.fold_in(rng, i))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-    if verbose:
+    if verbose and logs.is_terminal(sys.stderr):
       print(f'\rbatch {i + 1}/{num}', end='', file=sys.stderr, flush=True)
-  if verbose:
+  if verbose and logs.is_terminal(sys.stderr):
     print(file=sys.stderr)
   total = jax.device_get(total)
   names = default_part_names(tuple(config.model.part_is_drums))
@@ -307,6 +307,12 @@ def details(results: dict[str, Any]) -> str:
       label = kind + suffix
       lines.append(f'{label:22s}' + ''.join(f'{_fmt(m.get(f"{c}_{kind}{suffix}")):>14s}'
                                             for c in cols))
+  majority = f'{"majority class level":22s}{_fmt(m.get("majority_accuracy")):>14s}'
+  if len(results['parts']) > 1:
+    majority += '  (' + ', '.join(f'{p} {_fmt(m.get(f"majority_accuracy/{p}"))}'
+                                  for p in results['parts']) + ')'
+  lines.append(majority + '  <- always predicting the most common class; the accuracies '
+               'must beat it')
   lines.append(f'KL {_fmt(m.get("kl"), 2)} nats | teacher-forced cross-entropy '
                f'{_fmt(m.get("recon_loss"), 2)} nats per example')
   return '\n'.join(lines)
@@ -341,13 +347,13 @@ def default_output(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-  logs.quiet_unless_asked()
   if len(argv) > 1:
     print(f'error: unexpected arguments {list(argv[1:])}', file=sys.stderr)
     return 2
   if not FLAGS.workdir:
     print('error: --workdir is required', file=sys.stderr)
     return 2
+  logs.setup(FLAGS.workdir if os.path.isdir(FLAGS.workdir) else None, 'eval')
   parallel.maybe_initialize_distributed()
   try:
     results = evaluate_run(FLAGS.workdir, step=FLAGS.checkpoint_step,
@@ -363,7 +369,7 @@ def main(argv: Sequence[str]) -> int:
     print('| run | Next / Recon / KL |')
     print('|---|---|')
     print(table1_row(results))
-    print(f'wrote {path}')
+    print(f'wrote {os.path.abspath(path)}')
   return 0
 
 

@@ -3,10 +3,18 @@ r"""Sampling, interpolation and reconstruction with a trained MusicVAE: a CLI an
   python -m mvae_jax.generate sample --workdir=runs/mel2 --num=8 [--temperature=0.5 | --greedy]
   python -m mvae_jax.generate interpolate --workdir=runs/mel2 --a=A.mid --b=B.mid --steps=7
   python -m mvae_jax.generate interpolate --workdir=runs/mel2 --from_eval=3,17
-  python -m mvae_jax.generate reconstruct --workdir=runs/mel2 --input=X.mid [--window=2]
+  python -m mvae_jax.generate reconstruct --workdir=runs/mel2 --input=X.mid [--window=bar:9]
 
-Each command writes MIDI files and piano-roll PNGs (add `--wav` for audio) into
-`<workdir>/samples/<command>-step<step>-<T0.5|greedy>-seed<seed>/` (or `--out`) and prints their paths.
+Each command writes MIDI files and piano-roll PNGs (add `--wav` for audio) into a new folder
+`<workdir>/samples/<command>[-<input>-bar<N>]-step<step>-<T0.5|greedy>-seed<seed>[-<k>]/` (the
+next free index `-2`, `-3`, ... when the name is taken; or `--out`, refused when it holds files
+unless `--overwrite`) and prints their absolute paths.
+
+An input MIDI file's windows are numbered in time order. The command says how many the file has,
+which one it used (its bars) and how to pick another: `--window=K` (the K-th, from 0) or
+`--window=bar:N` (the window starting at bar N, counted from 1). The default is the first window
+with note onsets in every bar (trios: in every part), never a silent or all-hold window while a
+better one exists.
 
 Python API (notebooks):
 
@@ -14,19 +22,23 @@ Python API (notebooks):
   m = Model.load('runs/mel2')                     # latest checkpoint (or step=...)
   pieces = m.sample(4, temperature=0.5, seed=0)    # list of NoteSequences
   mu, sigma = m.encode('tune.mid')                 # float32 [1, z_size] each
+  mu, sigma = m.encode('tune.mid', window='bar:9') # bars 9-10 of the file
   steps = m.interpolate('a.mid', 'b.mid', steps=7)
   to_midi(steps[3], 'middle.mid')
 
-Input MIDI goes through the datasets' own extraction (`data_pipelines.encoding.extract_windows`
-with the run's window kind and mode); a file without a usable window raises `InputError` naming
-the reason (no 4/4 section, too short, no drums, ...).
+Input MIDI goes through the datasets' own extraction (`data_pipelines.encoding.located_windows`:
+`extract_windows` with where each window starts, with the run's window kind and mode); a file
+without a usable window raises `InputError` naming the reason (no 4/4 section, too short, no
+drums, ...).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import re
 import sys
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -97,25 +109,125 @@ def _why_no_window(ns: note_seq.NoteSequence, spec: encoding.WindowSpec) -> str:
           'track ends at a one-bar gap)')
 
 
+WindowChoice = Union[int, str, None]  # None: the default window; K; 'bar:N'
+
+
+def _onset_bars(tokens: np.ndarray, spec: encoding.WindowSpec) -> np.ndarray:
+  """Per window, the fewest bars with a note onset (drums: a hit) of any part: int [n]."""
+  t = tokens.reshape(tokens.shape[0], spec.num_bars, spec.steps_per_bar, -1)
+  is_drums = np.array([p == 'drums' for p in spec.parts])
+  onset = np.where(is_drums, t >= 1, t >= 2)  # melody: classes 0 (hold) and 1 (off) are not
+  return onset.any(axis=2).sum(axis=1).min(axis=-1)
+
+
+def default_window(tokens: np.ndarray, spec: encoding.WindowSpec) -> int:
+  """The window a user would pick: the first (in time) with a note onset in every bar of every
+  part (a 2-bar melody: in both bars; a trio: lead, bass and drums in every bar). Without one,
+  the first of those with the most such bars, so a silent or all-hold window is never the
+  default while a better one exists."""
+  score = _onset_bars(np.asarray(tokens), spec)
+  return int(np.flatnonzero(score == score.max())[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class InputWindows:
+  """The windows of one input (MIDI file or NoteSequence), numbered in time order."""
+  label: str             # the file's name (or the NoteSequence's)
+  tokens: np.ndarray     # int32 [n, time, parts], in order of start time
+  bars: np.ndarray       # int [n]: bar of the input where each window starts, from 1
+  seconds: np.ndarray    # float [n]: where each window starts, in seconds
+  num_bars: int          # bars per window
+  default: int           # `default_window` of `tokens`
+  complete_bars: int     # the default window's bars with onsets (the fewest over its parts)
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+  def describe(self, i: int) -> str:
+    """`window 3 (bars 9-10, from 0:17.4)`."""
+    m, sec = divmod(float(self.seconds[i]), 60.0)
+    return (f'window {i} (bars {self.bars[i]}-{self.bars[i] + self.num_bars - 1}, from '
+            f'{int(m)}:{sec:04.1f})')
+
+  def select(self, window: WindowChoice = None) -> int:
+    """The index of `window`: None / '' = `default`; K (int or digits) = the K-th window in time
+    (0-based); 'bar:N' = the window that starts at bar N of the input."""
+    n = len(self.tokens)
+    if window is None or (isinstance(window, str) and not window.strip()):
+      return self.default
+    text = str(window).strip()
+    if text.lower().startswith('bar:'):
+      try:
+        bar = int(text[4:])
+      except ValueError:
+        raise InputError(f'--window={text}: bar:N needs a whole bar number N') from None
+      hits = np.flatnonzero(self.bars == bar)
+      if not len(hits):
+        starts = sorted(set(self.bars.tolist()))
+        shown = ', '.join(map(str, starts[:24])) + (', ...' if len(starts) > 24 else '')
+        raise InputError(f'{self.label}: no {self.num_bars}-bar window starts at bar {bar}; '
+                         f'windows start at bars {shown}')
+      return int(hits[0])
+    try:
+      index = int(text)
+    except ValueError:
+      raise InputError(f'--window={text}: expected a window number K (0..{n - 1}) or bar:N '
+                       '(the window starting at bar N)') from None
+    if not 0 <= index < n:
+      raise InputError(f'{self.label} has {n} window(s) (0..{n - 1}); window={index} is out '
+                       'of range')
+    return index
+
+  def summary(self, chosen: int, asked: WindowChoice = None) -> str:
+    """What a command prints about the window it used, and how to pick another."""
+    n = len(self.tokens)
+    head = (f'{self.label}: {n} window{"s" if n != 1 else ""} of {self.num_bars} bars, in '
+            f'time order (window 0 starts at bar {self.bars[0]}'
+            + (f', window {n - 1} at bar {self.bars[-1]})' if n > 1 else ')'))
+    if asked is None or (isinstance(asked, str) and not asked.strip()):
+      if self.complete_bars == self.num_bars:
+        why = 'the first with notes starting in every bar' + (
+            ' of every part' if self.tokens.shape[-1] > 1 else '')
+      else:
+        why = (f'no window has notes starting in every bar; this is the first with the most '
+               f'({self.complete_bars} of {self.num_bars})')
+    else:
+      why = f'as asked (--window={asked})'
+    pick = (f'pick another with --window=K (0..{n - 1}) or --window=bar:N' if n > 1
+            else 'it is the only one')
+    return f'{head}; using {self.describe(chosen)}, {why}; {pick}.'
+
+
+def input_windows(source: str | os.PathLike | note_seq.NoteSequence,
+                  spec: encoding.WindowSpec) -> InputWindows:
+  """The windows of a MIDI file or NoteSequence as the datasets extract them, in time order.
+
+  Raises:
+    InputError: unreadable file, or no usable window (the message says why).
+  """
+  if isinstance(source, note_seq.NoteSequence):
+    return _windows(source, source.filename or 'the NoteSequence', spec)
+  label = os.fspath(source)
+  if not os.path.exists(label):
+    raise InputError(f'{label}: no such file')
+  stat = os.stat(label)
+  return _file_windows(label, stat.st_mtime_ns, stat.st_size, spec)
+
+
 def midi_windows(source: str | note_seq.NoteSequence, spec: encoding.WindowSpec) -> np.ndarray:
-  """Every window of a MIDI file or NoteSequence, as the datasets extract them.
+  """Every window of a MIDI file or NoteSequence, as the datasets extract them, in time order.
 
   Returns:
     int32 [n, time, parts], n >= 1.
   Raises:
     InputError: unreadable file, or no usable window (the message says why).
   """
-  if isinstance(source, note_seq.NoteSequence):
-    return _windows(source, source.filename or 'the NoteSequence', spec)
-  label = str(source)
-  if not os.path.exists(label):
-    raise InputError(f'{label}: no such file')
-  stat = os.stat(label)
-  return _file_windows(label, stat.st_mtime_ns, stat.st_size, spec).copy()
+  return input_windows(source, spec).tokens.copy()
 
 
 @functools.lru_cache(maxsize=32)
-def _file_windows(path: str, mtime_ns: int, size: int, spec: encoding.WindowSpec) -> np.ndarray:
+def _file_windows(path: str, mtime_ns: int, size: int, spec: encoding.WindowSpec
+                  ) -> InputWindows:
   """Windows of a file, cached while the file is unchanged (interactive use re-reads often)."""
   del mtime_ns, size  # part of the cache key only
   try:
@@ -126,16 +238,23 @@ def _file_windows(path: str, mtime_ns: int, size: int, spec: encoding.WindowSpec
   return _windows(ns, path, spec)
 
 
-def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec) -> np.ndarray:
+def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec) -> InputWindows:
   try:
-    windows = encoding.extract_windows(ns, spec)
+    windows, bars, seconds = encoding.located_windows(ns, spec)
   except midi.MidiError as e:
     raise InputError(f'{label}: {e.reason} {e.detail}'.strip()) from e
   if len(windows) == 0:
     raise InputError(f'{label}: no usable {spec.num_bars}-bar window for a {spec.kind} '
                      f'({spec.mode} mode) model: {_why_no_window(ns, spec)}')
   w = np.asarray(windows, np.int32)
-  return w[..., None] if w.ndim == 2 else w
+  w = w[..., None] if w.ndim == 2 else w
+  bars = np.floor(bars + 1e-6).astype(np.int64) + 1
+  for a in (w, bars, seconds):  # shared by every caller of the cache
+    a.setflags(write=False)
+  best = default_window(w, spec)
+  return InputWindows(label=os.path.basename(label), tokens=w, bars=bars, seconds=seconds,
+                      num_bars=spec.num_bars, default=best,
+                      complete_bars=int(_onset_bars(w[best:best + 1], spec)[0]))
 
 
 # ----------------------------------------------------------------------------- jitted functions
@@ -189,8 +308,9 @@ class Model:
   """A trained MusicVAE with its config and parameters; every method works on numpy / NoteSequences.
 
   Inputs `x` of `encode` / `interpolate` / `reconstruct` may be a MIDI file path, a NoteSequence
-  (both go through the dataset extraction; `window` picks among several windows, default the
-  first), or tokens int [time], [time, parts] or [batch, time, parts].
+  (both go through the dataset extraction; their windows are numbered in time order and `window`
+  picks one: K, 'bar:N' or None for `default_window`, the first with note onsets in every bar),
+  or tokens int [time], [time, parts] or [batch, time, parts].
   """
 
   def __init__(self, config: Any, module: MusicVAE, params: Any, step: int | None = None,
@@ -220,15 +340,16 @@ class Model:
                        '(model.use_encoder=False): it can only sample')
 
   # -- inputs
-  def tokens(self, x: Any, window: int = 0) -> np.ndarray:
+  def windows(self, x: str | os.PathLike | note_seq.NoteSequence) -> InputWindows:
+    """The windows of a MIDI file or NoteSequence for this model, in time order."""
+    return input_windows(x, self.spec)
+
+  def tokens(self, x: Any, window: WindowChoice = None) -> np.ndarray:
     """`x` as model input: int32 [batch, time, parts]."""
     if isinstance(x, (str, os.PathLike, note_seq.NoteSequence)):
-      windows = midi_windows(x if isinstance(x, note_seq.NoteSequence) else os.fspath(x),
-                             self.spec)
-      if not 0 <= window < len(windows):
-        raise InputError(f'{x if not isinstance(x, note_seq.NoteSequence) else "input"} has '
-                         f'{len(windows)} window(s); window={window} is out of range')
-      return windows[window:window + 1]
+      windows = self.windows(x)
+      i = windows.select(window)
+      return windows.tokens[i:i + 1].copy()
     t = np.asarray(x)
     if t.ndim == 1:
       t = t[None, :, None]
@@ -245,7 +366,7 @@ class Model:
     return t.astype(np.int32)
 
   # -- the model
-  def encode(self, x: Any, window: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  def encode(self, x: Any, window: WindowChoice = None) -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of q(z|x), float32 [batch, z_size] each."""
     self._need_encoder('encode')
     tokens = self.tokens(x, window)
@@ -293,8 +414,8 @@ class Model:
              seed: int = 0) -> list[note_seq.NoteSequence]:
     return self.to_note_sequences(self.sample_tokens(num, temperature, greedy, seed))
 
-  def interpolation_z(self, a: Any, b: Any, steps: int = 7, window_a: int = 0,
-                      window_b: int = 0) -> np.ndarray:
+  def interpolation_z(self, a: Any, b: Any, steps: int = 7, window_a: WindowChoice = None,
+                      window_b: WindowChoice = None) -> np.ndarray:
     """mu of a and b, and the points between at equal steps of slerp: float32 [steps, z_size],
     endpoints included (row 0 = mu_a, row steps-1 = mu_b)."""
     self._need_encoder('interpolate')
@@ -308,7 +429,8 @@ class Model:
 
   def interpolate_tokens(self, a: Any, b: Any, steps: int = 7,
                          temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
-                         seed: int = 0, window_a: int = 0, window_b: int = 0) -> np.ndarray:
+                         seed: int = 0, window_a: WindowChoice = None,
+                         window_b: WindowChoice = None) -> np.ndarray:
     """Decoded interpolation, int32 [steps, time, parts]. Every point is decoded with the same
     sampling noise, so neighbouring points differ only through z."""
     z = self.interpolation_z(a, b, steps, window_a, window_b)
@@ -321,13 +443,14 @@ class Model:
     return self.to_note_sequences(self.interpolate_tokens(a, b, steps, temperature, greedy, seed))
 
   def reconstruct_tokens(self, x: Any, temperature: float = DEFAULT_TEMPERATURE,
-                         greedy: bool = True, seed: int = 0, window: int = 0) -> np.ndarray:
+                         greedy: bool = True, seed: int = 0,
+                         window: WindowChoice = None) -> np.ndarray:
     """Encode to mu and decode (greedy by default): int32 [batch, time, parts]."""
     mu, _ = self.encode(x, window)
     return self.decode_tokens(mu, temperature=temperature, greedy=greedy, seed=seed)
 
   def reconstruct(self, x: Any, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = True,
-                  seed: int = 0, window: int = 0) -> list[note_seq.NoteSequence]:
+                  seed: int = 0, window: WindowChoice = None) -> list[note_seq.NoteSequence]:
     return self.to_note_sequences(self.reconstruct_tokens(x, temperature, greedy, seed, window))
 
   # -- outputs
@@ -408,8 +531,14 @@ flags.DEFINE_integer('steps', 7, 'interpolate: points from a to b, endpoints inc
 flags.DEFINE_bool('with_inputs', True, 'interpolate / reconstruct: put the inputs (black in the '
                   'PNG) around the decoded pieces in the combined MIDI and PNG.')
 flags.DEFINE_string('input', None, 'reconstruct: MIDI file.')
-flags.DEFINE_integer('window', 0, 'Which window of an input MIDI file (several may qualify).')
+flags.DEFINE_string('window', None, 'Which window of an input MIDI file: K (the K-th in time, '
+                    'from 0) or bar:N (the one starting at bar N, from 1). Default: the first '
+                    'with note onsets in every bar. interpolate: for both files unless '
+                    '--window_a / --window_b.')
+flags.DEFINE_string('window_a', None, 'interpolate: window of --a (default --window).')
+flags.DEFINE_string('window_b', None, 'interpolate: window of --b (default --window).')
 flags.DEFINE_bool('wav', False, 'Also render every MIDI file to WAV (needs midirenderer).')
+flags.DEFINE_bool('overwrite', False, 'Write into --out even if it already holds files.')
 
 
 def _eval_examples(model: Model, indices: Sequence[int]) -> list[np.ndarray]:
@@ -434,12 +563,47 @@ def _parse_indices(text: str, count: int) -> list[int]:
   return idx
 
 
+def _slug(text: str, limit: int = 40) -> str:
+  """A file name's stem as a safe folder-name part: `My Song (v2).mid` -> `My_Song_v2`."""
+  stem = os.path.splitext(os.path.basename(text))[0]
+  return re.sub(r'[^A-Za-z0-9.-]+', '_', stem).strip('_.')[:limit] or 'input'
+
+
+def output_folder(base: str, *, explicit: bool, overwrite: bool) -> str:
+  """Where a command writes: never over earlier outputs unless asked.
+
+  An explicit `--out` that already holds files is refused without `overwrite`. A default folder
+  name that is taken gets the next free index (`<base>-2`, `<base>-3`, ...), or is reused with
+  `overwrite`.
+  """
+  base = os.path.abspath(base)
+
+  def taken(path):
+    return os.path.isdir(path) and bool(os.listdir(path)) or os.path.isfile(path)
+
+  if overwrite or not taken(base):
+    return base
+  if explicit:
+    raise InputError(f'{base} already holds files; pass --overwrite to write over them, or '
+                     'choose another --out')
+  k = 2
+  while taken(f'{base}-{k}'):
+    k += 1
+  return f'{base}-{k}'
+
+
 class _Writer:
-  """Writes MIDI (+ WAV) and PNG files into one folder and remembers their paths."""
+  """Writes MIDI (+ WAV) and PNG files into one folder and remembers their paths. Every piece of
+  one command is drawn with the same pitch range (`pitch_ranges`), so the pictures compare."""
 
   def __init__(self, model: Model, out: str, wav: bool):
     self.model, self.out, self.wav, self.paths = model, out, wav, []
+    self.pitch_ranges = None
     os.makedirs(out, exist_ok=True)
+
+  def share_range(self, pieces: Sequence[np.ndarray]) -> None:
+    self.pitch_ranges = plotting.pitch_ranges(pieces, self.model.part_is_drums,
+                                              self.model.spec.min_pitch)
 
   def midi(self, ns: note_seq.NoteSequence, name: str) -> None:
     path = to_midi(ns, os.path.join(self.out, name + '.mid'))
@@ -449,16 +613,38 @@ class _Writer:
 
   def piece(self, tokens: np.ndarray, name: str, title: str) -> None:
     self.midi(self.model.to_note_sequence(tokens), name)
-    self.paths.append(self.model.plot([tokens], os.path.join(self.out, name + '.png'),
-                                      title=title))
+    self.plot([tokens], name + '.png', title=title)
+
+  def plot(self, pieces: Sequence[np.ndarray], name: str, **kwargs) -> None:
+    self.paths.append(self.model.plot(pieces, os.path.join(self.out, name),
+                                      pitch_ranges=self.pitch_ranges, **kwargs))
+
+
+def _say(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
+
+
+def _file_input(model: Model, path: str, window: WindowChoice) -> tuple[np.ndarray, str]:
+  """(tokens [1, time, parts], folder-name part) of a MIDI file's chosen window; prints which
+  window it is and how to pick another."""
+  windows = model.windows(path)
+  i = windows.select(window)
+  _say(windows.summary(i, window))
+  return windows.tokens[i:i + 1].copy(), f'{_slug(path)}-bar{windows.bars[i]}'
 
 
 def run_command(command: str, *, workdir: str, step: int | None = None, out: str | None = None,
                 seed: int = 0, num: int = 8, temperature: float = DEFAULT_TEMPERATURE,
                 greedy: bool | None = None, a: str | None = None, b: str | None = None,
                 from_eval: str | None = None, steps: int = 7, with_inputs: bool = True,
-                input_path: str | None = None, window: int = 0, wav: bool = False) -> list[str]:
-  """The CLI's work: writes the outputs of `command` and returns their paths."""
+                input_path: str | None = None, window: WindowChoice = None,
+                window_a: WindowChoice = None, window_b: WindowChoice = None,
+                wav: bool = False, overwrite: bool = False) -> list[str]:
+  """The CLI's work: writes the outputs of `command` and returns their paths (absolute).
+
+  Default output folder: `<workdir>/samples/<command>[-<input>-bar<N>...]-step<step>-<how>-
+  seed<seed>`, with the next free index appended when it exists (see `output_folder`).
+  """
   if command not in COMMANDS:
     raise InputError(f'unknown command {command!r}; choose one of {COMMANDS}')
   # Check the inputs before loading anything.
@@ -472,25 +658,39 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   if greedy is None:
     greedy = command == 'reconstruct'
   how = 'greedy' if greedy else f'T{temperature:g}'
-  out = out or os.path.join(model.workdir, 'samples', f'{command}-step{model.step}-{how}-seed{seed}')
-  w = _Writer(model, out, wav)
   name = f'{model.config.family}:{model.config.preset} step {model.step}'
+  what = ''  # the inputs, in the folder's name
+  if command == 'interpolate':
+    if from_eval:
+      ia, ib = _parse_indices(from_eval, 2)
+      ta, tb = (model.tokens(t) for t in _eval_examples(model, [ia, ib]))
+      labels, what = (f'eval {ia}', f'eval {ib}'), f'-eval{ia}-eval{ib}'
+    else:
+      ta, part_a = _file_input(model, a, window if window_a is None else window_a)
+      tb, part_b = _file_input(model, b, window if window_b is None else window_b)
+      labels, what = (os.path.basename(a), os.path.basename(b)), f'-{part_a}-{part_b}'
+  elif command == 'reconstruct':
+    if from_eval:
+      [i] = _parse_indices(from_eval, 1)
+      tx, label, what = model.tokens(_eval_examples(model, [i])[0]), f'eval {i}', f'-eval{i}'
+    else:
+      tx, part = _file_input(model, input_path, window)
+      label, what = os.path.basename(input_path), f'-{part}'
+  base = out or os.path.join(model.workdir, 'samples',
+                             f'{command}{what}-step{model.step}-{how}-seed{seed}')
+  out = output_folder(base, explicit=bool(out), overwrite=overwrite)
+  w = _Writer(model, out, wav)
   if command == 'sample':
     tokens = model.sample_tokens(num, temperature, greedy, seed)
+    w.share_range(tokens)
     for i, t in enumerate(tokens):
       w.piece(t, f'sample_{i:03d}', f'{name} | sample {i} ({how}, seed {seed})')
   elif command == 'interpolate':
-    if from_eval:
-      a_in, b_in = _eval_examples(model, _parse_indices(from_eval, 2))
-      labels = (f'eval {from_eval.split(",")[0]}', f'eval {from_eval.split(",")[1]}')
-    else:
-      a_in, b_in = a, b
-      labels = (os.path.basename(a), os.path.basename(b))
-    ta, tb = model.tokens(a_in, window), model.tokens(b_in, window)
     tokens = model.interpolate_tokens(ta, tb, steps, temperature, greedy, seed)
+    pieces = list(tokens)
+    w.share_range(pieces + [ta[0], tb[0]])
     for i, t in enumerate(tokens):
       w.piece(t, f'interp_{i:02d}', f'{name} | interpolation step {i}/{steps - 1} ({how})')
-    pieces = list(tokens)
     tags = [f'{i}' for i in range(steps)]
     tags[0], tags[-1] = f'0 (A)', f'{steps - 1} (B)'
     highlight = ()
@@ -501,25 +701,23 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
       w.midi(model.to_note_sequence(ta[0]), 'input_a')
       w.midi(model.to_note_sequence(tb[0]), 'input_b')
     w.midi(concatenate(model.to_note_sequences(np.stack(pieces))), 'interpolation')
-    w.paths.append(model.plot(pieces, os.path.join(out, 'interpolation.png'), highlight=highlight,
-                              labels=tags, title=f'{name} | {labels[0]} -> {labels[1]}, '
-                              f'{steps} steps ({how}, inputs in black)'))
+    w.plot(pieces, 'interpolation.png', highlight=highlight, labels=tags,
+           title=f'{name} | {labels[0]} -> {labels[1]}, {steps} steps ({how}, inputs in black)')
   else:  # reconstruct
-    x = _eval_examples(model, _parse_indices(from_eval, 1))[0] if from_eval else input_path
-    label = f'eval {from_eval}' if from_eval else os.path.basename(input_path)
-    tx = model.tokens(x, window)
     rec = model.reconstruct_tokens(tx, temperature, greedy, seed)[0]
+    w.share_range([tx[0], rec])
     w.piece(tx[0], 'input', f'{name} | input: {label}')
     w.piece(rec, 'reconstruction', f'{name} | reconstruction of {label} ({how})')
     acc = float((rec == tx[0]).mean())
-    w.paths.append(model.plot([tx[0], rec], os.path.join(out, 'comparison.png'), highlight=(0,),
-                              labels=['input', f'reconstruction ({acc:.0%} of steps equal)'],
-                              title=f'{name} | {label}'))
-  return w.paths
+    w.plot([tx[0], rec], 'comparison.png', highlight=(0,),
+           labels=['input', f'reconstruction ({acc:.0%} of steps equal)'],
+           title=f'{name} | {label}')
+  return [os.path.abspath(p) for p in w.paths]
 
 
 def main(argv: Sequence[str]) -> int:
-  logs.quiet_unless_asked()
+  logs.setup(FLAGS.workdir if FLAGS.workdir and os.path.isdir(FLAGS.workdir) else None,
+             'generate')
   if len(argv) != 2 or argv[1] not in COMMANDS:
     print(f'usage: python -m mvae_jax.generate {{{"|".join(COMMANDS)}}} --workdir=RUN [flags]; '
           f'got {list(argv[1:])}', file=sys.stderr)
@@ -533,7 +731,8 @@ def main(argv: Sequence[str]) -> int:
         seed=FLAGS.seed, num=FLAGS.num, temperature=FLAGS.temperature, greedy=FLAGS.greedy,
         a=FLAGS.a, b=FLAGS.b, from_eval=FLAGS.from_eval, steps=FLAGS.steps,
         with_inputs=FLAGS.with_inputs, input_path=FLAGS.input, window=FLAGS.window,
-        wav=FLAGS.wav)
+        window_a=FLAGS.window_a, window_b=FLAGS.window_b, wav=FLAGS.wav,
+        overwrite=FLAGS.overwrite)
   except (FileNotFoundError, InputError, eval_lib.CheckpointMismatchError, ImportError,
           ValueError) as e:
     print(f'error: {e}', file=sys.stderr)

@@ -12,6 +12,7 @@ evaluation batches add `'weights': float32 [batch]` (0 for padding rows of the l
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Iterator, Sequence
 
 import grain
@@ -153,7 +154,9 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
     try:
       build.dataset_dir(**where)
     except FileNotFoundError:
-      print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once)...', flush=True)
+      print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once) in '
+            f'{os.path.abspath(data.data_dir or build.default_data_dir())} (set TFDS_DATA_DIR or '
+            '--config.data.data_dir to build elsewhere)...', flush=True)
       build.build(**where, midi_dir=data.midi_dir or None, workers=data.workers or None)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils

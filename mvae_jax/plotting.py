@@ -1,9 +1,13 @@
 """Piano-roll pictures of token arrays, in the style of the paper's supplemental figures 2-5.
 
-Melodies are drawn as pitch by time (one bar = 16 steps, bar lines in grey), drums as a 9-row grid
-(kick at the bottom ... ride at the top), trios as three panels (lead, bass, drums) in three
-colours. A list of pieces (an interpolation) is drawn one after another on one time axis, with
-chosen pieces (the inputs of an interpolation) in black, as in the paper's figures 2 and 3.
+Melodies are drawn as pitch by time (one bar = 16 steps, bar lines in grey), with octave labels
+(C3, C4, ...) on a y axis that spans whole octaves, and every note-on visible: a note starts
+after a small gap and its first steps are darker, so repeated notes of one pitch read as
+separate notes. Drums are a 9-row grid with the instrument names (kick at the bottom ... ride at
+the top), trios three panels (lead, bass, drums) in three colours. A list of pieces (an
+interpolation) is drawn one after another on one time axis, with chosen pieces (the inputs of
+an interpolation) in black, as in the paper's figures 2 and 3. Pictures of a set drawn
+separately (the samples of one command) share one pitch range through `pitch_ranges`.
 
 Everything works on token arrays `int [time, parts]` (the model's own output), so a picture shows
 exactly what the model produced. matplotlib runs on the Agg backend: no display is needed.
@@ -21,8 +25,9 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
 NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2
-DRUM_NAMES = ('kick', 'snare', 'closed hh', 'open hh', 'low tom', 'mid tom', 'high tom', 'crash',
-              'ride')
+# The nine drum classes of the paper (bit i of a drum token), bottom row first.
+DRUM_NAMES = ('kick', 'snare', 'closed hi-hat', 'open hi-hat', 'low tom', 'mid tom', 'high tom',
+              'crash', 'ride')
 PART_COLOURS = ('tab:blue', 'tab:orange', 'tab:green')
 HIGHLIGHT_COLOUR = 'black'
 STEPS_PER_BAR = 16
@@ -56,68 +61,115 @@ def _pitch_name(midi_pitch: int) -> str:
   return f'{names[midi_pitch % 12]}{midi_pitch // 12 - 1}'
 
 
-def _melody_panel(ax, pieces, part, min_pitch, colours, offsets):
-  lo, hi = None, None
+def pitch_ranges(pieces: Sequence[np.ndarray], part_is_drums: Sequence[bool],
+                 min_pitch: int = 0) -> list[tuple[int, int] | None]:
+  """Per part, the (lowest, highest) MIDI pitch played in any of `pieces`, widened to whole
+  octaves (C to C) so the y axis always shows octave labels; None for drum parts.
+
+  Pass the result as `plot_pieces(..., pitch_ranges=...)` to draw several pictures of a set (the
+  samples of one command, the steps of an interpolation) on one scale.
+  """
+  pieces = [np.asarray(p)[:, None] if np.asarray(p).ndim == 1 else np.asarray(p) for p in pieces]
+  out = []
+  for part, drums in enumerate(part_is_drums):
+    if drums:
+      out.append(None)
+      continue
+    pitches = [min_pitch + int(t) - NUM_SPECIAL for p in pieces for t in p[:, part]
+               if t >= NUM_SPECIAL]
+    lo, hi = (min(pitches), max(pitches)) if pitches else (60, 72)
+    lo_c, hi_c = 12 * (lo // 12), 12 * (hi // 12 + 1)
+    out.append((lo_c, hi_c))
+  return out
+
+
+_pitch_ranges = pitch_ranges  # draw_pieces has an argument of that name
+
+
+# A note is drawn from ONSET_GAP after its start to its end, and its first ONSET_MARK steps in a
+# darker shade: repeated notes of one pitch read as separate notes.
+ONSET_GAP = 0.15
+ONSET_MARK = 0.35
+
+
+def _melody_panel(ax, pieces, part, min_pitch, colours, offsets, pitch_range):
   for piece, colour, offset in zip(pieces, colours, offsets):
     notes = melody_notes(piece[:, part])
-    boxes = [[(offset + s, min_pitch + p - 0.4), (offset + e, min_pitch + p - 0.4),
-              (offset + e, min_pitch + p + 0.4), (offset + s, min_pitch + p + 0.4)]
+    if not notes:
+      continue
+    boxes = [[(offset + s + ONSET_GAP, min_pitch + p - 0.42), (offset + e, min_pitch + p - 0.42),
+              (offset + e, min_pitch + p + 0.42), (offset + s + ONSET_GAP, min_pitch + p + 0.42)]
              for s, e, p in notes]
-    if boxes:
-      ax.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors='none'))
-      pitches = [min_pitch + p for _, _, p in notes]
-      lo = min(pitches) if lo is None else min(lo, min(pitches))
-      hi = max(pitches) if hi is None else max(hi, max(pitches))
-  if lo is None:
-    lo, hi = 60, 72
-  ax.set_ylim(lo - 2, hi + 2)
-  ticks = [p for p in range(lo - 1, hi + 2) if p % 12 == 0] or [lo]
+    ax.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors='none'))
+    dark = 'white' if colour == HIGHLIGHT_COLOUR else matplotlib.colors.to_rgba(colour)
+    if dark != 'white':
+      dark = tuple(0.55 * c for c in dark[:3]) + (1.0,)
+    marks = [[(offset + s + ONSET_GAP, min_pitch + p - 0.42),
+              (offset + s + ONSET_GAP + min(ONSET_MARK, max(e - s - ONSET_GAP, 0)),
+               min_pitch + p - 0.42),
+              (offset + s + ONSET_GAP + min(ONSET_MARK, max(e - s - ONSET_GAP, 0)),
+               min_pitch + p + 0.42), (offset + s + ONSET_GAP, min_pitch + p + 0.42)]
+             for s, e, p in notes]
+    ax.add_collection(PolyCollection(marks, facecolors=dark, edgecolors='none'))
+  lo, hi = pitch_range
+  ax.set_ylim(lo - 0.6, hi + 0.6)
+  ticks = list(range(lo, hi + 1, 12))
   ax.set_yticks(ticks)
   ax.set_yticklabels([_pitch_name(p) for p in ticks], fontsize=7)
+  ax.set_yticks(range(lo, hi + 1), minor=True)
+  ax.tick_params(axis='y', which='minor', length=1.5)
+  for c in ticks:
+    ax.axhline(c - 0.5, color='0.88', linewidth=0.5, zorder=0)
 
 
 def _drum_panel(ax, pieces, part, colours, offsets):
   for piece, colour, offset in zip(pieces, colours, offsets):
     hits = drum_hits(piece[:, part])
     rows, steps = np.nonzero(hits)
-    boxes = [[(offset + t + 0.05, r - 0.4), (offset + t + 0.95, r - 0.4),
-              (offset + t + 0.95, r + 0.4), (offset + t + 0.05, r + 0.4)]
+    boxes = [[(offset + t + 0.1, r - 0.38), (offset + t + 0.9, r - 0.38),
+              (offset + t + 0.9, r + 0.38), (offset + t + 0.1, r + 0.38)]
              for r, t in zip(rows.tolist(), steps.tolist())]
     if boxes:
       ax.add_collection(PolyCollection(boxes, facecolors=colour, edgecolors='none'))
   ax.set_ylim(-0.7, len(DRUM_NAMES) - 0.3)
   ax.set_yticks(range(len(DRUM_NAMES)))
   ax.set_yticklabels(DRUM_NAMES, fontsize=6)
+  for r in range(len(DRUM_NAMES) + 1):
+    ax.axhline(r - 0.5, color='0.92', linewidth=0.4, zorder=0)
 
 
-def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence[str],
+def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
                 part_is_drums: Sequence[bool], min_pitch: int = 0,
                 highlight: Sequence[int] = (), labels: Sequence[str] | None = None,
-                title: str | None = None, steps_per_bar: int = STEPS_PER_BAR) -> str:
-  """Draws `pieces` one after another and writes a PNG to `path`.
+                title: str | None = None, steps_per_bar: int = STEPS_PER_BAR,
+                pitch_ranges: Sequence[tuple[int, int] | None] | None = None) -> str:
+  """Draws `pieces` one after another; returns the matplotlib Figure (the caller closes it).
 
   Args:
     pieces: token arrays, each int [time] or [time, parts].
-    path: output PNG file (folders are created).
     part_names: one name per part ('melody'; 'lead', 'bass', 'drums').
     part_is_drums: which parts are 512-class drums (drawn as the 9-row grid).
     min_pitch: MIDI pitch of note-on class 2 (0 in paper mode, 21 in magenta mode).
     highlight: indices of pieces drawn in black (the inputs of an interpolation).
     labels: optional text above each piece.
     title: optional figure title.
-  Returns:
-    `path`.
+    pitch_ranges: per part, the (low, high) MIDI pitches of the y axis (see `pitch_ranges`);
+      default: the notes of `pieces`, widened to whole octaves.
   """
   pieces = [np.asarray(p)[:, None] if np.asarray(p).ndim == 1 else np.asarray(p) for p in pieces]
   if not pieces:
     raise ValueError('nothing to plot')
   num_parts = len(part_is_drums)
+  if pitch_ranges is None:
+    pitch_ranges = _pitch_ranges(pieces, part_is_drums, min_pitch)
   lengths = [len(p) for p in pieces]
   offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
   total = int(sum(lengths))
-  heights = [1.0 if drums else 1.6 for drums in part_is_drums]
+  # Panel heights in inches: a semitone row or a drum row stays a few pixels high at any range.
+  heights = [1.5 if drums else min(9.0, max(1.8, 0.075 * (r[1] - r[0] + 1)))
+             for drums, r in zip(part_is_drums, pitch_ranges)]
   width = min(40.0, max(6.0, total / 16.0 * 0.9))
-  fig, axes = plt.subplots(num_parts, 1, figsize=(width, 1.2 + 1.6 * sum(heights)), sharex=True,
+  fig, axes = plt.subplots(num_parts, 1, figsize=(width, 1.2 + sum(heights)), sharex=True,
                            squeeze=False, gridspec_kw={'height_ratios': heights})
   axes = axes[:, 0]
   for part, ax in enumerate(axes):
@@ -126,7 +178,7 @@ def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence
     if part_is_drums[part]:
       _drum_panel(ax, pieces, part, colours, offsets)
     else:
-      _melody_panel(ax, pieces, part, min_pitch, colours, offsets)
+      _melody_panel(ax, pieces, part, min_pitch, colours, offsets, pitch_ranges[part])
     for bar in range(0, total + 1, steps_per_bar):
       ax.axvline(bar, color='0.85', linewidth=0.5, zorder=0)
     for off in offsets[1:]:
@@ -147,7 +199,16 @@ def plot_pieces(pieces: Sequence[np.ndarray], path: str, *, part_names: Sequence
   fig_w, fig_h = fig.get_size_inches()
   fig.subplots_adjust(left=0.9 / fig_w, right=1 - 0.2 / fig_w, bottom=0.55 / fig_h,
                       top=1 - (0.7 if title else 0.45) / fig_h, hspace=0.12)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=80)
-  plt.close(fig)
+  return fig
+
+
+def plot_pieces(pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
+  """Draws `pieces` (see `draw_pieces` for the arguments) and writes a PNG to `path` (folders
+  are created); returns `path`."""
+  fig = draw_pieces(pieces, **kwargs)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+  finally:
+    plt.close(fig)
   return path

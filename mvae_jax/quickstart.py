@@ -4,20 +4,28 @@ r"""The main job, end to end: `python -m mvae_jax.quickstart [--workdir=runs/mel
 2. trains `configs/melody2.py:small` (about 3000 steps; resumes if the run directory exists);
 3. evaluates the checkpoint on the held-out split (Table 1 metrics, beside the majority-class level);
 4. writes 4 samples (temperature 0.5) and a 7-step interpolation between two held-out melodies,
-   as MIDI and piano-roll PNG, into `<workdir>/samples/`, and prints every path.
+   as MIDI and piano-roll PNG, into new folders under `<workdir>/samples/`, and prints where
+   (absolute paths).
 
 Any other config works too: `--config=configs/drums2.py:small`.
+
+The dataset is written under `~/tensorflow_datasets` unless `TFDS_DATA_DIR` or
+`--config.data.data_dir` says otherwise; the quickstart prints where. Library logging goes to
+`<workdir>/quickstart.log` (see `mvae_jax.logs`); the console shows the progress, the metrics and
+every path written (absolute), then the total time and what to run next.
 """
 from __future__ import annotations
 
 import json
 import os
 import pathlib
+import sys
+import time
 
 from absl import app, flags
 
 from mvae_jax import eval as eval_lib
-from mvae_jax import generate, parallel, train
+from mvae_jax import generate, logs, parallel, train
 
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'melody2.py') + ':small'
 # --config and --workdir are mvae_jax.train's flags; only their defaults differ here.
@@ -26,8 +34,20 @@ flags.DEFINE_integer('interpolation_steps', 7, 'Points of the interpolation, end
 FLAGS = flags.FLAGS
 
 
+def dataset_location(config) -> str:
+  """Absolute folder the run's dataset is (or will be) written to."""
+  from data_pipelines import build  # pylint: disable=g-import-not-at-top
+  return os.path.abspath(config.data.data_dir or build.default_data_dir())
+
+
 def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7) -> dict:
   """Train, evaluate, generate; returns {'eval': results, 'outputs': {name: [paths]}}."""
+  t0 = time.time()
+  workdir = os.path.abspath(workdir)
+  data_dir = dataset_location(config)
+  print(f'dataset: {config.data.source} {config.data.kind} ({config.data.mode}) in {data_dir} '
+        '(default ~/tensorflow_datasets; set TFDS_DATA_DIR or --config.data.data_dir to change)')
+  print(f'run directory: {workdir}')
   train.train_and_evaluate(config, workdir)
   results = eval_lib.evaluate_run(workdir, recon_accuracy=True)
   eval_path = eval_lib.write_json(results, os.path.join(workdir, f'eval_{results["step"]}.json'))
@@ -39,14 +59,59 @@ def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7
     outputs['interpolation'] = generate.run_command(
         'interpolate', workdir=workdir, from_eval='0,1', steps=interpolation_steps)
   print('\nwritten:')
+  for line in written_lines(outputs):
+    print(f'  {line}')
+  seconds = time.time() - t0
+  print(f'\ndone in {logs.duration(seconds)}. Next:')
+  for line in next_steps(workdir, config.model.use_encoder):
+    print(f'  {line}')
+  return {'eval': results, 'outputs': outputs, 'dataset_dir': data_dir, 'seconds': seconds}
+
+
+def written_lines(outputs: dict[str, list[str]]) -> list[str]:
+  """What the quickstart wrote, one line per kind, absolute paths: a folder of many files is
+  shown as the folder (and its main picture), not file by file."""
+  lines = []
   for name, paths in outputs.items():
-    for p in paths:
-      print(f'  {name:14s} {p}')
-  return {'eval': results, 'outputs': outputs}
+    paths = [os.path.abspath(p) for p in paths]
+    folder = os.path.dirname(paths[0])
+    if len(paths) == 1:
+      lines.append(f'{name:14s} {paths[0]}')
+      continue
+    mids = sum(p.endswith('.mid') for p in paths)
+    pngs = sum(p.endswith('.png') for p in paths)
+    lines.append(f'{name:14s} {folder}{os.sep}  ({mids} MIDI files, {pngs} piano-roll PNGs)')
+    main = [p for p in paths if os.path.basename(p) == f'{name}.png']
+    if main:
+      lines.append(f'{"":14s} {main[0]}  (the whole {name} in one picture)')
+  if logs.log_path():
+    lines.append(f'{"library log":14s} {logs.log_path()}')
+  return lines
+
+
+def _python() -> str:
+  """How the user runs this Python: `python` in an activated venv, else its path."""
+  if os.environ.get('VIRTUAL_ENV'):
+    return 'python'
+  exe = sys.executable
+  rel = os.path.relpath(exe)
+  return rel if not rel.startswith('..') else exe
+
+
+def next_steps(workdir: str, use_encoder: bool) -> list[str]:
+  """Commands a user runs next on the quickstart's run directory."""
+  py = _python()
+  lines = [f'{py} -m mvae_jax.generate sample --workdir={workdir} --num=8',
+           f'{py} -m mvae_jax.eval --workdir={workdir} --recon_accuracy']
+  if use_encoder:
+    lines.insert(1, f'{py} -m mvae_jax.generate reconstruct --workdir={workdir} '
+                 '--input=YOUR.mid')
+  return lines
 
 
 def main(argv):
   del argv
+  logs.setup(FLAGS.workdir, 'quickstart')
   parallel.maybe_initialize_distributed()
   out = run(FLAGS.config, FLAGS.workdir, FLAGS.num_samples, FLAGS.interpolation_steps)
   with open(os.path.join(FLAGS.workdir, 'quickstart.json'), 'w') as f:

@@ -23,7 +23,8 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mvae_jax import checkpoints, config_lib, input_pipeline, losses, metrics, parallel, schedules
+from mvae_jax import checkpoints, config_lib, input_pipeline, logs, losses, metrics, parallel
+from mvae_jax import schedules
 from mvae_jax.logs import MetricWriter
 from mvae_jax.models import MusicVAE
 
@@ -188,6 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state, position, start = restored
     start = int(position.get('next_batch', start))
     logging.info('resumed %s from step %d', workdir, start)
+    if jax.process_index() == 0:
+      print(f'resuming {workdir} from step {start}', flush=True)
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
 
   train_source = input_pipeline.get_source(config.data, 'train')
@@ -244,7 +247,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer.close()
   if jax.process_index() == 0 and start < config.train.num_steps:
     print(f'trained steps {start}..{config.train.num_steps} in {time.time() - t_start:.1f}s; '
-          f'checkpoints in {os.path.join(workdir, "checkpoints")}', flush=True)
+          f'checkpoints in {os.path.join(workdir, "checkpoints")}'
+          + (f'; library log in {logs.log_path()}' if logs.log_path() else ''), flush=True)
   return {**last_train, **last_eval}
 
 
@@ -289,9 +293,10 @@ flags.DEFINE_string('workdir', None, 'Run directory (created; resumed when it ha
 
 def main(argv):
   del argv
-  parallel.maybe_initialize_distributed()
   if FLAGS.config is None or FLAGS.workdir is None:
     raise app.UsageError('--config and --workdir are required')
+  logs.setup(FLAGS.workdir, 'train')
+  parallel.maybe_initialize_distributed()
   train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

@@ -7,6 +7,7 @@ trio's per-instrument numbers, the baseline's missing KL, determinism, the Table
 """
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -101,6 +102,10 @@ def test_evaluate_run_melody2(eval_runs_root, tmp_path, capsys):
                             '--num_batches=2']) == 0
   out = capsys.readouterr().out
   assert eval_lib.table1_row(a) in out
+  # The majority-class level is printed beside the accuracies, and the JSON path is absolute.
+  assert re.search(rf'^majority class level +{m["majority_accuracy"]:.3f}  <- always predicting '
+                   'the most common class', out, re.M)
+  assert f'wrote {os.path.join(os.path.abspath(workdir), "eval_1.json")}' in out
   saved = json.load(open(os.path.join(workdir, 'eval_1.json')))
   assert saved['metrics'] == m
   path = tmp_path / 'x' / 'r.json'

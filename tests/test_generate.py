@@ -155,9 +155,15 @@ def test_python_api(runs_root):
   for x in (ns, windows[0, :, 0], windows[0], windows[:1]):
     np.testing.assert_allclose(model.encode(x)[0], mu, rtol=1e-5, atol=1e-6)
   assert model.encode(windows[:3])[0].shape == (3, 8)
-  # `window` picks among several windows of a file.
+  # `window` picks among several windows of a file (in time order; by default the first with
+  # note onsets in both bars), also by the bar where it starts.
+  assert generate.input_windows(str(INPUT_A), model.spec).default == 0
   np.testing.assert_allclose(model.encode(str(INPUT_A), window=2)[0],
                              model.encode(windows[2])[0], rtol=1e-5, atol=1e-6)
+  bars = model.windows(str(INPUT_A)).bars
+  np.testing.assert_allclose(model.encode(str(INPUT_A), window=f'bar:{bars[5]}')[0],
+                             model.encode(windows[int(np.flatnonzero(bars == bars[5])[0])])[0],
+                             rtol=1e-5, atol=1e-6)
 
   samples = model.sample(3, temperature=0.5, seed=0)
   assert len(samples) == 3 and all(isinstance(s, note_seq.NoteSequence) for s in samples)
@@ -278,10 +284,43 @@ def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
   assert sorted(os.path.basename(p) for p in printed) == [
       'sample_000.mid', 'sample_000.png', 'sample_001.mid', 'sample_001.png']
   assert all(os.path.exists(p) for p in printed)
-  # Default output folder: <workdir>/samples/<command>-step<step>-<how>-seed<seed>.
-  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}']) == 0
-  assert os.path.isdir(os.path.join(workdir, 'samples', 'reconstruct-step1-greedy-seed0'))
+  # --out that holds files is refused without --overwrite.
+  assert run_cli(generate, ['sample', f'--workdir={workdir}', '--num=2', f'--out={out}']) == 1
+  assert 'already holds files; pass --overwrite' in capsys.readouterr().err
+  before = (out / 'sample_000.mid').read_bytes()
+  assert run_cli(generate, ['sample', f'--workdir={workdir}', '--num=2', f'--out={out}',
+                            '--overwrite', '--seed=5']) == 0
+  assert (out / 'sample_000.mid').read_bytes() != before
   capsys.readouterr()
+
+  # Default output folder: <workdir>/samples/<command>-<input>-bar<N>-step<step>-<how>-seed<seed>
+  # with the window's bar, and the next free index when the same call runs again.
+  windows = generate.input_windows(str(INPUT_A), encoding.window_spec('drums_2bar', 'paper'))
+  bar = windows.bars[windows.default]
+  folder = os.path.join(workdir, 'samples',
+                        f'reconstruct-freedoom1_D_E1M1-bar{bar}-step1-greedy-seed0')
+  for expected in (folder, folder + '-2'):
+    assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}']) == 0
+    captured = capsys.readouterr()
+    assert {os.path.dirname(p) for p in captured.out.split()} == {expected}
+    assert (f'freedoom1_D_E1M1.mid: {len(windows)} windows of 2 bars, in time order' in
+            captured.err)
+    assert f'using window {windows.default} (bars {bar}-{bar + 1}' in captured.err
+    assert 'pick another with --window=K' in captured.err
+  # Sampling twice with the same settings writes two folders.
+  for expected in ('sample-step1-T0.5-seed0', 'sample-step1-T0.5-seed0-2'):
+    assert run_cli(generate, ['sample', f'--workdir={workdir}', '--num=1']) == 0
+    assert {os.path.basename(os.path.dirname(p))
+            for p in capsys.readouterr().out.split()} == {expected}
+  # A window chosen by its bar.
+  other = int(windows.bars[-1])
+  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}',
+                            f'--window=bar:{other}']) == 0
+  captured = capsys.readouterr()
+  assert f'-bar{other}-step1' in captured.out and f'(--window=bar:{other})' in captured.err
+  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={INPUT_A}',
+                            '--window=bar:100000']) == 1
+  assert 'no 2-bar window starts at bar 100000; windows start at bars' in capsys.readouterr().err
 
   # A missing run / checkpoint.
   assert run_cli(generate, ['sample', f'--workdir={tmp_path / "nowhere"}']) == 1
@@ -312,3 +351,111 @@ def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
   assert run_cli(generate, ['interpolate', f'--workdir={workdir}', f'--a={INPUT_A}']) == 1
   assert 'needs --a and --b' in capsys.readouterr().err
   assert run_cli(generate, ['dance', f'--workdir={workdir}']) == 2
+
+
+# ----------------------------------------------------------------------------- input windows
+
+def _has_onsets(tokens, spec):
+  """Bars of one window [time, parts] with a note onset (drum hit) in every part."""
+  t = tokens.reshape(spec.num_bars, spec.steps_per_bar, -1)
+  lowest = np.array([1 if p == 'drums' else 2 for p in spec.parts])
+  return (t >= lowest).any(axis=1).all(axis=-1).sum()
+
+
+@pytest.mark.parametrize('kind', ['mel_2bar', 'drums_2bar', 'trio_16bar'])
+def test_windows_of_a_real_file_in_time_order(kind):
+  spec = encoding.window_spec(kind, 'paper')
+  ns = note_seq.midi_file_to_note_sequence(str(INPUT_A))
+  windows = generate.input_windows(str(INPUT_A), spec)
+  # The same windows as the dataset extraction, numbered by where they start.
+  extracted = encoding.extract_windows(ns, spec)
+  ours = windows.tokens.astype(np.int16).reshape((len(windows),) + spec.shape)
+  assert sorted(w.tobytes() for w in ours) == sorted(w.tobytes() for w in extracted)
+  assert len(windows) > 10
+  assert np.all(np.diff(windows.seconds) >= 0) and np.all(np.diff(windows.bars) >= 0)
+  assert windows.bars[0] >= 1
+  # At 120 qpm in 4/4 (this file's tempo is constant) a bar lasts 4 quarter notes.
+  qpm = ns.tempos[0].qpm if ns.tempos else 120.0
+  np.testing.assert_allclose(windows.seconds, (windows.bars - 1) * 4 * 60.0 / qpm, atol=1e-6)
+  # The default: the first window in time with note onsets in both bars (a trio: in every bar
+  # of every part).
+  d = windows.default
+  assert _has_onsets(windows.tokens[d], spec) == spec.num_bars
+  assert all(_has_onsets(windows.tokens[i], spec) < spec.num_bars for i in range(d))
+  if kind == 'mel_2bar':
+    # What reconstruct used before: the first window in content order, a window of holds only.
+    assert not (extracted[0] >= 2).any()
+
+
+def test_default_window_has_notes_on_every_freedoom_file():
+  spec = encoding.window_spec('mel_2bar', 'paper')
+  checked = 0
+  for path in sorted(FREEDOOM.glob('*.mid')):
+    try:
+      windows = generate.input_windows(str(path), spec)
+    except generate.InputError:
+      continue
+    checked += 1
+    best = max(_has_onsets(t, spec) for t in windows.tokens)
+    assert _has_onsets(windows.tokens[windows.default], spec) == best, path.name
+    assert best == 2, path.name  # every file with windows has one with notes in both bars
+  assert checked >= 55
+
+
+def test_window_by_number_or_bar(tmp_path):
+  # Bars 1-2: one note held for two bars; bars 3-5: a note every beat.
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
+  inst = pretty_midi.Instrument(program=0)
+  inst.notes.append(pretty_midi.Note(80, 60, 0.0, 4.0))
+  inst.notes.extend(pretty_midi.Note(80, 62 + k % 3, 4.0 + 0.5 * k, 4.4 + 0.5 * k)
+                    for k in range(12))
+  pm.instruments.append(inst)
+  pm.write(str(tmp_path / 'held.mid'))
+  windows = generate.input_windows(str(tmp_path / 'held.mid'),
+                                   encoding.window_spec('mel_2bar', 'paper'))
+  assert windows.bars.tolist() == [1, 2, 3, 4]
+  assert windows.default == 2  # bars 3-4: the first with an onset in both bars
+  assert 'the first with notes starting in every bar' in windows.summary(2)
+  assert windows.describe(2) == 'window 2 (bars 3-4, from 0:04.0)'
+  assert windows.select(None) == windows.select('') == 2
+  assert windows.select(0) == windows.select('0') == 0
+  assert windows.select('bar:2') == 1 and windows.select('BAR:4') == 3
+  for bad, pattern in (('bar:7', 'no 2-bar window starts at bar 7; windows start at bars 1, 2, '
+                        '3, 4'), ('4', r'has 4 window\(s\) \(0..3\); window=4 is out of range'),
+                       ('bar:x', 'bar:N needs a whole bar number'),
+                       ('last', 'expected a window number K')):
+    with pytest.raises(generate.InputError, match=pattern):
+      windows.select(bad)
+
+
+def test_output_folder_never_overwrites(tmp_path):
+  base = tmp_path / 'sample-step1-T0.5-seed0'
+  assert generate.output_folder(str(base), explicit=False, overwrite=False) == str(base)
+  base.mkdir()
+  assert generate.output_folder(str(base), explicit=False, overwrite=False) == str(base)  # empty
+  (base / 'a.mid').write_bytes(b'x')
+  assert generate.output_folder(str(base), explicit=False, overwrite=False) == f'{base}-2'
+  (tmp_path / 'sample-step1-T0.5-seed0-2').mkdir()
+  (tmp_path / 'sample-step1-T0.5-seed0-2' / 'a.mid').write_bytes(b'x')
+  assert generate.output_folder(str(base), explicit=False, overwrite=False) == f'{base}-3'
+  assert generate.output_folder(str(base), explicit=False, overwrite=True) == str(base)
+  with pytest.raises(generate.InputError, match='already holds files; pass --overwrite'):
+    generate.output_folder(str(base), explicit=True, overwrite=False)
+
+
+def test_bars_count_an_earlier_meter(tmp_path):
+  # Two bars of 3/4 (3 s at 120 qpm), then 4/4 with a note every beat for 3 bars.
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.time_signature_changes.extend([pretty_midi.TimeSignature(3, 4, 0.0),
+                                    pretty_midi.TimeSignature(4, 4, 3.0)])
+  inst = pretty_midi.Instrument(program=0)
+  inst.notes.extend(pretty_midi.Note(80, 60 + k % 5, 0.5 * k, 0.5 * k + 0.4) for k in range(6))
+  inst.notes.extend(pretty_midi.Note(80, 62 + k % 3, 3.0 + 0.5 * k, 3.4 + 0.5 * k)
+                    for k in range(12))
+  pm.instruments.append(inst)
+  pm.write(str(tmp_path / 'meters.mid'))
+  windows = generate.input_windows(str(tmp_path / 'meters.mid'),
+                                   encoding.window_spec('mel_2bar', 'paper'))
+  assert windows.bars.tolist() == [3, 4]
+  np.testing.assert_allclose(windows.seconds, [3.0, 5.0], atol=1e-6)
