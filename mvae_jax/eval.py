@@ -373,7 +373,7 @@ def main(argv: Sequence[str]) -> int:
     try:
       write_json(results, path)
     except OSError as e:
-      print(f'error: cannot write {path} ({e.strerror or e}); the results are printed above; '
+      print(f'error: cannot write {path} ({e}); the results are printed above; '
             'pass --output=<file> to write them elsewhere', file=sys.stderr)
       return 1
     print(f'wrote {path}')
