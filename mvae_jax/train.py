@@ -241,9 +241,11 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, mesh: Any) ->
     if restored is not None and restored[3]:
       # Damaged newer steps go aside, so retention and the new saves of their numbers ignore them.
       mgr.close()
+      if jax.process_count() > 1:  # every process has checked them before any is moved
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices('damaged checkpoints found')
       checkpoints.set_aside(workdir, restored[3])
       if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices('damaged checkpoints set aside')
       mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints)
     if restored is None:
