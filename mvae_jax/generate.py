@@ -536,7 +536,7 @@ def main(argv: Sequence[str]) -> int:
         with_inputs=FLAGS.with_inputs, input_path=FLAGS.input, window=FLAGS.window,
         wav=FLAGS.wav)
   except (FileNotFoundError, InputError, eval_lib.CheckpointMismatchError, ImportError,
-          ValueError) as e:
+          ValueError, eval_lib.checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   for p in paths:

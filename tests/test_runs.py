@@ -331,7 +331,7 @@ def test_small_folder_trains_without_eval_split(make_config, tmp_path):
   for i, data in enumerate(_freedoom_files(2, eval_side=False)):
     (folder / f'song{i}.mid').write_bytes(data)
   data_dir = tmp_path / 'tfds'
-  leftover = data_dir / 'mvae_midi_folder' / 'mel_2bar' / 'incomplete.1234abcd'
+  leftover = data_dir / 'mvae_midi_folder' / 'mel_2bar' / 'incomplete.1234abcd_1.0.0'
   leftover.mkdir(parents=True)  # an interrupted earlier build
   base = {'data.source': 'folder', 'data.midi_dir': str(folder), 'data.data_dir': str(data_dir),
           'data.workers': 1, 'train.num_steps': 2}
