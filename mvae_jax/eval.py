@@ -216,8 +216,10 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
   t0 = time.time()
   config, model, params, step = load_checkpoint(workdir, step)
   mesh = parallel.make_mesh() if mesh is None else mesh
+  batch_size_given = bool(batch_size)
   batch_size = int(batch_size or config.eval.batch_size)
-  parallel.check_batch(batch_size, mesh)
+  parallel.check_batch(batch_size, mesh, '--batch_size' if batch_size_given else
+                       f'--batch_size (the default is {workdir}/config.json\'s eval.batch_size)')
   source = input_pipeline.get_source(config.data, split)
   params = jax.device_put(params, parallel.replicated(mesh))
   step_fn = _jitted_eval_sums(model, recon_accuracy, mesh)
@@ -360,7 +362,8 @@ def main(argv: Sequence[str]) -> int:
                            recon_accuracy=FLAGS.recon_accuracy, num_batches=FLAGS.num_batches,
                            batch_size=FLAGS.batch_size or None, seed=FLAGS.seed,
                            split=FLAGS.split, verbose=True)
-  except (FileNotFoundError, CheckpointMismatchError, checkpoints.DamagedCheckpointError) as e:
+  except (FileNotFoundError, CheckpointMismatchError, checkpoints.DamagedCheckpointError,
+          ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   if jax.process_index() == 0:

@@ -272,11 +272,11 @@ def _finish_saves(mgr: Any, workdir: str) -> None:
     mgr.wait_until_finished()
     checkpoints.seal(mgr)
   except Exception:  # pylint: disable=broad-except
-    logging.exception('pending checkpoint save failed')
+    logging.warning('pending checkpoint save failed', exc_info=True)
   try:
     mgr.close()
   except Exception:  # pylint: disable=broad-except
-    logging.exception('closing the checkpoint manager failed')
+    logging.warning('closing the checkpoint manager failed', exc_info=True)
   checkpoints.remove_partial_saves(workdir)
 
 

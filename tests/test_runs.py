@@ -200,6 +200,25 @@ def test_divergence_before_any_checkpoint_says_the_rerun_starts_over(make_config
   assert not os.path.exists(tmp_path / 'checkpoints') or steps_of(tmp_path) == []
 
 
+def test_train_step_flags_a_non_finite_optimizer_state(make_config):
+  """Damaged optimizer state with a finite loss: the step's `finite` flag is still False."""
+  import functools
+  import jax.numpy as jnp
+  config = make_config('melody2:smoke')
+  model, optimizer = train.create_model(config.model), train.create_optimizer(config)
+  state = train.init_state(jax.random.PRNGKey(0), model=model, optimizer=optimizer,
+                           shape=(1, 32, 1))
+  step = jax.jit(functools.partial(train.train_step, model=model, optimizer=optimizer, cfg=config))
+  batch = {'tokens': jnp.asarray(np.random.default_rng(0).integers(0, 130, (8, 32, 1)), jnp.int32)}
+  _, m = step(state, batch, jax.random.PRNGKey(1))
+  assert bool(m['finite'])
+  poisoned = state.replace(opt_state=jax.tree.map(
+      lambda x: jnp.full_like(x, jnp.nan) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+      state.opt_state))
+  _, m = step(poisoned, batch, jax.random.PRNGKey(1))
+  assert np.isfinite(float(m['loss'])) and not bool(m['finite'])
+
+
 # ----------------------------------------------------------------------------- damage
 
 def _damage(workdir, step, how):
@@ -242,6 +261,25 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(how, trained, make
     assert checkpoints.verify(os.path.join(workdir, 'checkpoints', str(s))) is None
 
 
+def test_checkpoint_with_non_finite_values_is_skipped(trained, tmp_path, capsys):
+  """A NaN state saved by an older version (or by hand) is never restored."""
+  workdir = copy_run(trained, tmp_path / 'run')
+  _, _, params, _ = train.load_run(workdir)
+  config = config_lib.load_config(workdir)
+  model, optimizer = train.create_model(config.model), train.create_optimizer(config)
+  state = train.init_state(jax.random.PRNGKey(0), model=model, optimizer=optimizer,
+                           shape=(1, 32, 1))
+  state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
+  mgr = checkpoints.manager(workdir, async_save=False)
+  checkpoints.save(mgr, 6, state, {'next_batch': 6})
+  mgr.close()
+  capsys.readouterr()
+  _, _, restored, step = train.load_run(workdir)
+  assert step == 4
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(params))
+  assert 'checkpoints/6 is damaged (holds non-finite values); using step 4' in capsys.readouterr().err
+
+
 def test_every_checkpoint_damaged_is_one_error(trained, tmp_path):
   workdir = copy_run(trained, tmp_path / 'run')
   _damage(workdir, 2, 'truncated')
@@ -275,6 +313,25 @@ def test_metrics_are_logged_once_per_step_after_a_resume(trained, make_config, t
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert [r['step'] for r in records if 'train/loss' in r] == [1, 2, 3, 4]
   assert [r['step'] for r in records if 'eval/accuracy' in r] == [2, 4]
+  # TensorBoard: the resumed writer's file starts by purging the replayed steps (3 and later).
+  tb = os.path.join(workdir, 'tensorboard')
+  newest = max((os.path.join(tb, f) for f in os.listdir(tb)), key=os.path.getmtime)
+  purges = [e.step for e in _events(newest) if e.HasField('session_log')
+            and e.session_log.status == e.session_log.START]
+  assert purges == [3]
+
+
+def _events(path):
+  """The Event protos of a TensorBoard event file (TFRecord framing: length, crc, data, crc)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  data = open(path, 'rb').read()
+  pos, out = 0, []
+  while pos + 12 <= len(data):
+    (length,) = struct.unpack('<Q', data[pos:pos + 8])
+    out.append(event_pb2.Event.FromString(data[pos + 12:pos + 12 + length]))
+    pos += 12 + length + 4
+  return out
 
 
 def test_drop_steps_after_keeps_earlier_records_and_drops_a_torn_line(tmp_path):
