@@ -4,7 +4,18 @@ All the work is in `train_and_evaluate(config, workdir)`. One code path serves 1
 TPU core of a host, and many hosts: the step is `jax.jit` over a 1-D device mesh with the batch
 sharded on the `data` axis and the state replicated. A run directory holds `config.json`,
 `checkpoints/` (Orbax), `tensorboard/` and `metrics.jsonl`; starting again on the same directory
-resumes from its latest checkpoint, data position included.
+resumes from its latest healthy checkpoint, data position included.
+
+What a run guarantees (docs/USAGE.md, "When something goes wrong", lists the messages):
+- the config is validated (`config_lib.validate`) before anything is written or built, and
+  `config.json` is written only when training starts;
+- one training per directory (`runlock`: a second one stops at once naming the first's pid);
+- every step's loss and global parameter / optimizer-state norms are checked (inside the jitted
+  step), so a diverged state is never saved;
+- checkpoints are checksummed once committed; a damaged one is reported and the previous healthy
+  one used (`checkpoints.restore_good`);
+- an expected failure ends in one `error:` line (exit status 2 for a bad config or command line,
+  1 otherwise) after any pending save has finished or been cleaned up.
 """
 from __future__ import annotations
 
