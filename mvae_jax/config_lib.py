@@ -94,7 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.every_steps = 1000           # periodic evaluation on the eval split during training
+  c.eval.every_steps = 1000           # periodic evaluation on the eval split (0 = none: no eval split needed)
   c.eval.num_batches = 8              # batches per periodic evaluation (0 = the whole split)
   c.eval.batch_size = 512
   return c
