@@ -367,6 +367,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
       raise ConfigError(f'config field {path} must be a non-empty list of positive integers, '
                         f'got {sizes!r}')
   data, model = config.data, config.model
+  if not data.shift_min <= 0 <= data.shift_max:
+    raise ConfigError(f'data.shift_min {data.shift_min} and data.shift_max {data.shift_max} must '
+                      'include 0 (no transposition)')
   if data.source == 'folk' and data.kind not in FOLK_KINDS:
     raise ConfigError(f'data.source=folk has melodies only; data.kind {data.kind!r} needs '
                       "data.source=freedoom or folder")
