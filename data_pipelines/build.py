@@ -164,6 +164,30 @@ def source_fingerprint(source: str, items: list[Item],
   return h.hexdigest()[:16]
 
 
+class NothingFoundError(ValueError):
+  """A build whose inputs gave no window at all; the message says why, file by file."""
+
+
+def nothing_found_message(source: str, items: list, midi_dir: str | None, kind: str) -> str:
+  """Why a build has no windows: no input at all, or every input skipped (reasons with names)."""
+  where = midi_dir or source
+  if not items:
+    return (f'no MIDI files ({", ".join(MIDI_EXTENSIONS)}) found under {where}' if source != 'folk'
+            else 'no folk tunes found')
+  by_reason: dict[str, list[str]] = {}
+  for r in items:
+    reason = r['reason'] or f'no {kind} windows'
+    by_reason.setdefault(reason, []).append(r['path'] + (f' ({r["detail"]})' if r['detail'] else ''))
+  parts = []
+  for reason, paths in sorted(by_reason.items()):
+    shown = ', '.join(paths[:3]) + (f', ... {len(paths) - 3} more' if len(paths) > 3 else '')
+    parts.append(f'{reason}: {len(paths)} ({shown})')
+  return f'{len(items)} files under {where}, none usable for {kind}: ' + '; '.join(parts)
+
+
+MIN_FILES_FOR_EVAL = 5      # with at least this many usable files, the eval split gets one
+
+
 def is_eval(file_id: str, eval_percent: int = EVAL_PERCENT) -> bool:
   """Deterministic train / eval assignment of a file by its content hash (hex)."""
   return int(file_id[:8], 16) % 100 < eval_percent
@@ -276,6 +300,7 @@ class Extraction:
   convert_s: float
   workers: int
   options: dict = dataclasses.field(default_factory=dict)
+  reused: bool = False  # found from an earlier identical conversion: convert_s is 0
 
   def rows(self, kind: str) -> np.ndarray:
     shape = encoding.window_spec(kind, self.mode).shape
@@ -301,10 +326,11 @@ def _load_extraction(work_dir, kinds):
     meta = json.load(f)
   if not set(kinds) <= set(meta['kinds']):
     return None
+  # Reused: this build converted nothing, so its conversion time is 0 (not the earlier build's).
   return Extraction(work_dir=work_dir, source=meta['source'], mode=meta['mode'],
                     items=meta['items'], kinds=tuple(meta['kinds']),
-                    convert_s=meta['convert_s'], workers=meta['workers'],
-                    options=meta.get('options', {}))
+                    convert_s=0.0, workers=meta['workers'],
+                    options=meta.get('options', {}), reused=True)
 
 
 def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None,
@@ -453,6 +479,13 @@ def select(ext: Extraction, kind: str, max_per_file: int | None = None, seed: in
   sel_item = item[order]
   item_eval = np.array([bool(r['file_id']) and is_eval(r['file_id'], eval_percent)
                         for r in ext.items], bool)
+  used = np.unique(sel_item) if len(sel_item) else np.zeros(0, np.int64)
+  if len(used) >= MIN_FILES_FOR_EVAL and not item_eval[used].any():
+    # A small folder whose files all hash to train: the file nearest to the eval side of the
+    # hash rule (deterministic, content-based) is evaluated on instead.
+    nearest = min(used, key=lambda i: (int(ext.items[i]['file_id'][:8], 16) % 100,
+                                       ext.items[i]['file_id']))
+    item_eval[nearest] = True
   ev = item_eval[sel_item] if len(sel_item) else np.zeros(0, bool)
   stats = {
       'windows_before_dedup': int(raw),
@@ -495,6 +528,7 @@ def report(ext: Extraction, selections: dict, total_s: float | None = None) -> d
       'duplicate_files': sel_any.stats['duplicate_files'] if sel_any else None,
       'kinds': {k: s.stats for k, s in selections.items()},
       'convert_s': round(ext.convert_s, 1),
+      'conversion_reused': ext.reused,
       'total_s': round(total_s, 1) if total_s is not None else None,
       'workers': ext.workers,
   }
@@ -521,7 +555,9 @@ def print_report(rep: dict, stream=None):
     w(f"{kind}: {s['windows_before_dedup']} windows -> {s['windows']} after dedup/cap "
       f"(ratio {s['dedup_ratio']}), train {s['train']}, eval {s['eval']}, "
       f"from {s['files_with_windows']} files\n")
-  w(f"time: conversion {rep.get('convert_s')} s with {rep['workers']} workers"
+  conversion = ('reused from an earlier build' if rep.get('conversion_reused')
+                else f"{rep.get('convert_s')} s")
+  w(f"time: conversion {conversion} with {rep['workers']} workers"
     + (f", total {rep['total_s']} s" if rep.get('total_s') is not None else '') + '\n')
   stream.flush()
 
@@ -590,9 +626,20 @@ def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = No
             ['--runner=DirectRunner', f'--direct_num_workers={workers or 1}',
              '--direct_running_mode=in_memory']))
   b.download_and_prepare(file_format='array_record', download_config=dl_config)
+  remove_incomplete(os.path.dirname(os.fspath(b.data_dir)))
   if not keep_work and b.work_dir:
     shutil.rmtree(b.work_dir, ignore_errors=True)
   return b
+
+
+def remove_incomplete(config_dir: str) -> None:
+  """Deletes the `incomplete.*` folders that interrupted TFDS builds left beside a now complete
+  dataset (`<data_dir>/<builder>/<config>/`)."""
+  if not os.path.isdir(config_dir):
+    return
+  for name in os.listdir(config_dir):
+    if name.startswith('incomplete.'):
+      shutil.rmtree(os.path.join(config_dir, name), ignore_errors=True)
 
 
 def data_source(source: str, kind: str, mode: str = 'paper', split: str = 'train',
@@ -617,7 +664,8 @@ def data_source_builder(source: str, kind: str, mode: str = 'paper',
   return tfds.builder_from_directory(dataset_dir(source, kind, mode, data_dir))
 
 
-def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None) -> str:
+def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
+                midi_dir: str | None = None) -> str:
   """`<data_dir>/<builder>/<config>/<version>` of the newest built version; raises if none."""
   from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
   d = os.path.join(data_dir or default_data_dir(), builder_name(source), config_name(kind, mode))
@@ -626,7 +674,8 @@ def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | Non
   if not os.path.exists(os.path.join(full, 'dataset_info.json')):
     raise FileNotFoundError(
         f'no built dataset at {full}; run: python -m data_pipelines.build --source={source} '
-        f'--kinds={kind} --mode={mode} --data_dir={data_dir or default_data_dir()}')
+        + (f'--midi_dir={midi_dir or "<folder of MIDI files>"} ' if source == 'folder' else '')
+        + f'--kinds={kind} --mode={mode} --data_dir={data_dir or default_data_dir()}')
   return full
 
 
@@ -638,18 +687,30 @@ def build_all(source: str, kinds, mode: str = 'paper', data_dir: str | None = No
   t0 = time.monotonic()
   data_dir = data_dir or default_data_dir()
   options = options or ConvertOptions.default(mode)
+  ext = None
   if not beam:
     # One pass for every kind; each builder then finds its kind in the work folder.
-    extract(source, kinds, mode, data_dir, midi_dir, workers, timeout_s, memory_gb,
-            options=options)
+    ext = extract(source, kinds, mode, data_dir, midi_dir, workers, timeout_s, memory_gb,
+                  options=options)
   builders = {k: build(source, k, mode, data_dir, midi_dir, workers, beam=beam,
                        timeout_s=timeout_s, memory_gb=memory_gb, keep_work=True, quiet=True,
                        options=options)
               for k in kinds}
-  reports = [json.load(open(os.path.join(b.data_dir, 'build_report.json')))
-             for b in builders.values()]
+  reports = []
+  for b in builders.values():
+    path = os.path.join(b.data_dir, 'build_report.json')
+    with open(path) as f:
+      r = json.load(f)
+    if ext is not None and r.get('conversion_reused') and not ext.reused:
+      # Reused the conversion this very call made: that conversion's time is this build's.
+      r['convert_s'], r['conversion_reused'] = round(ext.convert_s, 1), False
+      with open(path, 'w') as f:
+        json.dump(r, f, indent=1)
+    reports.append(r)
   rep = dict(reports[0])
   rep['kinds'] = {k: r['kinds'][k] for k, r in zip(kinds, reports)}
+  if ext is not None:  # the builders reused this pass: report its time
+    rep['convert_s'], rep['conversion_reused'] = round(ext.convert_s, 1), ext.reused
   rep['total_s'] = round(time.monotonic() - t0, 1)
   rep['datasets'] = {k: b.data_dir for k, b in builders.items()}
   if not keep_work:

@@ -174,7 +174,8 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     splits = {s: self._generate_examples(sel, s) for s in ('train', 'eval')
               if sel.stats[s] > 0}
     if not splits:
-      raise ValueError(f'{self.name}/{cfg.name}: no windows in any input file')
+      raise build_lib.NothingFoundError(
+          build_lib.nothing_found_message(self.SOURCE, ext.items, midi_dir, cfg.kind))
     return splits
 
   def _generate_examples(self, selection, split):

@@ -10,9 +10,11 @@ arguments of `mvae_jax.models.MusicVAE`. The returned config is locked, so a mis
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import ml_collections
+import numpy as np
 
 MODIFIERS = ('baseline', 'no_ss')
 
@@ -92,7 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.every_steps = 1000           # periodic evaluation on the eval split during training
+  c.eval.every_steps = 1000           # periodic evaluation on the eval split (0 = none: no eval split needed)
   c.eval.num_batches = 8              # batches per periodic evaluation (0 = the whole split)
   c.eval.batch_size = 512
   return c
@@ -246,3 +248,208 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raw = json.load(f)
   c = ml_collections.ConfigDict(as_plain(raw))
   return c.lock()
+
+
+# ----------------------------------------------------------------------------- validation
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message is one line naming the field."""
+
+
+SOURCES = ('folk', 'freedoom', 'folder')
+FOLK_KINDS = ('mel_2bar', 'mel_16bar', 'mel_32bar')
+_FAMILY_OF_KIND = {'mel_2bar': 'melody2', 'drums_2bar': 'drums2', 'mel_16bar': 'melody16',
+                   'mel_32bar': 'melody32', 'trio_16bar': 'trio16'}
+_CHOICES = {
+    'data.source': SOURCES, 'data.kind': tuple(_TIME_STEPS), 'data.mode': tuple(_MELODY_VOCAB),
+    'model.decoder': ('flat', 'hier'), 'model.sigma_param': ('softplus', 'exp2'),
+    'model.dtype': ('float32', 'bfloat16', 'float16'),
+}
+# (field, lowest allowed value, whether the bound itself is allowed)
+_LOWER = {
+    'data.workers': (0, True), 'model.z_size': (1, True), 'model.num_segments': (1, True),
+    'model.embedding_size': (1, True), 'model.unroll': (1, True),
+    'loss.free_bits': (0, True), 'loss.max_beta': (0, True), 'loss.beta_rate': (0, True),
+    'optim.learning_rate': (0, False), 'optim.min_learning_rate': (0, True),
+    'optim.decay_rate': (0, False), 'optim.grad_clip': (0, False),
+    'optim.clip_to_zero_norm': (0, False),
+    'train.batch_size': (1, True), 'train.num_steps': (1, True), 'train.seed': (0, True),
+    'train.ss_rate': (0, False), 'train.log_every_steps': (1, True),
+    'train.checkpoint_every_steps': (1, True), 'train.keep_checkpoints': (1, True),
+    'eval.every_steps': (0, True), 'eval.num_batches': (0, True), 'eval.batch_size': (1, True),
+}
+_UPPER = {'loss.beta_rate': 1.0, 'optim.decay_rate': 1.0}
+_SIZE_LISTS = ('model.enc_sizes', 'model.dec_sizes', 'model.conductor_sizes')
+
+
+def _leaves(node: Any, prefix: str = '') -> dict[str, Any]:
+  """{'section.field': value} of a (nested) ConfigDict."""
+  out = {}
+  for k, v in node.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, (ml_collections.ConfigDict, dict)):
+      out.update(_leaves(v, key + '.'))
+    else:
+      out[key] = v
+  return out
+
+
+def _type_ok(value: Any, default: Any) -> bool:
+  if default is None or value is None:
+    return True  # fields whose default is None take anything; None is checked by the ranges
+  if isinstance(default, bool):
+    return isinstance(value, bool)
+  if isinstance(default, int):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+  if isinstance(default, float):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+  if isinstance(default, str):
+    return isinstance(value, str)
+  if isinstance(default, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return True
+
+
+def _type_name(default: Any) -> str:
+  if isinstance(default, bool):
+    return 'true or false'
+  if isinstance(default, (tuple, list)):
+    return 'a list such as (256, 256)'
+  return {int: 'an integer', float: 'a number', str: 'a string'}.get(type(default), 'a value')
+
+
+def unknown_field_message(path: str, known: Any = None) -> str:
+  """`unknown config field train.batchsize; did you mean train.batch_size?`"""
+  import difflib
+  fields = sorted(_leaves(known if known is not None else base_config()))
+  close = difflib.get_close_matches(path, fields, n=1, cutoff=0.6)
+  if not close:  # match the last part alone: `train.batchsize` -> any `*.batch_size`
+    leaf = path.rsplit('.', 1)[-1]
+    by_leaf = {f.rsplit('.', 1)[-1]: f for f in fields}
+    hit = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+    close = [by_leaf[hit[0]]] if hit else []
+  hint = f'; did you mean {close[0]}?' if close else ''
+  return f'unknown config field {path}{hint}'
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
+             process_count: int = 1) -> None:
+  """Checks every field before anything is written or built; raises ConfigError (one line).
+
+  Checks: no unknown fields; each field's type (that of its default in `base_config`) and range;
+  `data.source`; `data.kind` and `data.mode` against the model the config file made (the output
+  classes depend on both: a melody config cannot train on drums windows); the hierarchical
+  decoder's segments; the folder source's `midi_dir`; both batch sizes against the device and
+  process counts.
+  """
+  defaults = _leaves(base_config())
+  values = _leaves(config)
+  for path in values:
+    if path not in defaults:
+      raise ConfigError(unknown_field_message(path))
+  for path, value in values.items():
+    default = defaults[path]
+    if not _type_ok(value, default):
+      raise ConfigError(f'config field {path} must be {_type_name(default)}, got {value!r}')
+    if path in _CHOICES and value not in _CHOICES[path]:
+      raise ConfigError(f'config field {path} is {value!r}; choose one of {list(_CHOICES[path])}')
+    if path in _LOWER and value is not None:
+      low, inclusive = _LOWER[path]
+      if value < low or (value == low and not inclusive):
+        bound = f'>= {low}' if inclusive else f'> {low}'
+        raise ConfigError(f'config field {path} must be {bound}, got {value!r}')
+    if path in _UPPER and value is not None and value > _UPPER[path]:
+      raise ConfigError(f'config field {path} must be <= {_UPPER[path]}, got {value!r}')
+  for path in _SIZE_LISTS:
+    sizes = values[path]
+    if not sizes or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+                            for s in sizes):
+      raise ConfigError(f'config field {path} must be a non-empty list of positive integers, '
+                        f'got {sizes!r}')
+  data, model = config.data, config.model
+  if not data.shift_min <= 0 <= data.shift_max:
+    raise ConfigError(f'data.shift_min {data.shift_min} and data.shift_max {data.shift_max} must '
+                      'include 0 (no transposition)')
+  if data.source == 'folk' and data.kind not in FOLK_KINDS:
+    raise ConfigError(f'data.source=folk has melodies only; data.kind {data.kind!r} needs '
+                      "data.source=freedoom or folder")
+  if data.source == 'folder':
+    if not data.midi_dir:
+      raise ConfigError('data.source=folder needs --config.data.midi_dir=<folder of MIDI files>')
+    if not os.path.isdir(data.midi_dir):
+      raise ConfigError(f'data.midi_dir {data.midi_dir} is not a folder')
+  want_vocab, want_drums = part_vocab(data.kind, data.mode), part_is_drums(data.kind)
+  if tuple(model.part_vocab) != want_vocab or tuple(model.part_is_drums) != want_drums:
+    made_for = _FAMILY_OF_KIND.get(data.kind)
+    if config.family and _FAMILY_OF_KIND.get(data.kind) != config.family:
+      raise ConfigError(
+          f'data.kind {data.kind!r} does not fit this {config.family} config (its model is made '
+          f'for {_kind_of_family(config.family)} windows); use configs/{made_for}.py')
+    raise ConfigError(
+        f'data.kind {data.kind!r} with data.mode {data.mode!r} needs model.part_vocab '
+        f'{want_vocab}, but the config has {tuple(model.part_vocab)}; set data.mode in the preset '
+        'rather than on the command line')
+  if model.decoder == 'hier' and time_steps(data.kind) % model.num_segments:
+    raise ConfigError(f'model.num_segments {model.num_segments} does not divide the '
+                      f'{time_steps(data.kind)} steps of {data.kind} windows')
+  for path in ('train.batch_size', 'eval.batch_size'):
+    batch = values[path]
+    if batch % num_devices:
+      raise ConfigError(f'{path} {batch} is not divisible by the {num_devices} devices; '
+                        f'set --config.{path} to a multiple of {num_devices}')
+    if batch % process_count:
+      raise ConfigError(f'{path} {batch} does not split over the {process_count} processes')
+
+
+def _kind_of_family(family: str) -> str:
+  return {v: k for k, v in _FAMILY_OF_KIND.items()}.get(family, '?')
+
+
+def check_overrides(argv: list[str]) -> str | None:
+  """The problem with the first `--config.<field>=` argument that names no config field, or None."""
+  known = _leaves(base_config())
+  sections = {p.split('.', 1)[0] for p in known}
+  for arg in argv[1:]:
+    if not arg.startswith('--config.'):
+      continue
+    path = arg[len('--config.'):].split('=', 1)[0]
+    if path not in known and path not in sections:
+      return unknown_field_message(path)
+  return None
+
+
+def cli_flags_parser(argv: list[str]) -> list[str]:
+  """`app.run(main, flags_parser=cli_flags_parser)`: a bad command line or config file ends in
+  one `error:` line on stderr and exit status 2 instead of a traceback."""
+  import sys
+  from absl import flags
+  problem = check_overrides(argv)
+  if problem is None:
+    try:
+      rest = flags.FLAGS(argv)
+    except Exception as e:  # pylint: disable=broad-except
+      problem = _flag_error(e)
+    else:
+      try:  # a config file that failed to load only says so when first used
+        if 'config' in flags.FLAGS and flags.FLAGS.config is not None:
+          list(flags.FLAGS.config.keys())
+        return rest
+      except Exception as e:  # pylint: disable=broad-except
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        problem = f'cannot load the config file: {lines[-1] if lines else type(e).__name__}'
+  print(f'error: {problem}', file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def _flag_error(e: BaseException) -> str:
+  """One line from absl / ml_collections' parse errors (which carry the cause in a chain)."""
+  msg = str(e).strip()
+  cause = e.__cause__ or e.__context__
+  if cause is not None and str(cause).strip() and str(cause).strip() not in msg:
+    msg += f' ({str(cause).strip()})'
+  lines = [line.strip() for line in msg.splitlines() if line.strip()]
+  if any(line.startswith('Traceback') for line in lines):  # a config file that raised: its last line
+    head = next(line for line in lines if not line.startswith('Traceback'))
+    head = head.split('Traceback', 1)[0].rstrip(' :')
+    lines = [head, lines[-1]]
+  return ': '.join(lines)[:400] if len(lines) == 2 else ' '.join(lines)[:400]

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from mvae_jax import config_lib, input_pipeline, logs, losses, metrics, parallel, train
+from mvae_jax import checkpoints, config_lib, input_pipeline, logs, losses, metrics, parallel, train
 from mvae_jax.models import MusicVAE, default_part_names
 
 
@@ -86,6 +86,9 @@ def load_checkpoint(workdir: str, step: int | None = None) -> tuple[Any, MusicVA
 
   Raises:
     FileNotFoundError: no config.json, no checkpoint, or no checkpoint for `step`.
+    checkpoints.DamagedCheckpointError: `step` (or every checkpoint) fails its checksums, cannot
+      be restored or holds non-finite values. Without `step`, a damaged newest checkpoint is
+      reported on stderr in one line and the newest healthy one is used.
     CheckpointMismatchError: the checkpoint's parameters do not have the shapes that
       config.json's model section gives (e.g. a config.json edited or copied from another run).
   """
@@ -98,6 +101,7 @@ def load_checkpoint(workdir: str, step: int | None = None) -> tuple[Any, MusicVA
   if not steps:
     raise FileNotFoundError(f'{workdir} holds no checkpoint (nothing in {ckpt_dir}): train it '
                             'first with python -m mvae_jax.train')
+  asked = step
   if step is None:
     step = steps[-1]
   elif step not in steps:
@@ -116,8 +120,9 @@ def load_checkpoint(workdir: str, step: int | None = None) -> tuple[Any, MusicVA
   if have is not None and have != want:
     raise CheckpointMismatchError(_mismatch_message(workdir, step, want, have))
   try:
-    config, model, params, step = train.load_run(workdir, step)
-  except (FileNotFoundError, CheckpointMismatchError):
+    # Without an explicit step, a damaged newest checkpoint is reported and the previous used.
+    config, model, params, step = train.load_run(workdir, asked)
+  except (FileNotFoundError, CheckpointMismatchError, checkpoints.DamagedCheckpointError):
     raise
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointMismatchError(
@@ -211,8 +216,10 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
   t0 = time.time()
   config, model, params, step = load_checkpoint(workdir, step)
   mesh = parallel.make_mesh() if mesh is None else mesh
+  batch_size_given = bool(batch_size)
   batch_size = int(batch_size or config.eval.batch_size)
-  parallel.check_batch(batch_size, mesh)
+  parallel.check_batch(batch_size, mesh, '--batch_size' if batch_size_given else
+                       f'--batch_size (the default is {workdir}/config.json\'s eval.batch_size)')
   source = input_pipeline.get_source(config.data, split)
   params = jax.device_put(params, parallel.replicated(mesh))
   step_fn = _jitted_eval_sums(model, recon_accuracy, mesh)
@@ -338,7 +345,8 @@ flags.DEFINE_bool('recon_accuracy', False, 'Also the free-running reconstruction
 flags.DEFINE_integer('num_batches', 0, 'Global batches to evaluate (0 = the whole split).')
 flags.DEFINE_integer('batch_size', 0, 'Global batch (0 = config.eval.batch_size).')
 flags.DEFINE_string('split', 'eval', 'Dataset split: eval or train.')
-flags.DEFINE_string('output', None, 'JSON file (default <workdir>/eval_<step>.json).')
+flags.DEFINE_string('output', None, 'JSON file (default <workdir>/eval_<step>.json); the table is '
+                    'printed first, so a failed write loses nothing.')
 
 
 def default_output(results: dict[str, Any]) -> str:
@@ -360,16 +368,24 @@ def main(argv: Sequence[str]) -> int:
                            recon_accuracy=FLAGS.recon_accuracy, num_batches=FLAGS.num_batches,
                            batch_size=FLAGS.batch_size or None, seed=FLAGS.seed,
                            split=FLAGS.split, verbose=True)
-  except (FileNotFoundError, CheckpointMismatchError) as e:
+  except (FileNotFoundError, CheckpointMismatchError, checkpoints.DamagedCheckpointError,
+          ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   if jax.process_index() == 0:
-    path = write_json(results, FLAGS.output or default_output(results))
+    # The table first: a failed write (read-only run directory, full disk) loses nothing shown.
     print(details(results))
     print('| run | Next / Recon / KL |')
     print('|---|---|')
-    print(table1_row(results))
-    print(f'wrote {os.path.abspath(path)}')
+    print(table1_row(results), flush=True)
+    path = os.path.abspath(FLAGS.output or default_output(results))
+    try:
+      write_json(results, path)
+    except OSError as e:
+      print(f'error: cannot write {path} ({e}); the results are printed above; '
+            'pass --output=<file> to write them elsewhere', file=sys.stderr)
+      return 1
+    print(f'wrote {path}')
   return 0
 
 

@@ -734,7 +734,7 @@ def main(argv: Sequence[str]) -> int:
         window_a=FLAGS.window_a, window_b=FLAGS.window_b, wav=FLAGS.wav,
         overwrite=FLAGS.overwrite)
   except (FileNotFoundError, InputError, eval_lib.CheckpointMismatchError, ImportError,
-          ValueError) as e:
+          ValueError, eval_lib.checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   for p in paths:

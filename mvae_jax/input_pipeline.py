@@ -161,4 +161,5 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(f'dataset {data.kind} built')
+  build.dataset_dir(**where, midi_dir=data.midi_dir or None)  # still missing: the full command
   return build.data_source(split=split, **where)

@@ -29,7 +29,10 @@ from absl import flags, logging
 class MetricWriter:
   """Writes scalars named with slashes (`train/loss/kl`); a no-op on processes other than 0."""
 
-  def __init__(self, workdir: str, total_steps: int):
+  def __init__(self, workdir: str, total_steps: int, start_step: int | None = None):
+    """`start_step`: the step a run resumes from. Steps after it that an interrupted run had
+    already logged are replayed, so they are dropped from `metrics.jsonl` and purged from
+    TensorBoard (its `purge_step`); each step then appears once."""
     self.active = jax.process_index() == 0
     self.total_steps = total_steps
     self._last = None  # (time, step) of the previous console line
@@ -38,8 +41,13 @@ class MetricWriter:
     if self.active:
       os.makedirs(workdir, exist_ok=True)
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, 'metrics.jsonl')
+      purge = None
+      if start_step is not None:
+        purge = start_step + 1
+        drop_steps_after(path, start_step)
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=purge)
+      self._jsonl = open(path, 'a')
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self.active:
@@ -71,6 +79,29 @@ class MetricWriter:
     if self.active:
       self._tb.close()
       self._jsonl.close()
+
+
+def drop_steps_after(path: str, step: int) -> None:
+  """Rewrites the JSON-lines file `path` without its records of steps after `step` (and without
+  a torn last line). Only regular files are rewritten."""
+  if not os.path.isfile(path):
+    return
+  keep, changed = [], False
+  with open(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        changed = True
+        continue
+      if int(record.get('step', 0)) > step:
+        changed = True
+        continue
+      keep.append(line if line.endswith('\n') else line + '\n')
+  if changed:
+    with open(path + '.tmp', 'w') as f:
+      f.writelines(keep)
+    os.replace(path + '.tmp', path)
 
 
 def duration(seconds: float) -> str:

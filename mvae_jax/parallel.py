@@ -53,10 +53,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch(global_batch: int, mesh: Mesh) -> None:
+def check_batch(global_batch: int, mesh: Mesh, flag: str = '--config.train.batch_size') -> None:
+  """Raises ValueError naming `flag` (the setting to change) when the batch does not split."""
   if global_batch % mesh.devices.size:
     raise ValueError(f'global batch {global_batch} is not divisible by the {mesh.devices.size} '
-                     'devices of the mesh; change --config.train.batch_size')
+                     f'devices of the mesh; change {flag}')
 
 
 def global_batch_array(local: Any, mesh: Mesh) -> Any:

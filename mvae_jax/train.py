@@ -4,13 +4,26 @@ All the work is in `train_and_evaluate(config, workdir)`. One code path serves 1
 TPU core of a host, and many hosts: the step is `jax.jit` over a 1-D device mesh with the batch
 sharded on the `data` axis and the state replicated. A run directory holds `config.json`,
 `checkpoints/` (Orbax), `tensorboard/` and `metrics.jsonl`; starting again on the same directory
-resumes from its latest checkpoint, data position included.
+resumes from its latest healthy checkpoint, data position included.
+
+What a run guarantees (docs/USAGE.md, "When something goes wrong", lists the messages):
+- the config is validated (`config_lib.validate`) before anything is written or built, and
+  `config.json` is written only when training starts;
+- one training per directory (`runlock`: a second one stops at once naming the first's pid);
+- every step's loss and global parameter / optimizer-state norms are checked (inside the jitted
+  step), so a diverged state is never saved;
+- checkpoints are checksummed once committed; a damaged one is reported and the previous healthy
+  one used (`checkpoints.restore_good`);
+- an expected failure ends in one `error:` line (exit status 2 for a bad config or command line,
+  1 otherwise) after any pending save has finished or been cleaned up.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -23,8 +36,8 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mvae_jax import checkpoints, config_lib, input_pipeline, logs, losses, metrics, parallel
-from mvae_jax import schedules
+from mvae_jax import (checkpoints, config_lib, input_pipeline, logs, losses, metrics, parallel,
+                      runlock, schedules)
 from mvae_jax.logs import MetricWriter
 from mvae_jax.models import MusicVAE
 
@@ -94,10 +107,21 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   (_, m), grads = grad_fn(state.params, batch['tokens'], state.step, step_rng)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  m = dict(m, grad_norm=optax.tree.norm(grads),
+  param_norm, opt_norm = _float_norm(params), _float_norm(opt_state)
+  m = dict(m, grad_norm=optax.tree.norm(grads), param_norm=param_norm, opt_state_norm=opt_norm,
            learning_rate=schedules.learning_rate_schedule(
                cfg.optim.learning_rate, cfg.optim.min_learning_rate, cfg.optim.decay_rate)(state.step))
+  # Checked on every step (one scalar to the host): a diverged state is never saved.
+  m['finite'] = jnp.isfinite(m['loss']) & jnp.isfinite(param_norm) & jnp.isfinite(opt_norm)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), m
+
+
+def _float_norm(tree: Any) -> jax.Array:
+  """Global L2 norm of the floating-point leaves (an optimizer state also holds step counts)."""
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  if not leaves:
+    return jnp.zeros((), jnp.float32)
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
 
 
 def eval_step(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *, model: MusicVAE,
@@ -134,17 +158,24 @@ def evaluate(params: Any, source: Any, *, model: MusicVAE, cfg: ml_collections.C
           'eval/accuracy': total['correct'] / total['steps'], 'eval/examples': n}
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes `config.json`; refuses a run directory made with a different model or data."""
+def check_config_fits(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses (ConfigError) a run directory whose `config.json` has a different model or data."""
   path = os.path.join(workdir, 'config.json')
-  if os.path.exists(path):
-    old = config_lib.load_config(workdir)
-    for section in ('model', 'data'):
-      a, b = config_lib.as_plain(old[section]), config_lib.as_plain(config[section])
-      if a != b:
-        diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-        raise ValueError(f'{workdir} holds a run with a different config.{section}: {diff} '
-                         '(saved, requested); use a new --workdir')
+  if not os.path.exists(path):
+    return
+  old = config_lib.load_config(workdir)
+  for section in ('model', 'data'):
+    a, b = config_lib.as_plain(old[section]), config_lib.as_plain(config[section])
+    if a != b:
+      diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+      raise config_lib.ConfigError(f'{workdir} holds a run with a different config.{section}: {diff} '
+                       '(saved, requested); use a new --workdir')
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes `config.json` (checked by `check_config_fits` first)."""
+  check_config_fits(config, workdir)
+  path = os.path.join(workdir, 'config.json')
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     with open(path + '.tmp', 'w') as f:
@@ -152,22 +183,56 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.replace(path + '.tmp', path)
 
 
-def _check_finite(step: int, m: dict[str, Any]) -> None:
-  loss = float(m['loss'])
-  if not np.isfinite(loss):
-    raise NonFiniteLossError(
-        f'loss is {loss} at step {step} (recon {float(m["recon"])}, kl {float(m["kl"])}); '
-        'stopping. Lower the learning rate or check the data.')
+class DataError(ValueError):
+  """The dataset cannot serve this run (e.g. no eval split); one line for the user."""
+
+
+def _check_finite(done: int, m: dict[str, Any], resume_from: int) -> None:
+  """Raises NonFiniteLossError when step `done` (counted from 1, as the console does) diverged."""
+  if bool(m['finite']):
+    return
+  host = {k: float(v) for k, v in jax.device_get(m).items()}
+  resume = (f'a rerun resumes from checkpoint {resume_from}' if resume_from
+            else 'no checkpoint was saved yet, so a rerun starts over')
+  raise NonFiniteLossError(
+      f'training diverged at step {done} (loss {host["loss"]:.4g}, recon {host["recon"]:.4g}, '
+      f'kl {host["kl"]:.4g}, parameter norm {host["param_norm"]:.4g}, optimizer-state norm '
+      f'{host["opt_state_norm"]:.4g}); stopped before saving it, {resume}. Lower '
+      '--config.optim.learning_rate or check the data.')
+
+
+def _eval_source(config: ml_collections.ConfigDict) -> Any:
+  """The eval split, or None with `eval.every_steps=0`; a missing split is a one-line DataError."""
+  if not config.eval.every_steps:
+    return None
+  try:
+    return input_pipeline.get_source(config.data, 'eval')
+  except ValueError as e:
+    if 'split' not in str(e):
+      raise
+    raise DataError(f'{e}; the dataset has no eval files, so train without periodic evaluation: '
+                    '--config.eval.every_steps=0') from e
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Trains `config` in `workdir` (resuming from its latest checkpoint) and returns the last
-  train and eval metrics."""
+  """Trains `config` in `workdir` (resuming from its latest healthy checkpoint) and returns the
+  last train and eval metrics.
+
+  Order: the config is validated and compared with the directory's `config.json` before anything
+  is written; then the directory's lock is taken (one training per directory), the data prepared
+  and the checkpoint restored; `config.json` is written just before the first step.
+  """
   workdir = os.path.abspath(workdir)
-  write_config(config, workdir)
   mesh = parallel.make_mesh()
-  parallel.check_batch(config.train.batch_size, mesh)
-  parallel.check_batch(config.eval.batch_size, mesh)
+  config_lib.validate(config, num_devices=mesh.devices.size, process_count=jax.process_count())
+  check_config_fits(config, workdir)
+  with runlock.hold(workdir, jax.process_index(), jax.process_count()):
+    return _train_locked(config, workdir, mesh)
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: str, mesh: Any) -> dict[str, float]:
+  train_source = input_pipeline.get_source(config.data, 'train')
+  eval_source = _eval_source(config)
   model = create_model(config.model)
   optimizer = create_optimizer(config)
   time_steps = config_lib.time_steps(config.data.kind)
@@ -180,21 +245,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     out_shardings=repl)
 
   mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints)
-  abstract = checkpoints.abstract_like(jax.eval_shape(init_fn, init_rng), repl)
-  restored = checkpoints.restore(mgr, abstract)
-  if restored is None:
-    state, start = init_fn(init_rng), 0
-    logging.info('initialised a new model in %s', workdir)
-  else:
-    state, position, start = restored
-    start = int(position.get('next_batch', start))
-    logging.info('resumed %s from step %d', workdir, start)
-    if jax.process_index() == 0:
-      print(f'resuming {workdir} from step {start}', flush=True)
-  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  try:
+    abstract = checkpoints.abstract_like(jax.eval_shape(init_fn, init_rng), repl)
+    restored = checkpoints.restore_good(mgr, abstract)
+    if restored is not None and restored[3]:
+      # Damaged newer steps go aside, so retention and the new saves of their numbers ignore them.
+      mgr.close()
+      if jax.process_count() > 1:  # every process has checked them before any is moved
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices('damaged checkpoints found')
+      checkpoints.set_aside(workdir, restored[3])
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('damaged checkpoints set aside')
+      mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints)
+    if restored is None:
+      state, start = init_fn(init_rng), 0
+      logging.info('initialised a new model in %s', workdir)
+    else:
+      state, position, start, _ = restored
+      start = int(position.get('next_batch', start))
+      logging.info('resumed %s from step %d', workdir, start)
+      if jax.process_index() == 0:
+        print(f'resuming {workdir} from step {start}', flush=True)
+    last_saved = start
+    out = _train_loop(config, workdir, mesh, model, optimizer, state, start, last_saved, mgr,
+                      train_source, eval_source, train_rng, eval_rng)
+    mgr.wait_until_finished()
+    checkpoints.seal(mgr)
+    return out
+  finally:
+    _finish_saves(mgr, workdir)
 
-  train_source = input_pipeline.get_source(config.data, 'train')
-  eval_source = input_pipeline.get_source(config.data, 'eval')
+
+def _finish_saves(mgr: Any, workdir: str) -> None:
+  """Lets a pending asynchronous save commit (or removes what it left) and closes the manager;
+  never raises, so the error that got us here is the one reported."""
+  try:
+    mgr.wait_until_finished()
+    checkpoints.seal(mgr)
+  except Exception:  # pylint: disable=broad-except
+    logging.warning('pending checkpoint save failed', exc_info=True)
+  try:
+    mgr.close()
+  except Exception:  # pylint: disable=broad-except
+    logging.warning('closing the checkpoint manager failed', exc_info=True)
+  checkpoints.remove_partial_saves(workdir)
+
+
+def _train_loop(config, workdir, mesh, model, optimizer, state, start, last_saved, mgr,
+                train_source, eval_source, train_rng, eval_rng) -> dict[str, float]:
+  repl, data_sh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   augment = None
   if config.data.augment:
     augment = input_pipeline.Augment(tuple(config.model.part_vocab),
@@ -210,41 +311,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p_eval_step = jax.jit(functools.partial(eval_step, model=model, cfg=config),
                         in_shardings=(repl, data_sh, repl), out_shardings=repl)
 
-  writer = MetricWriter(workdir, config.train.num_steps)
-  if start == 0 and jax.process_index() == 0:
-    print(f'{config.family}:{config.preset} | {n_params:,} parameters | {len(train_source):,} train '
-          f'/ {len(eval_source):,} eval windows | {mesh.devices.size} devices | '
-          f'global batch {config.train.batch_size}', flush=True)
-  last_train: dict[str, float] = {}
-  last_eval: dict[str, float] = {}
-  pending = None  # (step, metrics) of the previous step: checked while the next one runs
-  t_start = time.time()
-  for step in range(start, config.train.num_steps):
-    batch = parallel.global_batch_array(next(batches), mesh)
-    state, m = p_train_step(state, batch, train_rng)
+  write_config(config, workdir)  # training really starts now
+  writer = MetricWriter(workdir, config.train.num_steps, start_step=start)
+  try:
+    if start == 0 and jax.process_index() == 0:
+      n_eval = f'{len(eval_source):,}' if eval_source is not None else 'no'
+      print(f'{config.family}:{config.preset} | {n_params:,} parameters | {len(train_source):,} '
+            f'train / {n_eval} eval windows | {mesh.devices.size} devices | '
+            f'global batch {config.train.batch_size}', flush=True)
+    last_train: dict[str, float] = {}
+    last_eval: dict[str, float] = {}
+    pending = None  # (step, metrics) of the previous step: checked while the next one runs
+    every_eval = config.eval.every_steps
+    t_start = time.time()
+    for step in range(start, config.train.num_steps):
+      batch = parallel.global_batch_array(next(batches), mesh)
+      state, m = p_train_step(state, batch, train_rng)
+      if pending is not None:
+        _check_finite(*pending, last_saved)
+      done = step + 1
+      pending = (done, m)
+      last = done == config.train.num_steps
+      do_log = done % config.train.log_every_steps == 0 or last
+      do_eval = bool(every_eval) and (done % every_eval == 0 or last)
+      do_save = done % config.train.checkpoint_every_steps == 0 or last
+      if do_log or do_eval or do_save:
+        _check_finite(*pending, last_saved)
+        pending = None
+      if do_log:
+        host = {k: float(v) for k, v in jax.device_get(m).items() if k != 'finite'}
+        last_train = {f'train/{_metric_name(k)}': v for k, v in host.items()}
+        writer.write(done, last_train)
+        writer.console(done, {k: last_train[k] for k in
+                              ('train/loss', 'train/loss/recon', 'train/loss/kl', 'train/accuracy')})
+      if do_eval:
+        last_eval = evaluate(state.params, eval_source, model=model, cfg=config, mesh=mesh,
+                             rng=jax.random.fold_in(eval_rng, done), p_eval_step=p_eval_step)
+        writer.write(done, last_eval)
+        writer.console(done, {k: v for k, v in last_eval.items() if k != 'eval/examples'}, 'eval')
+      if do_save:
+        checkpoints.save(mgr, done, state, {'next_batch': done})
+        last_saved = done
     if pending is not None:
-      _check_finite(*pending)
-    pending = (step, m)
-    done = step + 1
-    if done % config.train.log_every_steps == 0 or done == config.train.num_steps:
-      host = {k: float(v) for k, v in jax.device_get(m).items()}
-      _check_finite(step, host)
-      last_train = {f'train/{_metric_name(k)}': v for k, v in host.items()}
-      writer.write(done, last_train)
-      writer.console(done, {k: last_train[k] for k in
-                            ('train/loss', 'train/loss/recon', 'train/loss/kl', 'train/accuracy')})
-    if done % config.eval.every_steps == 0 or done == config.train.num_steps:
-      last_eval = evaluate(state.params, eval_source, model=model, cfg=config, mesh=mesh,
-                           rng=jax.random.fold_in(eval_rng, done), p_eval_step=p_eval_step)
-      writer.write(done, last_eval)
-      writer.console(done, {k: v for k, v in last_eval.items() if k != 'eval/examples'}, 'eval')
-    if done % config.train.checkpoint_every_steps == 0 or done == config.train.num_steps:
-      checkpoints.save(mgr, done, state, {'next_batch': done})
-  if pending is not None:
-    _check_finite(*pending)
-  mgr.wait_until_finished()
-  mgr.close()
-  writer.close()
+      _check_finite(*pending, last_saved)
+  finally:
+    writer.close()
   if jax.process_index() == 0 and start < config.train.num_steps:
     print(f'trained steps {start}..{config.train.num_steps} in {time.time() - t_start:.1f}s; '
           f'checkpoints in {os.path.join(workdir, "checkpoints")}'
@@ -254,9 +365,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 def load_run(workdir: str, step: int | None = None
              ) -> tuple[ml_collections.ConfigDict, MusicVAE, Any, int]:
-  """(config, model, params, step) of a run directory's latest (or given) checkpoint.
+  """(config, model, params, step) of a run directory's latest healthy (or the given) checkpoint.
 
-  Raises FileNotFoundError naming the directory when it has no config or no checkpoint.
+  A damaged newer checkpoint is reported on stderr (one line) and the previous healthy one used.
+  Raises FileNotFoundError naming the directory when it has no config or no checkpoint, and
+  checkpoints.DamagedCheckpointError when the given step (or every step) is damaged.
   """
   workdir = os.path.abspath(workdir)
   config = config_lib.load_config(workdir)
@@ -271,12 +384,12 @@ def load_run(workdir: str, step: int | None = None
     raise FileNotFoundError(f'{workdir} has no checkpoints/ directory: train it first')
   mgr = checkpoints.manager(workdir, read_only=True, async_save=False)
   try:
-    restored = checkpoints.restore(mgr, abstract, step)
+    restored = checkpoints.restore_good(mgr, abstract, step)
   finally:
     mgr.close()
   if restored is None:
     raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train it first')
-  state, _, step = restored
+  state, _, step, _ = restored
   return config, model, state.params, step
 
 
@@ -291,14 +404,58 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/melod
 flags.DEFINE_string('workdir', None, 'Run directory (created; resumed when it has checkpoints).')
 
 
+def failure_message(e: BaseException, workdir: str) -> str | None:
+  """The one line a user sees for an expected failure, or None for a bug (traceback wanted)."""
+  chain, seen = [], e
+  while seen is not None and len(chain) < 20:
+    chain.append(seen)
+    seen = seen.__cause__ or seen.__context__
+  for err in chain:
+    if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or (
+        'No space left on device' in str(err)):
+      where = os.path.dirname(err.filename) if getattr(err, 'filename', None) else workdir
+      return f'no space left on device in {where}'
+  if isinstance(e, (config_lib.ConfigError, runlock.RunLockedError, NonFiniteLossError,
+                    checkpoints.DamagedCheckpointError, DataError, FileNotFoundError,
+                    PermissionError)):
+    return ' '.join(str(e).split())
+  if isinstance(e, ValueError) and type(e).__module__.startswith(('data_pipelines', 'mvae_jax')):
+    return ' '.join(str(e).split())  # our own error classes (e.g. a build that found nothing)
+  return None
+
+
+EXIT_CONFIG = 2  # the config or command line is wrong: nothing was written
+EXIT_FAILED = 1  # the run started (or could not) and stopped; the message says why
+
+
 def main(argv):
   del argv
   if FLAGS.config is None or FLAGS.workdir is None:
-    raise app.UsageError('--config and --workdir are required')
-  logs.setup(FLAGS.workdir, 'train')
+    print('error: --config and --workdir are required', file=sys.stderr)
+    return EXIT_CONFIG
+  workdir = os.path.abspath(FLAGS.workdir)
+  # Library logging goes to a file from the start (a temporary one while the run directory does
+  # not exist: a bad config must create nothing), then to <workdir>/train.log once the config is
+  # known to be good.
+  logs.setup(workdir if os.path.isdir(workdir) else None, 'train')
   parallel.maybe_initialize_distributed()
-  train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    config_lib.validate(FLAGS.config, num_devices=jax.device_count(),
+                        process_count=jax.process_count())
+    check_config_fits(FLAGS.config, workdir)
+    logs.setup(workdir, 'train')
+    train_and_evaluate(FLAGS.config, workdir)
+  except config_lib.ConfigError as e:
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    return EXIT_CONFIG
+  except Exception as e:  # pylint: disable=broad-except
+    line = failure_message(e, workdir)
+    if line is None:
+      raise
+    print(f'error: {line}', file=sys.stderr, flush=True)
+    return EXIT_FAILED
+  return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=config_lib.cli_flags_parser)
