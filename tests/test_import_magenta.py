@@ -1,0 +1,230 @@
+"""Magenta's checkpoints imported into mvae_jax reproduce Magenta's own outputs.
+
+Fixtures (tests/fixtures/magenta_checkpoints/, see its README): tiny checkpoints written by the
+reference's graph code with every variable random, and the reference's outputs on 8 real windows.
+Four have the released configs' structures at the shared sizes; the `extra-*` ones have other
+seeds and sizes with unequal layers (a `_big` structure too), so nothing here is tuned to one set
+of sizes. Every check goes through the public API of an imported run: `Model.load(RUN)`.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import jax
+import numpy as np
+import pytest
+
+from mvae_jax import import_magenta, losses, tf_checkpoint
+from mvae_jax.generate import Model
+
+FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'magenta_checkpoints'
+CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+ATOL = 1e-5
+
+
+def config_name(case: str) -> str:
+  return case.removeprefix('extra-')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def highest_precision():
+  with jax.default_matmul_precision('highest'):
+    yield
+
+
+@pytest.fixture(scope='module')
+def imported(tmp_path_factory):
+  """case -> (Model of the imported run, inputs, outputs); imported once per case."""
+  cache = {}
+
+  def get(case):
+    if case not in cache:
+      run = tmp_path_factory.mktemp(case) / 'run'
+      import_magenta.import_checkpoint(str(FIXTURES / case / 'checkpoint'), config_name(case),
+                                       str(run))
+      cache[case] = (Model.load(str(run)), np.load(FIXTURES / case / 'inputs.npz'),
+                     np.load(FIXTURES / case / 'outputs.npz'))
+    return cache[case]
+  return get
+
+
+def test_fixtures_cover_the_four_structures_and_other_sizes():
+  assert {config_name(c) for c in CASES} >= {'cat-mel_2bar_small', 'cat-drums_2bar_small',
+                                             'hierdec-mel_16bar', 'hierdec-trio_16bar',
+                                             'cat-mel_2bar_big'}
+  sizes = json.loads((FIXTURES / 'extra-hierdec-mel_16bar' / 'hparams.json').read_text())
+  assert sizes['overrides']['dec_rnn_size'][0] != sizes['overrides']['dec_rnn_size'][1]
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_reader_returns_exactly_the_variables(case):
+  got = tf_checkpoint.read_checkpoint(str(FIXTURES / case / 'checkpoint'))
+  want = np.load(FIXTURES / case / 'variables.npz')
+  assert sorted(got) == sorted(want.files)
+  for name in want.files:
+    assert got[name].dtype == want[name].dtype, name
+    assert got[name].shape == want[name].shape, name
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_imported_run_reproduces_magenta(case, imported):
+  model, inputs, outputs = imported(case)
+  tokens = inputs['tokens']
+  assert model.step == 4242
+  mu, sigma = model.encode(tokens)
+  np.testing.assert_allclose(mu, outputs['mu'], atol=ATOL, rtol=0)
+  np.testing.assert_allclose(sigma, outputs['sigma'], atol=ATOL, rtol=0)
+  depths = outputs['part_depths']
+  for which, z in (('mu', outputs['mu']), ('zrand', outputs['z_rand'])):
+    logits = model.logits(tokens, z)
+    assert [lg.shape for lg in logits] == [tokens.shape[:2] + (d,) for d in depths]
+    assert all(lg.dtype == np.float32 for lg in logits)
+    want = outputs[f'tf_logits_{which}']  # the first rows only (trimmed fixtures)
+    got = np.concatenate(logits, axis=-1)[:len(want)]
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0, err_msg=which)
+    rloss = np.asarray(losses.reconstruction_loss(logits, tokens))
+    np.testing.assert_allclose(rloss, outputs[f'tf_rloss_{which}'], rtol=1e-5, atol=0)
+    greedy = model.decode_tokens(z, greedy=True)
+    np.testing.assert_array_equal(greedy, outputs[f'greedy_tokens_{which}'], err_msg=which)
+
+
+def test_checkpoint_paths_state_file_prefix_and_tar(tmp_path):
+  src = FIXTURES / 'cat-mel_2bar_small' / 'checkpoint'
+  want = tf_checkpoint.read_checkpoint(str(src))
+  prefix = str(src / 'model.ckpt-4242')
+  assert tf_checkpoint.resolve(str(src)) == prefix
+  assert tf_checkpoint.read_checkpoint(prefix).keys() == want.keys()
+  # A directory without a state file but with one .index; and Magenta's .tar (plain and gzip).
+  bare = tmp_path / 'bare'
+  shutil.copytree(src, bare)
+  os.remove(bare / 'checkpoint')
+  assert tf_checkpoint.resolve(str(bare)) == str(bare / 'model.ckpt-4242')
+  for mode, name in (('w', 'cat-mel_2bar_small.tar'), ('w:gz', 'ckpt.tar.gz')):
+    with tarfile.open(tmp_path / name, mode) as tar:
+      for f in sorted(os.listdir(src)):
+        if f != 'checkpoint':
+          tar.add(src / f, arcname=f)
+    got = tf_checkpoint.read_checkpoint(str(tmp_path / name))
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_missing_and_corrupt_files_are_one_line_errors(tmp_path):
+  src = FIXTURES / 'cat-mel_2bar_small' / 'checkpoint'
+  with pytest.raises(tf_checkpoint.CheckpointError, match='no such checkpoint'):
+    tf_checkpoint.read_checkpoint(str(tmp_path / 'nothing'))
+  broken = tmp_path / 'broken'
+  shutil.copytree(src, broken)
+  data = broken / 'model.ckpt-4242.data-00000-of-00001'
+  original = data.read_bytes()
+  raw = bytearray(original)
+  raw[100] ^= 0xFF
+  data.write_bytes(bytes(raw))
+  with pytest.raises(tf_checkpoint.CheckpointError, match='checksum mismatch') as e:
+    tf_checkpoint.read_checkpoint(str(broken))
+  assert '\n' not in str(e.value)
+  data.write_bytes(original[:len(original) // 2])
+  with pytest.raises(tf_checkpoint.CheckpointError, match='truncated'):
+    tf_checkpoint.read_checkpoint(str(broken))
+  os.remove(data)
+  with pytest.raises(tf_checkpoint.CheckpointError, match='no such file'):
+    tf_checkpoint.read_checkpoint(str(broken))
+  index = broken / 'model.ckpt-4242.index'
+  index.write_bytes(index.read_bytes()[:-10])
+  with pytest.raises(tf_checkpoint.CheckpointError, match='not a TensorFlow checkpoint index'):
+    tf_checkpoint.read_checkpoint(str(broken))
+
+
+def test_crc32c_known_values():
+  assert tf_checkpoint.crc32c(b'123456789') == 0xE3069283  # the CRC-32C check value
+  assert tf_checkpoint.crc32c(b'') == 0
+  data = np.random.default_rng(0).integers(0, 256, 10_007, dtype=np.uint8).tobytes()
+  r = 0xFFFFFFFF  # bytewise reference
+  for b in data:
+    r = int(tf_checkpoint._TABLE[(r ^ b) & 0xFF]) ^ (r >> 8)
+  assert tf_checkpoint.crc32c(data) == r ^ 0xFFFFFFFF
+
+
+@pytest.mark.parametrize('wrong, case, variable', [
+    ('cat-mel_2bar_big', 'hierdec-mel_16bar', 'decoder/multi_rnn_cell/cell_0/lstm_cell/bias'),
+    ('cat-mel_2bar_small', 'cat-drums_2bar_small', 'encoder/cell_0/bidirectional_rnn/fw'),
+    ('hierdec-trio_16bar', 'hierdec-mel_16bar', 'core_decoder/core_decoder_0/decoder'),
+])
+def test_wrong_config_is_a_one_line_error_naming_the_variable(wrong, case, variable, tmp_path):
+  with pytest.raises(import_magenta.ImportMismatchError) as e:
+    import_magenta.import_checkpoint(str(FIXTURES / case / 'checkpoint'), wrong,
+                                     str(tmp_path / 'run'))
+  msg = str(e.value)
+  assert '\n' not in msg and variable in msg and 'expected shape' in msg and 'found' in msg
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_optimizer_slots_are_ignored_and_extra_variables_are_not(tmp_path):
+  variables = tf_checkpoint.read_checkpoint(str(FIXTURES / 'cat-mel_2bar_small' / 'checkpoint'))
+  v = import_magenta._Variables(
+      {**variables, 'beta1_power': np.float32(0.9), 'encoder/mu/kernel/Adam': np.zeros(3)},
+      'cat-mel_2bar_small', 'x')
+  v.used.update(n for n in variables)
+  v.check_all_used()  # optimiser names do not count
+  v.vars['encoder/extra/kernel'] = np.zeros((2, 3), np.float32)
+  with pytest.raises(import_magenta.ImportMismatchError, match=r'encoder/extra/kernel \[2, 3\]'):
+    v.check_all_used()
+
+
+def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
+  """The command line on the fixture .tar; then eval, generate and a 2-step fine-tune."""
+  run = tmp_path / 'run'
+  src = FIXTURES / 'cat-drums_2bar_small' / 'checkpoint'
+  tar = tmp_path / 'cat-drums_2bar_small.tar'
+  with tarfile.open(tar, 'w') as t:
+    for f in sorted(os.listdir(src)):
+      t.add(src / f, arcname=f)
+  env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parents[1]),
+             TFDS_DATA_DIR=tfds_dir, JAX_PLATFORMS='cpu')
+  cmd = [sys.executable, '-m', 'mvae_jax.import_magenta', f'--checkpoint={tar}',
+         '--config=cat-drums_2bar_small', f'--workdir={run}']
+  r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+  assert r.returncode == 0, r.stderr
+  assert 'imported cat-drums_2bar_small (enc [24], z 8, dec [16, 16]) at step 4242' in r.stdout
+  config = json.loads((run / 'config.json').read_text())
+  assert config['model']['forget_bias'] == 1.0 and config['model']['dec_sizes'] == [16, 16]
+  # A second import into the same directory is refused.
+  r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+  assert r.returncode == 1 and 'already holds checkpoints' in r.stderr
+  # The same one-line error from the command line for the wrong config.
+  r = subprocess.run(cmd[:3] + ['--config=cat-mel_2bar_small', f'--workdir={tmp_path}/r2'],
+                     capture_output=True, text=True, env=env, timeout=300)
+  assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+  assert 'expected shape' in r.stderr
+
+  from mvae_jax import eval as eval_lib
+  from mvae_jax import generate, train
+  from tests.conftest import load_config
+  results = eval_lib.evaluate_run(str(run), recon_accuracy=True, num_batches=1, batch_size=8)
+  assert results['step'] == 4242 and 0.0 <= results['recon_accuracy'] <= 1.0
+  paths = generate.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 'samples'))
+  assert sum(p.endswith('.mid') for p in paths) == 2
+
+  # Fine-tune: parameters from the imported run, fresh optimizer, step 0.
+  cfg = load_config('drums2:smoke', tfds_dir)
+  with cfg.unlocked():
+    for key in ('enc_sizes', 'z_size', 'dec_sizes', 'forget_bias'):
+      cfg.model[key] = config['model'][key] if key not in ('enc_sizes', 'dec_sizes') \
+          else tuple(config['model'][key])
+    cfg.data.mode = 'magenta'
+    cfg.model.part_vocab = (512,)
+    cfg.train.init_from = str(run)
+    cfg.train.num_steps = 2
+  tuned = tmp_path / 'tuned'
+  train.train_and_evaluate(cfg, str(tuned))
+  _, _, params, step = train.load_run(str(tuned))
+  assert step == 2
+  base = Model.load(str(run)).params
+  moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+                       params, base)
+  assert 0 < max(jax.tree.leaves(moved)) < 0.1  # started from the import, then trained
