@@ -183,7 +183,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   restored = checkpoints.restore(mgr, abstract)
   if restored is None:
     state, start = init_fn(init_rng), 0
-    logging.info('initialised a new model in %s', workdir)
+    if config.train.init_from:
+      params = init_params_from(config.train.init_from, state.params)
+      state = jax.jit(lambda p: TrainState(step=jnp.zeros((), jnp.int32), params=p,
+                                           opt_state=optimizer.init(p)),
+                      out_shardings=repl)(jax.device_put(params, repl))
+      logging.info('initialised %s from the parameters of %s', workdir, config.train.init_from)
+    else:
+      logging.info('initialised a new model in %s', workdir)
   else:
     state, position, start = restored
     start = int(position.get('next_batch', start))
@@ -274,6 +281,28 @@ def load_run(workdir: str, step: int | None = None
     raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train it first')
   state, _, step = restored
   return config, model, state.params, step
+
+
+def init_params_from(run: str, like: Any) -> Any:
+  """The latest parameters of run directory `run`, checked against the tree of `like`.
+
+  Fine-tuning (`config.train.init_from`): the new run starts from these parameters with a fresh
+  optimizer state at step 0; the rest of `run` (its optimizer state, step, data position) is not
+  used. Raises ValueError (one line) when a parameter is missing, extra or of another shape.
+  """
+  try:
+    _, _, params, _ = load_run(run)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f'config.train.init_from={run}: {e}') from e
+  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(like)}
+  have = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  for key in sorted(set(want) | set(have)):
+    if want.get(key) != have.get(key):
+      raise ValueError(
+          f'config.train.init_from={run}: parameter {key} has shape '
+          f'{have.get(key, "(absent)")} there, this config expects {want.get(key, "(absent)")}; '
+          'the model section must describe the same architecture')
+  return params
 
 
 def _metric_name(key: str) -> str:

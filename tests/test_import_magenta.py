@@ -197,7 +197,7 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
   r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
   assert r.returncode == 1 and 'already holds checkpoints' in r.stderr
   # The same one-line error from the command line for the wrong config.
-  r = subprocess.run(cmd[:3] + ['--config=cat-mel_2bar_small', f'--workdir={tmp_path}/r2'],
+  r = subprocess.run(cmd[:4] + ['--config=cat-mel_2bar_small', f'--workdir={tmp_path}/r2'],
                      capture_output=True, text=True, env=env, timeout=300)
   assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
   assert 'expected shape' in r.stderr
@@ -206,7 +206,8 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
   from mvae_jax import generate, train
   from tests.conftest import load_config
   results = eval_lib.evaluate_run(str(run), recon_accuracy=True, num_batches=1, batch_size=8)
-  assert results['step'] == 4242 and 0.0 <= results['recon_accuracy'] <= 1.0
+  assert results['step'] == 4242 and results['examples'] == 8
+  assert 0.0 <= results['metrics']['recon_accuracy'] <= 1.0
   paths = generate.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 'samples'))
   assert sum(p.endswith('.mid') for p in paths) == 2
 
@@ -228,3 +229,49 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
   moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
                        params, base)
   assert 0 < max(jax.tree.leaves(moved)) < 0.1  # started from the import, then trained
+
+
+def test_init_from_shape_mismatch_is_a_one_line_error(imported, tmp_path):
+  from mvae_jax import train
+  model, _, _ = imported('cat-mel_2bar_small')
+  like = jax.tree.map(np.asarray, model.params)
+  assert jax.tree.all(jax.tree.map(np.array_equal, train.init_params_from(model.workdir, like),
+                                   like))
+  like['encoder']['mu']['kernel'] = np.zeros((3, 3), np.float32)
+  with pytest.raises(ValueError) as e:
+    train.init_params_from(model.workdir, like)
+  msg = str(e.value)
+  assert '\n' not in msg and "['encoder']['mu']['kernel']" in msg and '(3, 3)' in msg
+  with pytest.raises(FileNotFoundError, match='init_from'):
+    train.init_params_from(str(tmp_path / 'nothing'), like)
+
+
+def test_forget_bias_option_is_the_same_function_as_a_shifted_bias():
+  """Run-time forget bias 1.0 with bias b == no run-time bias with b + 1 on the forget gate;
+  drum_input='one_hot' widens only the encoder's drum input."""
+  from mvae_jax.models import MusicVAE
+  kw = dict(part_vocab=(90, 90, 512), part_is_drums=(False, False, True), z_size=4,
+            enc_sizes=(6,), decoder='hier', dec_sizes=(5, 7), conductor_sizes=(5, 7),
+            num_segments=4, embedding_size=None)
+  ours, ref = MusicVAE(**kw), MusicVAE(**kw, forget_bias=1.0, drum_input='one_hot')
+  tokens = np.random.default_rng(0).integers(0, 90, (2, 16, 3)).astype(np.int32)
+  p_ref = ref.init(jax.random.PRNGKey(0), tokens, method=MusicVAE.encode)['params']
+  assert p_ref['encoder']['fwd_0']['input_kernel'].shape[0] == 90 + 90 + 512
+  p_dec = ref.init(jax.random.PRNGKey(1), tokens, np.zeros((2, 4), np.float32),
+                   method=MusicVAE.decode_teacher_forced)['params']
+  assert not np.any(p_dec['decoder']['lead']['lstm_0']['bias'])  # starts at 0 with the option
+  p_dec = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(2), x.shape),
+                       p_dec)
+
+  def shifted(path, x):
+    if path[-1].key != 'bias' or not any(getattr(k, 'key', '').startswith('lstm') for k in path):
+      return x
+    h = x.shape[0] // 4
+    return x.at[2 * h:3 * h].add(1.0)
+
+  p_ours = jax.tree_util.tree_map_with_path(shifted, p_dec)
+  z = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+  got = ref.apply({'params': p_dec}, tokens, z, method=MusicVAE.decode_teacher_forced)
+  want = ours.apply({'params': p_ours}, tokens, z, method=MusicVAE.decode_teacher_forced)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-5)
