@@ -159,7 +159,7 @@ FLAT_PAPER = {  # appendix: 2-bar melody and drums
 # defaults), batch 512 (trio 256), run-time forget bias 1.0. num_steps is ours (Magenta's trainer
 # takes it as a flag).
 FLAT_MAGENTA = {  # the reference's cat-*_2bar_small
-    'data.mode': 'magenta', 'model.forget_bias': 1.0,
+    'data.mode': 'magenta', 'model.forget_bias': 1.0, 'model.embedding_size': None,  # (hier only)
     'model.enc_sizes': (512,), 'model.z_size': 256, 'model.dec_sizes': (256, 256),
     'train.batch_size': 512, 'train.num_steps': 100_000,
     'train.scheduled_sampling': True, 'train.ss_rate': 1000.0,  # inverse_sigmoid, rate 1000

@@ -35,6 +35,7 @@ import numpy as np
 from absl import app, flags
 
 from mvae_jax import checkpoints, config_lib, logs, tf_checkpoint, train
+from mvae_jax.models import default_part_names
 
 
 class ImportMismatchError(ValueError):
@@ -209,36 +210,54 @@ def build_config(config_name: str, sizes: dict[str, Any]) -> Any:
   return config
 
 
-def import_checkpoint(checkpoint: str, config_name: str, workdir: str) -> tuple[Any, int]:
-  """Converts `checkpoint` and writes the run directory; returns (config, step).
+def convert(variables: dict[str, np.ndarray], config_name: str,
+            source: str = 'checkpoint') -> tuple[Any, dict[str, Any], int]:
+  """(config, our parameter tree of numpy arrays, global step) from a checkpoint's variables.
 
+  Args:
+    variables: {TF name: array}, e.g. `tf_checkpoint.read_checkpoint(path)`; optimiser slots
+      are ignored.
+    config_name: one of `CONFIGS`.
+    source: the checkpoint's path, for error messages.
   Raises:
-    tf_checkpoint.CheckpointError: unreadable checkpoint.
-    ImportMismatchError: variables that do not fit `config_name`.
-    ValueError: unknown config name, or a workdir that already holds another run.
+    ImportMismatchError: a variable missing, unexpected or of the wrong shape (one line).
   """
   if config_name not in CONFIGS:
     raise ValueError(f'unknown --config {config_name!r}; choose one of {sorted(CONFIGS)}')
   structure = CONFIGS[config_name]
-  variables = tf_checkpoint.read_checkpoint(checkpoint, skip_optimizer=True)
-  v = _Variables(variables, config_name, checkpoint)
+  v = _Variables(variables, config_name, source)
   config = build_config(config_name, model_sizes(v, structure))
   model = train.create_model(config.model)
-  optimizer = train.create_optimizer(config)
   shape = (1, config_lib.time_steps(config.data.kind), len(config.model.part_vocab))
-  abstract = jax.eval_shape(lambda: train.init_state(
-      jax.random.PRNGKey(0), model=model, optimizer=optimizer, shape=shape))
-  from mvae_jax.models import default_part_names
-  params = map_parameters(v, structure, jax.tree.map(lambda x: x, abstract.params),
+  abstract = jax.eval_shape(lambda: model.init(
+      {'params': jax.random.PRNGKey(0), 'z': jax.random.PRNGKey(1),
+       'sample': jax.random.PRNGKey(2)}, jnp.zeros(shape, jnp.int32)))['params']
+  params = map_parameters(v, structure, abstract,
                           default_part_names(tuple(config.model.part_is_drums)))
   step = int(np.asarray(variables.get('global_step', 0)))
+  return config, params, step
+
+
+def import_checkpoint(checkpoint: str, config_name: str, workdir: str) -> tuple[Any, int]:
+  """Converts `checkpoint` and writes the run directory `workdir`; returns (config, step).
+
+  Raises:
+    tf_checkpoint.CheckpointError: unreadable checkpoint.
+    ImportMismatchError: variables that do not fit `config_name`.
+    ValueError: unknown config name, or a workdir that already holds checkpoints.
+  """
+  if config_name not in CONFIGS:
+    raise ValueError(f'unknown --config {config_name!r}; choose one of {sorted(CONFIGS)}')
+  workdir = os.path.abspath(workdir)
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
+    raise ValueError(f'{workdir} already holds checkpoints; import into a new --workdir')
+  variables = tf_checkpoint.read_checkpoint(checkpoint, skip_optimizer=True)
+  config, params, step = convert(variables, config_name, checkpoint)
   params = jax.tree.map(jnp.asarray, params)
+  optimizer = train.create_optimizer(config)
   state = train.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
                            opt_state=optimizer.init(params))
-  workdir = os.path.abspath(workdir)
-  if os.path.isdir(os.path.join(workdir, 'checkpoints')) and os.listdir(
-      os.path.join(workdir, 'checkpoints')):
-    raise ValueError(f'{workdir} already holds checkpoints; import into a new --workdir')
   train.write_config(config, workdir)
   mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints, async_save=False)
   checkpoints.save(mgr, step, state, {'next_batch': step})

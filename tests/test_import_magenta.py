@@ -18,11 +18,12 @@ import jax
 import numpy as np
 import pytest
 
-from mvae_jax import import_magenta, losses, tf_checkpoint
+from mvae_jax import config_lib, import_magenta, losses, tf_checkpoint
 from mvae_jax.generate import Model
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'magenta_checkpoints'
-CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / 'checkpoint').is_dir())
+REAL = sorted(import_magenta.CONFIGS)
 ATOL = 1e-5
 
 
@@ -275,3 +276,63 @@ def test_forget_bias_option_is_the_same_function_as_a_shifted_bias():
   want = ours.apply({'params': p_ours}, tokens, z, method=MusicVAE.decode_teacher_forced)
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def _real_variables(name):
+  """The released checkpoint's variable set at its real size, as zero-copy broadcast arrays
+  (`real_sizes/vars_<config>.json`, listed from the reference's graphs), plus Adam slots as
+  `music_vae_train` saves them."""
+  info = json.loads((FIXTURES / 'real_sizes' / f'vars_{name}.json').read_text())
+  out = {}
+  for var, shape in info['variables_train']:
+    out[var] = np.broadcast_to(np.float32(0), shape) if var != 'global_step' else np.int64(5)
+    if var != 'global_step':
+      out[var + '/Adam'] = out[var + '/Adam_1'] = out[var]
+  out['beta1_power'] = out['beta2_power'] = np.float32(0.9)
+  return info, out
+
+
+# Data augmentation of the released configs (Magenta 2.1.4 configs.py: NoteSequenceAugmenter
+# transpose_range=(-5, 5) for cat-mel_2bar_*, no augmenter for the others).
+REF_SHIFT = {'cat-mel_2bar_small': (-5, 5), 'cat-mel_2bar_big': (-5, 5)}
+
+
+@pytest.mark.parametrize('name', REAL)
+def test_released_configs_import_at_real_size_and_presets_match_the_reference(name):
+  info, variables = _real_variables(name)
+  config, params, step = import_magenta.convert(variables, name)
+  assert step == 5
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  assert n_params == info['num_params'] - 1 * sum(  # the conductor's dropped zero-input row
+      4 * s for s in ([info['hparams']['dec_rnn_size'][0]] if name.startswith('hierdec') else []))
+  # The imported sizes are the preset's: the preset is the released config.
+  s = import_magenta.CONFIGS[name]
+  preset = import_magenta.load_preset(s.family, s.preset)
+  assert config.model.to_dict() == preset.model.to_dict()
+  hp = info['hparams']
+  m, c = preset.model, preset
+  assert (m.z_size, list(m.enc_sizes), list(m.dec_sizes)) == (
+      hp['z_size'], hp['enc_rnn_size'], hp['dec_rnn_size'])
+  if m.decoder == 'hier':
+    assert list(m.conductor_sizes) == hp['dec_rnn_size'] and m.embedding_size is None
+  assert m.forget_bias == 1.0
+  assert m.drum_input == ('one_hot' if name == 'hierdec-trio_16bar' else 'roll')
+  assert (c.loss.free_bits, c.loss.max_beta, c.loss.beta_rate) == (
+      hp['free_bits'], hp['max_beta'], hp['beta_rate'])
+  assert c.train.batch_size == hp['batch_size']
+  assert (c.optim.learning_rate, c.optim.decay_rate, c.optim.min_learning_rate,
+          c.optim.grad_clip, c.optim.clip_to_zero_norm) == (
+              hp['learning_rate'], hp['decay_rate'], hp['min_learning_rate'], hp['grad_clip'],
+              hp['grad_norm_clip_to_zero'])
+  if hp['sampling_schedule'] == 'inverse_sigmoid':
+    assert c.train.scheduled_sampling and c.train.ss_rate == hp['sampling_rate']
+  else:
+    assert (hp['sampling_schedule'], hp['sampling_rate']) == ('constant', 0.0)
+    assert not c.train.scheduled_sampling
+  assert (hp['dropout_keep_prob'], hp['residual_encoder'], hp['residual_decoder']) == (
+      1.0, False, False)  # nothing of these in our model
+  if name in REF_SHIFT:
+    assert c.data.augment and (c.data.shift_min, c.data.shift_max) == REF_SHIFT[name]
+  else:
+    assert not c.data.augment
+  assert config_lib.time_steps(c.data.kind) == hp['max_seq_len'] and c.data.mode == 'magenta'
