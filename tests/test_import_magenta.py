@@ -245,6 +245,11 @@ def test_init_from_shape_mismatch_is_a_one_line_error(imported, tmp_path):
   assert '\n' not in msg and "['encoder']['mu']['kernel']" in msg and '(3, 3)' in msg
   with pytest.raises(FileNotFoundError, match='init_from'):
     train.init_params_from(str(tmp_path / 'nothing'), like)
+  own = model.config.model.to_dict()
+  own['forget_bias'] = 0.0  # same shapes, but the biases would mean something else
+  like = jax.tree.map(np.asarray, model.params)
+  with pytest.raises(ValueError, match=r'model.forget_bias is 1.0.*--config.model.forget_bias=1.0'):
+    train.init_params_from(model.workdir, like, own)
 
 
 def test_forget_bias_option_is_the_same_function_as_a_shifted_bias():
