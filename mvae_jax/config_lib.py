@@ -257,5 +257,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'{path} not found: {workdir} is not a mvae_jax run directory')
   with open(path) as f:
     raw = json.load(f)
+  # A run written before a field existed gets the field's default, which is what it ran with
+  # (e.g. model.forget_bias), so it still loads and resumes.
+  for section, fields in base_config().items():
+    if isinstance(fields, ml_collections.ConfigDict) and isinstance(raw.get(section), dict):
+      for key, value in fields.items():
+        raw[section].setdefault(key, value)
   c = ml_collections.ConfigDict(as_plain(raw))
   return c.lock()

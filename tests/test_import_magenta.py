@@ -341,3 +341,17 @@ def test_released_configs_import_at_real_size_and_presets_match_the_reference(na
   else:
     assert not c.data.augment
   assert config_lib.time_steps(c.data.kind) == hp['max_seq_len'] and c.data.mode == 'magenta'
+
+
+def test_runs_written_before_the_new_fields_still_load(imported, tmp_path):
+  """A config.json without model.forget_bias / model.drum_input / train.init_from (a run made
+  before they existed) loads with their defaults, the behaviour it was trained with."""
+  model, inputs, _ = imported('cat-mel_2bar_small')
+  old = tmp_path / 'old'
+  shutil.copytree(model.workdir, old)
+  raw = json.loads((old / 'config.json').read_text())
+  del raw['model']['drum_input'], raw['train']['init_from']
+  (old / 'config.json').write_text(json.dumps(raw))
+  again = Model.load(str(old))
+  assert again.config.model.drum_input == 'roll' and again.config.train.init_from == ''
+  np.testing.assert_array_equal(again.encode(inputs['tokens'])[0], model.encode(inputs['tokens'])[0])
