@@ -238,8 +238,10 @@ def convert(variables: dict[str, np.ndarray], config_name: str,
   return config, params, step
 
 
-def import_checkpoint(checkpoint: str, config_name: str, workdir: str) -> tuple[Any, int]:
+def import_checkpoint(checkpoint: str, config_name: str, workdir: str, *,
+                      verify: bool = True) -> tuple[Any, int]:
   """Converts `checkpoint` and writes the run directory `workdir`; returns (config, step).
+  `verify` checks every tensor's crc32c (about 10 s per GB).
 
   Raises:
     tf_checkpoint.CheckpointError: unreadable checkpoint.
@@ -252,7 +254,7 @@ def import_checkpoint(checkpoint: str, config_name: str, workdir: str) -> tuple[
   ckpt_dir = os.path.join(workdir, 'checkpoints')
   if os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise ValueError(f'{workdir} already holds checkpoints; import into a new --workdir')
-  variables = tf_checkpoint.read_checkpoint(checkpoint, skip_optimizer=True)
+  variables = tf_checkpoint.read_checkpoint(checkpoint, verify=verify, skip_optimizer=True)
   config, params, step = convert(variables, config_name, checkpoint)
   params = jax.tree.map(jnp.asarray, params)
   optimizer = train.create_optimizer(config)
@@ -276,6 +278,7 @@ def _define_flags() -> None:
   flags.DEFINE_enum('config', None, sorted(CONFIGS), 'The released config it was trained with.',
                     allow_override=True)
   flags.DEFINE_string('workdir', None, 'New run directory to write.', allow_override=True)
+  flags.DEFINE_bool('verify', True, "Check every tensor's crc32c (about 10 s per GB).")
 
 
 def main(argv):
@@ -286,7 +289,8 @@ def main(argv):
           '--workdir=RUN', file=sys.stderr)
     return 2
   try:
-    config, step = import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir)
+    config, step = import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir,
+                                     verify=FLAGS.verify)
   except (tf_checkpoint.CheckpointError, ImportMismatchError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -12,7 +12,7 @@ The few protobuf fields needed are decoded by hand (varints), so no TensorFlow a
 protobuf code is needed. Partitioned (sliced) variables and string tensors are not supported:
 none of Magenta's MusicVAE checkpoints has them, and reading one is a clear error.
 
-Every tensor's crc32c is checked (a vectorised numpy crc32c: ~1 s per 200 MB); `verify=False`
+Every tensor's crc32c is checked (a vectorised numpy crc32c, about 10 s per GB); `verify=False`
 skips it. The blocks of the `.index` file are not checksummed (their parse fails loudly instead).
 
 Paths (`resolve`): a checkpoint prefix (`.../model.ckpt-4242`), a directory with a `checkpoint`
@@ -86,37 +86,42 @@ def _shift_matrix(length: int) -> np.ndarray:
   return _raw_update(basis, np.zeros((length, 32), np.uint8))
 
 
-def _apply(columns: np.ndarray, r: int) -> int:
-  out = 0
+def _apply(columns: np.ndarray, r: np.ndarray) -> np.ndarray:
+  """The GF(2) matrix with these columns times every register of r (uint32 [...])."""
+  out = np.zeros_like(r)
   for i in range(32):
-    if r >> i & 1:
-      out ^= int(columns[i])
+    out ^= np.where((r >> np.uint32(i)) & np.uint32(1), columns[i], np.uint32(0)).astype(np.uint32)
   return out
 
 
 def crc32c(data: bytes | np.ndarray) -> int:
   """CRC-32C (Castagnoli) of a byte string, as TensorFlow's `crc32c::Value`.
 
-  The bytes are cut into equal lanes that run in parallel (numpy), then chained with the
-  zero-extension operator of the lane length; the remainder runs on its own.
+  The bytes are cut into 2^k equal lanes that run side by side (numpy), then neighbouring lanes
+  are merged pairwise with the zero-extension operator of their length (squared at each level);
+  the remainder runs on its own. About 10 s per GB on one core.
   """
   buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) \
       else np.ascontiguousarray(data).view(np.uint8).reshape(-1)
   n = buf.size
-  lanes = int(min(4096, max(1, n // 256)))
+  lanes = 1
+  while lanes * 2 <= min(16384, n // 64):
+    lanes *= 2
   length = n // lanes
-  r = 0xFFFFFFFF
+  r = np.array([0xFFFFFFFF], np.uint32)
+  tail = buf
   if lanes > 1:
-    body = buf[:lanes * length].reshape(lanes, length).T  # [steps, lanes]
-    partial = _raw_update(np.zeros(lanes, np.uint32), np.ascontiguousarray(body))
+    body = np.ascontiguousarray(buf[:lanes * length].reshape(lanes, length).T)  # [steps, lanes]
+    raw = _raw_update(np.zeros(lanes, np.uint32), body)  # each lane from a zero register
     columns = _shift_matrix(length)
-    for p in partial:
-      r = _apply(columns, r) ^ int(p)
+    while raw.size > 1:
+      raw = _apply(columns, raw[0::2]) ^ raw[1::2]
+      columns = _apply(columns, columns)  # shift by twice the length
+    r = _apply(columns, r) ^ raw
     tail = buf[lanes * length:]
-  else:
-    tail = buf
-  r = int(_raw_update(np.array([r], np.uint32), tail[:, None])[0]) if tail.size else r
-  return r ^ 0xFFFFFFFF
+  if tail.size:
+    r = _raw_update(r, tail[:, None])
+  return int(r[0]) ^ 0xFFFFFFFF
 
 
 def unmask_crc(masked: int) -> int:
