@@ -3,7 +3,8 @@ r"""2-bar melody loops: BiLSTM encoder, flat LSTM decoder (paper section 2.1).
   python -m mvae_jax.train --config=configs/melody2.py:small --workdir=runs/melody2_small
 
 Presets: paper (appendix sizes, 130 classes; default), magenta (the reference's cat-mel_2bar_small,
-90 classes), magenta_big (the reference's cat-mel_2bar_big), small (a useful model in minutes on a 2-core CPU), smoke (seconds, tests).
+90 classes), magenta_big (the reference's cat-mel_2bar_big), small (a useful model in minutes on a
+2-core CPU), smoke (seconds, tests).
 Modifiers: `,baseline` (decoder only) and `,no_ss` (no scheduled sampling), the other Table 1 columns.
 Data: the folk melodies from music21's corpus (built automatically on first use).
 """

@@ -111,6 +111,7 @@ class _Variables:
     return bias.shape[0] // 4
 
   def layer_sizes(self, pattern: str) -> tuple[int, ...]:
+    """Units of the LSTM layers `pattern.format(k=0, 1, ...)` (at least one must exist)."""
     sizes, k = [], 0
     while self.has(pattern.format(k=k) + '/bias') or k == 0:
       sizes.append(self.units(pattern.format(k=k) + '/bias'))
@@ -129,9 +130,7 @@ class _Variables:
 
 def model_sizes(v: _Variables, structure: Structure) -> dict[str, Any]:
   """`config.model` fields read from the checkpoint's shapes."""
-  enc = []
-  while v.has(_enc_cell(len(enc), 'fw') + '/bias') or not enc:
-    enc.append(v.units(_enc_cell(len(enc), 'fw') + '/bias'))
+  enc = v.layer_sizes(_enc_cell('{k}', 'fw'))
   z = v.vars.get('encoder/mu/bias')
   if z is None or z.ndim != 1:
     raise ImportMismatchError(f'{v.source}: variable encoder/mu/bias: expected shape [z], found '
