@@ -195,8 +195,8 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
   config = json.loads((run / 'config.json').read_text())
   assert config['model']['forget_bias'] == 1.0 and config['model']['dec_sizes'] == [16, 16]
   # A second import into the same directory is refused.
-  r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-  assert r.returncode == 1 and 'already holds checkpoints' in r.stderr
+  with pytest.raises(ValueError, match='already holds checkpoints'):
+    import_magenta.import_checkpoint(str(tar), 'cat-drums_2bar_small', str(run))
   # The same one-line error from the command line for the wrong config.
   r = subprocess.run(cmd[:4] + ['--config=cat-mel_2bar_small', f'--workdir={tmp_path}/r2'],
                      capture_output=True, text=True, env=env, timeout=300)
@@ -253,34 +253,49 @@ def test_init_from_shape_mismatch_is_a_one_line_error(imported, tmp_path):
 
 
 def test_forget_bias_option_is_the_same_function_as_a_shifted_bias():
-  """Run-time forget bias 1.0 with bias b == no run-time bias with b + 1 on the forget gate;
-  drum_input='one_hot' widens only the encoder's drum input."""
+  """Run-time forget bias 1.0 with bias b == no run-time bias with b + 1 on the forget gate (the
+  hierarchical imports above cover the conductor); drum_input='one_hot' widens only the
+  encoder's drum input."""
   from mvae_jax.models import MusicVAE
-  kw = dict(part_vocab=(90, 90, 512), part_is_drums=(False, False, True), z_size=4,
-            enc_sizes=(6,), decoder='hier', dec_sizes=(5, 7), conductor_sizes=(5, 7),
-            num_segments=4, embedding_size=None)
-  ours, ref = MusicVAE(**kw), MusicVAE(**kw, forget_bias=1.0, drum_input='one_hot')
-  tokens = np.random.default_rng(0).integers(0, 90, (2, 16, 3)).astype(np.int32)
-  p_ref = ref.init(jax.random.PRNGKey(0), tokens, method=MusicVAE.encode)['params']
-  assert p_ref['encoder']['fwd_0']['input_kernel'].shape[0] == 90 + 90 + 512
-  p_dec = ref.init(jax.random.PRNGKey(1), tokens, np.zeros((2, 4), np.float32),
-                   method=MusicVAE.decode_teacher_forced)['params']
-  assert not np.any(p_dec['decoder']['lead']['lstm_0']['bias'])  # starts at 0 with the option
-  p_dec = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(2), x.shape),
-                       p_dec)
+  trio = dict(part_vocab=(90, 90, 512), part_is_drums=(False, False, True), z_size=4,
+              enc_sizes=(6,), decoder='hier', dec_sizes=(5,), conductor_sizes=(5,),
+              num_segments=2, embedding_size=None)
+  tokens = np.zeros((2, 4, 3), np.int32)
+  for drum_input, width in (('roll', 90 + 90 + 10), ('one_hot', 90 + 90 + 512)):
+    shapes = jax.eval_shape(lambda: MusicVAE(**trio, drum_input=drum_input).init(
+        jax.random.PRNGKey(0), tokens, method=MusicVAE.encode))['params']
+    assert shapes['encoder']['fwd_0']['input_kernel'].shape[0] == width
+  kw = dict(part_vocab=(12,), part_is_drums=(False,), z_size=4, enc_sizes=(6,),
+            dec_sizes=(5, 7))
+  ours, ref = MusicVAE(**kw), MusicVAE(**kw, forget_bias=1.0)
+  tokens = np.random.default_rng(0).integers(0, 12, (2, 6, 1)).astype(np.int32)
+  z = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
+  p_ref = jax.jit(lambda: ref.init({'params': jax.random.PRNGKey(1), 'z': jax.random.PRNGKey(2)},
+                                   tokens))()['params']
+  assert not np.any(p_ref['decoder']['melody']['lstm_0']['bias'])  # starts at 0 with the option
+  p_ref = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.PRNGKey(3), x.shape),
+                       p_ref)
 
   def shifted(path, x):
-    if path[-1].key != 'bias' or not any(getattr(k, 'key', '').startswith('lstm') for k in path):
+    if path[-1].key != 'bias' or not any(getattr(k, 'key', '')[:4] in ('lstm', 'fwd_', 'bwd_')
+                                         for k in path):
       return x
     h = x.shape[0] // 4
     return x.at[2 * h:3 * h].add(1.0)
 
-  p_ours = jax.tree_util.tree_map_with_path(shifted, p_dec)
-  z = np.random.default_rng(1).standard_normal((2, 4)).astype(np.float32)
-  got = ref.apply({'params': p_dec}, tokens, z, method=MusicVAE.decode_teacher_forced)
-  want = ours.apply({'params': p_ours}, tokens, z, method=MusicVAE.decode_teacher_forced)
+  p_ours = jax.tree_util.tree_map_with_path(shifted, p_ref)
+
+  def run(model, params):  # encoder and teacher-forced decoder outputs, one compile
+    return jax.jit(lambda p: (
+        model.apply({'params': p}, tokens, method=MusicVAE.encode),
+        model.apply({'params': p}, tokens, z, method=MusicVAE.decode_teacher_forced)))(params)
+
+  got, want = jax.tree.leaves(run(ref, p_ref)), jax.tree.leaves(run(ours, p_ours))
   for g, w in zip(got, want):
     np.testing.assert_allclose(g, w, atol=1e-5)
+  # And the option matters: the same parameters without it give something else.
+  other = jax.tree.leaves(run(ours, p_ref))
+  assert min(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(got, other)) > 1e-3
 
 
 def _real_variables(name):
