@@ -177,7 +177,7 @@ def test_optimizer_slots_are_ignored_and_extra_variables_are_not(tmp_path):
     v.check_all_used()
 
 
-def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
+def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir, make_config):
   """The command line on the fixture .tar; then eval, generate and a 2-step fine-tune."""
   run = tmp_path / 'run'
   src = FIXTURES / 'cat-drums_2bar_small' / 'checkpoint'
@@ -205,23 +205,18 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir):
 
   from mvae_jax import eval as eval_lib
   from mvae_jax import generate, train
-  from tests.conftest import load_config
   results = eval_lib.evaluate_run(str(run), recon_accuracy=True, num_batches=1, batch_size=8)
   assert results['step'] == 4242 and results['examples'] == 8
   assert 0.0 <= results['metrics']['recon_accuracy'] <= 1.0
   paths = generate.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 'samples'))
   assert sum(p.endswith('.mid') for p in paths) == 2
 
-  # Fine-tune: parameters from the imported run, fresh optimizer, step 0.
-  cfg = load_config('drums2:smoke', tfds_dir)
-  with cfg.unlocked():
-    for key in ('enc_sizes', 'z_size', 'dec_sizes', 'forget_bias'):
-      cfg.model[key] = config['model'][key] if key not in ('enc_sizes', 'dec_sizes') \
-          else tuple(config['model'][key])
-    cfg.data.mode = 'magenta'
-    cfg.model.part_vocab = (512,)
-    cfg.train.init_from = str(run)
-    cfg.train.num_steps = 2
+  # Fine-tune: parameters from the imported run, fresh optimizer, step 0 (the smoke preset with
+  # the imported model section).
+  model_cfg = {f'model.{k}': tuple(v) if isinstance(v, list) else v
+               for k, v in config['model'].items()}
+  cfg = make_config('drums2:smoke', **model_cfg, **{
+      'data.mode': 'magenta', 'train.init_from': str(run), 'train.num_steps': 2})
   tuned = tmp_path / 'tuned'
   train.train_and_evaluate(cfg, str(tuned))
   _, _, params, step = train.load_run(str(tuned))
