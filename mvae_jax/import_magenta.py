@@ -136,7 +136,8 @@ def model_sizes(v: _Variables, structure: Structure) -> dict[str, Any]:
     raise ImportMismatchError(f'{v.source}: variable encoder/mu/bias: expected shape [z], found '
                               f'{list(z.shape) if z is not None else "no such variable"}')
   sizes = {'enc_sizes': tuple(enc), 'z_size': int(z.shape[0]),
-           'dec_sizes': v.layer_sizes(structure.core_prefixes[0] + '/multi_rnn_cell/cell_{k}/lstm_cell')}
+           'dec_sizes': v.layer_sizes(structure.core_prefixes[0]
+                                      + '/multi_rnn_cell/cell_{k}/lstm_cell')}
   if structure.decoder == 'hier':
     sizes['conductor_sizes'] = v.layer_sizes(CONDUCTOR + '/cell_{k}/lstm_cell')
   return sizes

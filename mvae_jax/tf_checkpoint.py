@@ -1,4 +1,4 @@
-"""Reads TensorFlow V2 checkpoints (`<prefix>.index` + `<prefix>.data-NNNNN-of-MMMMM`) without TensorFlow.
+"""Reads TensorFlow V2 checkpoints (`<prefix>.index` + `.data-NNNNN-of-MMMMM`) without TensorFlow.
 
 Format (TensorFlow's `tensor_bundle`):
   * `.index` is an SSTable (the LevelDB table format): data blocks of prefix-compressed

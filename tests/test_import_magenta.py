@@ -364,4 +364,5 @@ def test_runs_written_before_the_new_fields_still_load(imported, tmp_path):
   (old / 'config.json').write_text(json.dumps(raw))
   again = Model.load(str(old))
   assert again.config.model.drum_input == 'roll' and again.config.train.init_from == ''
-  np.testing.assert_array_equal(again.encode(inputs['tokens'])[0], model.encode(inputs['tokens'])[0])
+  np.testing.assert_array_equal(again.encode(inputs['tokens'])[0],
+                                model.encode(inputs['tokens'])[0])
