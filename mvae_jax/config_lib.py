@@ -70,6 +70,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.sigma_param = 'softplus'    # softplus (reference) | exp2 (paper appendix)
   c.model.dtype = 'float32'           # matmul dtype; bfloat16 on GPU/TPU
   c.model.unroll = 1                  # lax.scan unroll of the recurrences
+  c.model.forget_bias = 0.0           # run-time forget-gate bias (the reference: 1.0, bias params start at 0)
+  c.model.drum_input = 'roll'         # encoder input of drums parts: roll (10 values) | one_hot (512; the reference's trio)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.free_bits = 48.0             # bits of KL per example that are not penalised
@@ -92,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 100
   c.train.checkpoint_every_steps = 1000
   c.train.keep_checkpoints = 3
+  c.train.init_from = ''              # run directory whose latest parameters start this run (fine-tuning)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 1000           # periodic evaluation on the eval split (0 = none: no eval split needed)
@@ -153,10 +156,19 @@ FLAT_PAPER = {  # appendix: 2-bar melody and drums
     'loss.free_bits': 48.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.99999,
     'train.batch_size': 512, 'train.num_steps': 100_000,
 }
+# The reference's (Magenta 2.1.4 configs.py) released configs, hparam for hparam: sizes, loss,
+# schedules (learning rate 1e-3 -> 1e-5 at 0.9999, clip 1.0, zero above 1e4: the base_config
+# defaults), batch 512 (trio 256), run-time forget bias 1.0. num_steps is ours (Magenta's trainer
+# takes it as a flag).
 FLAT_MAGENTA = {  # the reference's cat-*_2bar_small
-    'data.mode': 'magenta',
+    'data.mode': 'magenta', 'model.forget_bias': 1.0, 'model.embedding_size': None,  # (hier only)
     'model.enc_sizes': (512,), 'model.z_size': 256, 'model.dec_sizes': (256, 256),
     'train.batch_size': 512, 'train.num_steps': 100_000,
+    'train.scheduled_sampling': True, 'train.ss_rate': 1000.0,  # inverse_sigmoid, rate 1000
+}
+FLAT_MAGENTA_BIG = {  # the reference's cat-*_2bar_big
+    **FLAT_MAGENTA,
+    'model.enc_sizes': (2048,), 'model.z_size': 512, 'model.dec_sizes': (2048, 2048, 2048),
 }
 FLAT_SMALL = {
     # Measured: 0.13-0.15 s per step at batch 64 on 2 cores (benchmarks/RESULTS.md). Schedules shrunk
@@ -175,7 +187,8 @@ HIER_PAPER = {  # appendix: 32-bar melody and 16-bar trio (conductor, 16 embeddi
     'train.batch_size': 512,
 }
 HIER_MAGENTA = {  # the reference's hierdec-mel_16bar / hierdec-trio_16bar: teacher forcing only
-    'data.mode': 'magenta', 'model.decoder': 'hier', 'model.num_segments': 16,
+    'data.mode': 'magenta', 'data.augment': False, 'model.forget_bias': 1.0,
+    'model.decoder': 'hier', 'model.num_segments': 16,
     'model.enc_sizes': (2048, 2048), 'model.z_size': 512, 'model.conductor_sizes': (1024, 1024),
     'model.embedding_size': None, 'model.dec_sizes': (1024, 1024),
     'loss.free_bits': 256.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.0,
@@ -246,6 +259,12 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'{path} not found: {workdir} is not a mvae_jax run directory')
   with open(path) as f:
     raw = json.load(f)
+  # A run written before a field existed gets the field's default, which is what it ran with
+  # (e.g. model.forget_bias), so it still loads and resumes.
+  for section, fields in base_config().items():
+    if isinstance(fields, ml_collections.ConfigDict) and isinstance(raw.get(section), dict):
+      for key, value in fields.items():
+        raw[section].setdefault(key, value)
   c = ml_collections.ConfigDict(as_plain(raw))
   return c.lock()
 

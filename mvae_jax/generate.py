@@ -23,6 +23,8 @@ Python API (notebooks):
   pieces = m.sample(4, temperature=0.5, seed=0)    # list of NoteSequences
   mu, sigma = m.encode('tune.mid')                 # float32 [1, z_size] each
   mu, sigma = m.encode('tune.mid', window='bar:9') # bars 9-10 of the file
+  logits = m.logits(tokens, mu)                    # teacher forced: float32 [b, time, vocab] per part
+  greedy = m.decode_tokens(mu, greedy=True)        # int32 [b, time, parts]
   steps = m.interpolate('a.mid', 'b.mid', steps=7)
   to_midi(steps[3], 'middle.mid')
 
@@ -280,6 +282,11 @@ def _decode_shared_noise(params: Any, z: jax.Array, rng: jax.Array, temperature:
   return jax.vmap(lambda zi: one(params, zi[None], rng, temperature)[0])(z)
 
 
+def _teacher_forced_logits(params: Any, tokens: jax.Array, z: jax.Array | None, *,
+                           model: MusicVAE) -> tuple[jax.Array, ...]:
+  return model.apply({'params': params}, tokens, z, method=MusicVAE.decode_teacher_forced)
+
+
 @functools.lru_cache(maxsize=64)
 def _jitted(fn: Any, model: MusicVAE, **static: Any) -> Any:
   """One jitted function per (function, model, static arguments): every `Model` of the same
@@ -374,6 +381,28 @@ class Model:
     mu, sigma = _jitted(_encode, self.module)(self.params,
                                               jnp.asarray(_pad_rows(tokens, _bucket(n))))
     return np.asarray(mu)[:n], np.asarray(sigma)[:n]
+
+  def logits(self, x: Any, z: np.ndarray | None = None, window: int = 0) -> list[np.ndarray]:
+    """Teacher-forced next-step logits of `x` given z: one float32 [batch, time, vocab_p] per
+    part. The input of step t is the token of step t - 1 (nothing at t = 0), as in training.
+
+    Args:
+      x: as `encode` (tokens int [batch, time, parts], a MIDI file, ...).
+      z: float [batch, z_size]; None = mu of q(z|x) (a baseline takes no z).
+    """
+    tokens = self.tokens(x, window)
+    n = len(tokens)
+    if self.use_encoder:
+      z = self.encode(tokens)[0] if z is None else np.asarray(z, np.float32).reshape(-1,
+                                                                                   self.z_size)
+      if len(z) != n:
+        raise InputError(f'z has {len(z)} rows for {n} input sequence(s)')
+      z = jnp.asarray(_pad_rows(z, _bucket(n)))
+    elif z is not None:
+      raise ValueError('this run is a baseline (model.use_encoder=False): it takes no z')
+    out = _jitted(_teacher_forced_logits, self.module)(
+        self.params, jnp.asarray(_pad_rows(tokens, _bucket(n))), z)
+    return [np.asarray(lg, np.float32)[:n] for lg in out]
 
   def decode_tokens(self, z: np.ndarray | None, *, temperature: float = DEFAULT_TEMPERATURE,
                     greedy: bool = False, seed: int = 0, num: int | None = None,

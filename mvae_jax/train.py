@@ -260,7 +260,14 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, mesh: Any) ->
       mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints)
     if restored is None:
       state, start = init_fn(init_rng), 0
-      logging.info('initialised a new model in %s', workdir)
+      if config.train.init_from:
+        params = init_params_from(config.train.init_from, state.params, config.model)
+        state = jax.jit(lambda p: TrainState(step=jnp.zeros((), jnp.int32), params=p,
+                                             opt_state=optimizer.init(p)),
+                        out_shardings=repl)(jax.device_put(params, repl))
+        logging.info('initialised %s from the parameters of %s', workdir, config.train.init_from)
+      else:
+        logging.info('initialised a new model in %s', workdir)
     else:
       state, position, start, _ = restored
       start = int(position.get('next_batch', start))
@@ -391,6 +398,38 @@ def load_run(workdir: str, step: int | None = None
     raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train it first')
   state, _, step, _ = restored
   return config, model, state.params, step
+
+
+def init_params_from(run: str, like: Any, expect_model: Any = None) -> Any:
+  """The latest parameters of run directory `run`, checked against the tree of `like`.
+
+  Fine-tuning (`config.train.init_from`): the new run starts from these parameters with a fresh
+  optimizer state at step 0; the rest of `run` (its optimizer state, step, data position) is not
+  used. Raises ValueError (one line) when a parameter is missing, extra or of another shape,
+  or when `expect_model` (this run's config.model) reads the parameters differently
+  (`forget_bias`, `sigma_param`).
+  """
+  try:
+    source_config, _, params, _ = load_run(run)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f'config.train.init_from={run}: {e}') from e
+  if expect_model is not None:
+    # Fields that change what the parameters mean without changing their shapes.
+    for field in ('forget_bias', 'sigma_param'):
+      have_v = source_config.model.get(field, MusicVAE.__dataclass_fields__[field].default)
+      want_v = expect_model.get(field, MusicVAE.__dataclass_fields__[field].default)
+      if have_v != want_v:
+        raise ValueError(f'config.train.init_from={run}: its model.{field} is {have_v!r}, this '
+                         f'config has {want_v!r}; set --config.model.{field}={have_v}')
+  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(like)}
+  have = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  for key in sorted(set(want) | set(have)):
+    if want.get(key) != have.get(key):
+      raise ValueError(
+          f'config.train.init_from={run}: parameter {key} has shape '
+          f'{have.get(key, "(absent)")} there, this config expects {want.get(key, "(absent)")}; '
+          'the model section must describe the same architecture')
+  return params
 
 
 def _metric_name(key: str) -> str:

@@ -47,6 +47,7 @@ class PartDecoder(nn.Module):
       (the flat baseline: zero initial state, input = previous token only).
     dtype: matmul dtype.
     unroll: scan unroll.
+    forget_bias: run-time forget-gate bias of every layer (`lstm.LSTMLayer`).
   Parameters: `lstm_{k}` (layer 0's input kernel rows = [vocab one-hot | cond]),
     `initial_state` (when conditioned), `logits`.
   """
@@ -55,11 +56,12 @@ class PartDecoder(nn.Module):
   cond_size: int = 0
   dtype: Any = jnp.float32
   unroll: int = 1
+  forget_bias: float = 0.0
 
   def setup(self):
     layers, in_size = [], self.vocab + self.cond_size
     for k, size in enumerate(self.sizes):
-      layers.append(lstm.LSTMLayer(size, in_size, self.dtype, name=f'lstm_{k}'))
+      layers.append(lstm.LSTMLayer(size, in_size, self.dtype, self.forget_bias, name=f'lstm_{k}'))
       in_size = size
     self.layers = layers
     if self.cond_size:
@@ -193,13 +195,14 @@ class _ConductorCell(nn.Module):
   """One conductor step: a stacked LSTM with a constant zero input (layer 0 has only a bias)."""
   sizes: Sequence[int]
   dtype: Any = jnp.float32
+  forget_bias: float = 0.0
 
   @nn.compact
   def __call__(self, carries: tuple[lstm.Carry, ...], _) -> tuple[tuple[lstm.Carry, ...], jax.Array]:
     x, new = None, []
     for k, size in enumerate(self.sizes):
       layer = lstm.LSTMLayer(size, 0 if k == 0 else self.sizes[k - 1], self.dtype,
-                             name=f'lstm_{k}')
+                             self.forget_bias, name=f'lstm_{k}')
       gx = layer.bias if k == 0 else layer.project(x)
       carry = lstm.lstm_cell(carries[k], gx, layer.recurrent_kernel, self.dtype)
       new.append(carry)
@@ -222,6 +225,7 @@ class Conductor(nn.Module):
   embedding_size: int | None = 512
   dtype: Any = jnp.float32
   unroll: int = 1
+  forget_bias: float = 0.0
 
   def setup(self):
     if self.z_size:
@@ -229,7 +233,7 @@ class Conductor(nn.Module):
                                              name='initial_state')
     self.rnn = nn.scan(_ConductorCell, variable_broadcast='params', split_rngs={'params': False},
                        length=self.num_segments, unroll=self.unroll, out_axes=1)(
-                           self.sizes, self.dtype, name='rnn')
+                           self.sizes, self.dtype, self.forget_bias, name='rnn')
     if self.embedding_size:
       self.embedding = lstm.Linear(self.embedding_size, self.sizes[-1], self.dtype,
                                    name='embedding')
@@ -352,11 +356,13 @@ class FlatDecoder(_SegmentedDecoder):
   z_size: int = 256
   dtype: Any = jnp.float32
   unroll: int = 1
+  forget_bias: float = 0.0
 
   num_segments = 1
 
   def setup(self):
-    self.parts = [PartDecoder(vocab, self.sizes, self.z_size, self.dtype, self.unroll, name=name)
+    self.parts = [PartDecoder(vocab, self.sizes, self.z_size, self.dtype, self.unroll,
+                              self.forget_bias, name=name)
                   for vocab, name in zip(self.part_vocab, self.part_names)]
 
   def conditioning(self, z, batch_size):
@@ -385,12 +391,15 @@ class HierarchicalDecoder(_SegmentedDecoder):
   z_size: int = 512
   dtype: Any = jnp.float32
   unroll: int = 1
+  forget_bias: float = 0.0
 
   def setup(self):
     self.conductor = Conductor(self.conductor_sizes, self.z_size, self.num_segments,
-                               self.embedding_size, self.dtype, self.unroll, name='conductor')
+                               self.embedding_size, self.dtype, self.unroll, self.forget_bias,
+                               name='conductor')
     cond_size = self.embedding_size or self.conductor_sizes[-1]
-    self.parts = [PartDecoder(vocab, self.sizes, cond_size, self.dtype, self.unroll, name=name)
+    self.parts = [PartDecoder(vocab, self.sizes, cond_size, self.dtype, self.unroll,
+                              self.forget_bias, name=name)
                   for vocab, name in zip(self.part_vocab, self.part_names)]
 
   def conditioning(self, z, batch_size):

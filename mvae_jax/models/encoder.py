@@ -25,9 +25,14 @@ def drum_roll(tokens: jax.Array) -> jax.Array:
   return jnp.concatenate([bits, no_hit], axis=-1).astype(jnp.float32)
 
 
-def input_widths(part_vocab: Sequence[int], part_is_drums: Sequence[bool]) -> tuple[int, ...]:
-  """Encoder input width of every part: the vocab (one-hot) or 10 (drum roll)."""
-  return tuple(DRUM_ROLL_WIDTH if drums else vocab
+DRUM_INPUTS = ('roll', 'one_hot')
+
+
+def input_widths(part_vocab: Sequence[int], part_is_drums: Sequence[bool],
+                 drum_input: str = 'roll') -> tuple[int, ...]:
+  """Encoder input width of every part: the vocab (one-hot) or 10 (drum roll, for drums parts
+  when `drum_input` is 'roll')."""
+  return tuple(DRUM_ROLL_WIDTH if drums and drum_input == 'roll' else vocab
                for vocab, drums in zip(part_vocab, part_is_drums))
 
 
@@ -56,13 +61,15 @@ class BidirectionalLSTMEncoder(nn.Module):
   """Stacked BiLSTM over the input tokens -> (mu, sigma), each float32 [batch, z_size].
 
   The input of every step is the concatenation over parts of a one-hot over the part's vocab
-  (or the 10-value drum roll for drums parts). Layer k > 0 reads concat(fwd h, bwd h) of layer
+  (or the 10-value drum roll for drums parts when `drum_input='roll'`). Layer k > 0 reads concat(fwd h, bwd h) of layer
   k - 1. The summary is concat(final fwd h, final bwd h) of the top layer, where the backward
   direction starts at each sequence's last valid step.
 
   Attributes:
     part_vocab: classes per part, e.g. (130,) or (130, 130, 512).
     part_is_drums: which parts are drums (512-class index -> drum roll input).
+    drum_input: how drums parts are read: 'roll' (9 hit bits + no-hit, the reference's 2-bar
+      drums models) or 'one_hot' (the 512-class one-hot, the reference's trio encoder).
     sizes: hidden size of each BiLSTM layer (per direction).
     z_size: latent size.
     sigma_param: 'softplus' (sigma = softplus(pre), reference) or 'exp2' (sigma = exp(2 pre),
@@ -78,15 +85,19 @@ class BidirectionalLSTMEncoder(nn.Module):
   sigma_param: str = 'softplus'
   dtype: Any = jnp.float32
   unroll: int = 1
+  drum_input: str = 'roll'
+  forget_bias: float = 0.0
 
   def setup(self):
     if self.sigma_param not in ('softplus', 'exp2'):
       raise ValueError(f'sigma_param must be softplus or exp2, got {self.sigma_param!r}')
-    in_size = sum(input_widths(self.part_vocab, self.part_is_drums))
+    if self.drum_input not in DRUM_INPUTS:
+      raise ValueError(f'drum_input must be one of {DRUM_INPUTS}, got {self.drum_input!r}')
+    in_size = sum(input_widths(self.part_vocab, self.part_is_drums, self.drum_input))
     fwd, bwd = [], []
     for k, size in enumerate(self.sizes):
-      fwd.append(lstm.LSTMLayer(size, in_size, self.dtype, name=f'fwd_{k}'))
-      bwd.append(lstm.LSTMLayer(size, in_size, self.dtype, name=f'bwd_{k}'))
+      fwd.append(lstm.LSTMLayer(size, in_size, self.dtype, self.forget_bias, name=f'fwd_{k}'))
+      bwd.append(lstm.LSTMLayer(size, in_size, self.dtype, self.forget_bias, name=f'bwd_{k}'))
       in_size = 2 * size
     self.fwd, self.bwd = fwd, bwd
     init = nn.initializers.normal(0.001)
@@ -96,10 +107,10 @@ class BidirectionalLSTMEncoder(nn.Module):
   def _input_gates(self, layer: lstm.LSTMLayer, tokens_tm: jax.Array) -> jax.Array:
     """tokens_tm int [time, batch, parts] -> float32 [time, batch, 4H] (`x @ W_in + b`)."""
     gates, offset = layer.bias, 0
-    widths = input_widths(self.part_vocab, self.part_is_drums)
+    widths = input_widths(self.part_vocab, self.part_is_drums, self.drum_input)
     for p, (vocab, drums, width) in enumerate(zip(self.part_vocab, self.part_is_drums, widths)):
       tok = tokens_tm[..., p]
-      if drums:
+      if drums and self.drum_input == 'roll':
         gates = gates + layer.project(drum_roll(tok), slice(offset, offset + width), bias=False)
       else:
         gates = gates + layer.gather(tok, offset, vocab)

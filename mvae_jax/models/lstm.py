@@ -7,7 +7,10 @@ layer-by-layer teacher-forced path (one big input matmul per layer, then a scan 
 
 Gates are fused: one `[in, 4 * features]` input kernel and one `[features, 4 * features]`
 recurrent kernel, gate order (input, cell candidate, forget, output) along the last axis, the
-same order as TensorFlow's LSTMCell (i, j, f, o). The forget-gate bias starts at +1.0.
+same order as TensorFlow's LSTMCell (i, j, f, o). The forget-gate bias starts at +1.0, or, with
+`forget_bias` set (TensorFlow's `LSTMBlockCell(forget_bias=1.0)`, which Magenta uses), the
+parameter starts at 0 and `forget_bias` is added to the forget gate at run time: the same
+function at init, and the parameter then equals the reference's `bias` variable.
 Matmuls run in `dtype` (e.g. bfloat16) with float32 accumulation; cell and hidden states are
 always float32. `run_layer` has a hand-written backward pass (the recurrent kernel's gradient
 as one product after the backward scan); `run_layer_reference` is the plain autodiff version.
@@ -201,11 +204,14 @@ class LSTMLayer(nn.Module):
     input_size: input width; 0 means the layer has no input (only bias drives it) and no
       `input_kernel` (the conductor's first layer, whose input is a constant zero vector).
     dtype: matmul dtype.
+    forget_bias: added to the forget gate at run time (0.0: none; the parameter itself then
+      starts at +1.0 on the forget gate). `self.bias` is the effective bias.
   Parameters: `input_kernel` [input_size, 4H], `recurrent_kernel` [H, 4H], `bias` [4H].
   """
   features: int
   input_size: int = 0
   dtype: Any = jnp.float32
+  forget_bias: float = 0.0
 
   def setup(self):
     gates = NUM_GATES * self.features
@@ -217,7 +223,12 @@ class LSTMLayer(nn.Module):
     if self.input_size:
       self.input_kernel = self.param('input_kernel', init, (self.input_size, gates))
     self.recurrent_kernel = self.param('recurrent_kernel', init, (self.features, gates))
-    self.bias = self.param('bias', forget_bias_init, (gates,))
+    if self.forget_bias:
+      bias = self.param('bias', nn.initializers.zeros, (gates,))
+      forget = slice(FORGET_GATE * self.features, (FORGET_GATE + 1) * self.features)
+      self.bias = bias.at[forget].add(self.forget_bias)
+    else:
+      self.bias = self.param('bias', forget_bias_init, (gates,))
 
   def project(self, x: jax.Array, rows: slice | None = None, bias: bool = True) -> jax.Array:
     """Input contribution to the gates, `x @ input_kernel[rows] (+ bias)`.

@@ -43,6 +43,13 @@ class MusicVAE(nn.Module):
     sigma_param: 'softplus' | 'exp2'.
     dtype: matmul dtype name ('float32', 'bfloat16'); state, logits and loss stay float32.
     unroll: scan unroll.
+    forget_bias: added to every LSTM's forget gate at run time, as TensorFlow's
+      `LSTMBlockCell(forget_bias=1.0)` in the reference (Magenta) does; the `bias` parameters
+      then start at 0. 0.0 (our default): no run-time add, the parameters start at +1.0 on the
+      forget gate instead. Same function at init; only the meaning of the stored bias differs.
+    drum_input: encoder input of drums parts: 'roll' (the 10-value roll, the reference's 2-bar
+      drums) or 'one_hot' (512-class one-hot, the reference's trio encoder). Unlike
+      `part_is_drums`, it changes nothing else (transposition, parameter names).
 
   Parameter tree: `encoder/{fwd_k, bwd_k, mu, sigma}`; `decoder/<part>/{lstm_k, initial_state,
   logits}` with <part> from `default_part_names`; hier adds `decoder/conductor/{initial_state,
@@ -61,6 +68,8 @@ class MusicVAE(nn.Module):
   sigma_param: str = 'softplus'
   dtype: str = 'float32'
   unroll: int = 1
+  forget_bias: float = 0.0
+  drum_input: str = 'roll'
 
   def setup(self):
     if len(self.part_vocab) != len(self.part_is_drums):
@@ -71,14 +80,16 @@ class MusicVAE(nn.Module):
     if self.use_encoder:
       self.encoder = encoder_lib.BidirectionalLSTMEncoder(
           tuple(self.part_vocab), tuple(self.part_is_drums), tuple(self.enc_sizes), self.z_size,
-          self.sigma_param, dtype, self.unroll, name='encoder')
+          self.sigma_param, dtype, self.unroll, self.drum_input, self.forget_bias, name='encoder')
     if self.decoder == 'flat':
       self.dec = decoders.FlatDecoder(tuple(self.part_vocab), names, tuple(self.dec_sizes),
-                                      z_size, dtype, self.unroll, name='decoder')
+                                      z_size, dtype, self.unroll, self.forget_bias,
+                                      name='decoder')
     elif self.decoder == 'hier':
       self.dec = decoders.HierarchicalDecoder(
           tuple(self.part_vocab), names, tuple(self.dec_sizes), tuple(self.conductor_sizes),
-          self.num_segments, self.embedding_size, z_size, dtype, self.unroll, name='decoder')
+          self.num_segments, self.embedding_size, z_size, dtype, self.unroll, self.forget_bias,
+          name='decoder')
     else:
       raise ValueError(f"decoder must be 'flat' or 'hier', got {self.decoder!r}")
 
