@@ -282,7 +282,7 @@ _FAMILY_OF_KIND = {'mel_2bar': 'melody2', 'drums_2bar': 'drums2', 'mel_16bar': '
 _CHOICES = {
     'data.source': SOURCES, 'data.kind': tuple(_TIME_STEPS), 'data.mode': tuple(_MELODY_VOCAB),
     'model.decoder': ('flat', 'hier'), 'model.sigma_param': ('softplus', 'exp2'),
-    'model.dtype': ('float32', 'bfloat16', 'float16'),
+    'model.dtype': ('float32', 'bfloat16', 'float16'), 'model.drum_input': ('roll', 'one_hot'),
 }
 # (field, lowest allowed value, whether the bound itself is allowed)
 _LOWER = {
@@ -397,6 +397,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
       raise ConfigError('data.source=folder needs --config.data.midi_dir=<folder of MIDI files>')
     if not os.path.isdir(data.midi_dir):
       raise ConfigError(f'data.midi_dir {data.midi_dir} is not a folder')
+  init_from = config.train.get('init_from', '')
+  if init_from and not os.path.isfile(os.path.join(init_from, 'config.json')):
+    raise ConfigError(f'train.init_from {init_from} is not a run directory (no config.json there)')
   want_vocab, want_drums = part_vocab(data.kind, data.mode), part_is_drums(data.kind)
   if tuple(model.part_vocab) != want_vocab or tuple(model.part_is_drums) != want_drums:
     made_for = _FAMILY_OF_KIND.get(data.kind)
