@@ -11,7 +11,9 @@ evaluation batches add `'weights': float32 [batch]` (0 for padding rows of the l
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 from typing import Any, Iterator, Sequence
 
@@ -142,6 +144,23 @@ def eval_batches(source: Sequence[Any], *, global_batch: int, num_batches: int =
     yield {'tokens': np.stack(rows), 'weights': weights}
 
 
+@contextlib.contextmanager
+def _build_lock(data_dir: str, name: str):
+  """An exclusive lock on `<data_dir>/.build-<name>.lock` (released by the kernel if we die)."""
+  os.makedirs(data_dir, exist_ok=True)
+  with open(os.path.join(data_dir, f'.build-{name}.lock'), 'a') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      print(f'waiting for another process that is building the {name} dataset in {data_dir}...',
+            flush=True)
+      fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def get_source(data: Any, split: str) -> Sequence[Any]:
   """The random-access TFDS source for `config.data` and a split, building the dataset if missing.
 
@@ -154,10 +173,17 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
     try:
       build.dataset_dir(**where)
     except FileNotFoundError:
-      print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once) in '
-            f'{os.path.abspath(data.data_dir or build.default_data_dir())} (set TFDS_DATA_DIR or '
-            '--config.data.data_dir to build elsewhere)...', flush=True)
-      build.build(**where, midi_dir=data.midi_dir or None, workers=data.workers or None)
+      data_dir = os.path.abspath(data.data_dir or build.default_data_dir())
+      # Two trainings that need the same missing dataset (say, a sweep started at once) build it
+      # once: the second waits for the first's build, then finds it.
+      with _build_lock(data_dir, f'{data.source}-{data.kind}-{data.mode}'):
+        try:
+          build.dataset_dir(**where)
+        except FileNotFoundError:
+          print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once) in '
+                f'{data_dir} (set TFDS_DATA_DIR or --config.data.data_dir to build elsewhere)...',
+                flush=True)
+          build.build(**where, midi_dir=data.midi_dir or None, workers=data.workers or None)
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices(f'dataset {data.kind} built')

@@ -1,4 +1,6 @@
 """The loader: augmentation limits, determinism by step, resumption, process slices."""
+import os
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,23 @@ def test_eval_batches_cover_the_split_once_with_padding_weights():
   np.testing.assert_array_equal(got, np.stack([s['tokens'] for s in src]))
   assert len(list(ip.eval_batches(src, global_batch=8, num_batches=2, process_index=0,
                                   process_count=1))) == 2
+
+
+def test_two_processes_needing_one_missing_dataset_build_it_once(tmp_path):
+  """Two trainings started together on a fresh data dir: one builds, the other waits, both read."""
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  code = ('import ml_collections, sys; from mvae_jax import input_pipeline; '
+          'd = ml_collections.ConfigDict(dict(source="freedoom", kind="drums_2bar", mode="paper", '
+          f'data_dir={str(tmp_path)!r}, midi_dir="", workers=1)); '
+          'print("windows", len(input_pipeline.get_source(d, "train")))')
+  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS='cpu', PYTHONWARNINGS='ignore')
+  procs = [subprocess.Popen([sys.executable, '-c', code], cwd=root, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+  stdout = [o[0] for o in outs]
+  assert sum('building the freedoom drums_2bar' in s for s in stdout) == 1, stdout
+  counts = {line for s in stdout for line in s.splitlines() if line.startswith('windows ')}
+  assert len(counts) == 1 and int(next(iter(counts)).split()[1]) > 0, stdout
