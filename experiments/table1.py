@@ -3,6 +3,8 @@ r"""The paper's Table 1 on our data: one model family, its columns trained and e
   python experiments/table1.py --family=melody2            # 2-bar melody (folk), small sizes
   python experiments/table1.py --family=drums2             # 2-bar drums (Freedoom)
   python experiments/table1.py --family=melody16           # 16-bar melody: flat vs hierarchical
+  python experiments/table1.py --family=trio16             # 16-bar trio (Freedoom), per instrument
+  python experiments/table1.py --family=melody32           # 32-bar melody: 3 columns + flat decoder
   python experiments/table1.py --render_only               # docs/table1.md from docs/table1.json
 
 Flags: --preset=small (any preset of the config file), --steps=N (default: the preset's
@@ -15,8 +17,13 @@ baseline too; default teacher forcing), --eval_num_batches / --eval_batch_size /
 Columns (identical data, sizes, step budget, seed and schedules apart from what names them):
   melody2, drums2: baseline (decoder only, no encoder or z, teacher forced), vae (teacher forced),
                    vae_ss (inverse-sigmoid scheduled sampling).
+  trio16:          baseline, vae, vae_ss as above (hierarchical decoder), with Next and Recon
+                   per instrument (lead, bass, drums), each beside its own majority level.
   melody16:        flat (flat LSTM decoder, --flat_dec_sizes) and hier (conductor + bottom
                    decoder of the preset), both VAE + scheduled sampling.
+  melody32:        baseline, vae, vae_ss (hierarchical decoder, the paper's row 3) and flat (the
+                   same encoder and z with a flat LSTM decoder of --flat_dec_sizes, VAE + SS):
+                   vae_ss against flat is the paper's claim that a flat decoder does not scale.
 
 Each column trains in `<root>/<family>/<column>/` with `mvae_jax.train.train_and_evaluate`, one
 after another. Resuming is free: a column whose final checkpoint and evaluation are on disk is
@@ -64,6 +71,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
                'columns': ('baseline', 'vae', 'vae_ss')},
     'melody16': {'config': 'melody16', 'label': '16-bar melody',
                  'columns': ('flat', 'hier')},
+    'trio16': {'config': 'trio16', 'label': '16-bar trio',
+               'columns': ('baseline', 'vae', 'vae_ss')},
+    'melody32': {'config': 'melody32', 'label': '32-bar melody',
+                 'columns': ('baseline', 'vae', 'vae_ss', 'flat')},
 }
 
 COLUMN_TITLES = {'baseline': 'Baseline', 'vae': 'VAE', 'vae_ss': 'VAE + sched. sampling',
@@ -83,7 +94,24 @@ PAPER = {
                 'vae_ss': {'next': 0.989, 'recon': 0.987, 'kl': 76.2}},
     'melody16': {'label': '32-bar melody (hierarchical; paper has no flat or 16-bar row)',
                  'hier': {'next': 0.724, 'recon': 0.722, 'kl': 343.8}},
+    'melody32': {'label': '32-bar melody',
+                 'baseline': {'next': 0.736, 'recon': 0.579},
+                 'vae': {'next': 0.824, 'recon': 0.674, 'kl': 173.2},
+                 'vae_ss': {'next': 0.724, 'recon': 0.722, 'kl': 343.8}},
+    # Per instrument (lead, bass, drums); the KL is the whole trio's.
+    'trio16': {'label': '16-bar trio',
+               'baseline': {'parts': {'lead': {'next': 0.735, 'recon': 0.423},
+                                      'bass': {'next': 0.781, 'recon': 0.414},
+                                      'drums': {'next': 0.810, 'recon': 0.221}}},
+               'vae': {'kl': 177.4, 'parts': {'lead': {'next': 0.818, 'recon': 0.653},
+                                              'bass': {'next': 0.882, 'recon': 0.692},
+                                              'drums': {'next': 0.926, 'recon': 0.808}}},
+               'vae_ss': {'kl': 811.6, 'parts': {'lead': {'next': 0.763, 'recon': 0.761},
+                                                 'bass': {'next': 0.824, 'recon': 0.823},
+                                                 'drums': {'next': 0.871, 'recon': 0.868}}}},
 }
+
+TRIO_PARTS = ('lead', 'bass', 'drums')
 
 # Config fields a column may differ in from the run directory it resumes: everything else in
 # model / data / loss / optim / train must match.
@@ -119,10 +147,10 @@ def sampling_probability(step: float, k: float) -> float:
 def column_overrides(family: str, column: str, *, baseline_ss: bool,
                      flat_dec_sizes: tuple[int, ...]) -> dict[str, Any]:
   """The config fields that make a column what it is (applied last)."""
+  if column == 'flat' and 'flat' in FAMILIES[family]['columns']:
+    return {'model.decoder': 'flat', 'model.dec_sizes': tuple(flat_dec_sizes),
+            'model.use_encoder': True, 'train.scheduled_sampling': True}
   if family == 'melody16':
-    if column == 'flat':
-      return {'model.decoder': 'flat', 'model.dec_sizes': tuple(flat_dec_sizes),
-              'model.use_encoder': True, 'train.scheduled_sampling': True}
     if column == 'hier':
       return {'model.decoder': 'hier', 'model.use_encoder': True,
               'train.scheduled_sampling': True}
@@ -284,9 +312,23 @@ def evaluate_column(workdir: str, step: int, eval_opts: dict[str, Any]) -> dict[
 
 
 def _summary(results: dict[str, Any]) -> dict[str, Any]:
+  """Next / Recon / Recon greedy / KL of one evaluation; for several parts also 'parts':
+  {name: {next, recon, recon_greedy, majority, next_event, recon_greedy_event}}."""
   m = results['metrics']
-  return {'next': m.get('next_accuracy'), 'recon': m.get('recon_accuracy'),
-          'recon_greedy': m.get('recon_greedy_accuracy'), 'kl': m.get('kl')}
+  out = {'next': m.get('next_accuracy'), 'recon': m.get('recon_accuracy'),
+         'recon_greedy': m.get('recon_greedy_accuracy'), 'kl': m.get('kl'),
+         'recon_greedy_event': m.get('recon_greedy_event_accuracy'),
+         'recon_loss': m.get('recon_loss')}
+  parts = results.get('parts') or []
+  if len(parts) > 1:
+    out['parts'] = {p: {'next': m.get(f'next_accuracy/{p}'),
+                        'recon': m.get(f'recon_accuracy/{p}'),
+                        'recon_greedy': m.get(f'recon_greedy_accuracy/{p}'),
+                        'majority': m.get(f'majority_accuracy/{p}'),
+                        'next_event': m.get(f'next_event_accuracy/{p}'),
+                        'recon_greedy_event': m.get(f'recon_greedy_event_accuracy/{p}')}
+                    for p in parts}
+  return out
 
 
 def run_column(family: str, column: str, config, workdir: str, eval_opts: dict[str, Any],
@@ -418,35 +460,84 @@ def _cells(entry: dict[str, Any] | None, kl: bool) -> list[str]:
   return out
 
 
+def _claim(metric: str, lo: str, hi: str, a_col: dict[str, Any], b_col: dict[str, Any],
+           part: str | None = None) -> str | None:
+  """'- metric: lo a < hi b? yes/NO (margin; held at n/m kept checkpoints)' or None."""
+  def get(entry):
+    if entry is None:
+      return None
+    if part is not None:
+      entry = (entry.get('parts') or {}).get(part)
+      if entry is None:
+        return None
+    return entry.get(metric)
+  a, b = get(a_col), get(b_col)
+  if a is None or b is None:
+    return None
+  steps = sorted(set(a_col.get('trend', {})) & set(b_col.get('trend', {})), key=int)
+  held = [s for s in steps
+          if None not in (get(a_col['trend'][s]), get(b_col['trend'][s]))
+          and get(b_col['trend'][s]) > get(a_col['trend'][s])]
+  name = f'{part} {metric}' if part else metric
+  return (f'- {name}: {lo} {_f(a)} < {hi} {_f(b)}? **{"yes" if b > a else "NO"}** (margin '
+          f'{b - a:+.3f}; held at {len(held)}/{len(steps)} kept checkpoints {", ".join(steps)})')
+
+
 def _ordering(family: str, cols: dict[str, Any]) -> list[str]:
   """Plain-language checks of the paper's claims, at the final step and over the kept
-  checkpoints."""
+  checkpoints: baseline < VAE < VAE + SS on Recon (per instrument for trios), and for the long
+  melodies the hierarchical decoder above the flat one."""
   lines = []
   if family == 'melody16':
     pairs = [('flat', 'hier')]
+  elif family == 'melody32':
+    pairs = [('baseline', 'vae'), ('vae', 'vae_ss'), ('flat', 'vae_ss')]
   else:
     pairs = [('baseline', 'vae'), ('vae', 'vae_ss')]
+  parts = TRIO_PARTS if family == 'trio16' else (None,)
   for metric in ('recon', 'recon_greedy'):
     for lo, hi in pairs:
       if lo not in cols or hi not in cols:
         continue
-      a, b = cols[lo].get(metric), cols[hi].get(metric)
-      if a is None or b is None:
-        continue
-      steps = sorted(set(cols[lo].get('trend', {})) & set(cols[hi].get('trend', {})), key=int)
-      held = [s for s in steps
-              if None not in (cols[lo]['trend'][s].get(metric), cols[hi]['trend'][s].get(metric))
-              and cols[hi]['trend'][s][metric] > cols[lo]['trend'][s][metric]]
-      verdict = 'yes' if b > a else 'NO'
-      lines.append(f'- {metric}: {lo} {_f(a)} < {hi} {_f(b)}? **{verdict}** (margin '
-                   f'{b - a:+.3f}; held at {len(held)}/{len(steps)} kept checkpoints '
-                   f'{", ".join(steps)})')
+      for part in parts:
+        line = _claim(metric, lo, hi, cols[lo], cols[hi], part)
+        if line:
+          lines.append(line)
+  if family == 'melody32' and 'flat' in cols and 'vae_ss' in cols:
+    for metric in ('recon_greedy_event',):
+      a, b = cols['flat'].get(metric), cols['vae_ss'].get(metric)
+      if a is not None and b is not None:
+        lines.append(f'- {metric} (non-hold steps): flat {_f(a)} < hier {_f(b)}? '
+                     f'**{"yes" if b > a else "NO"}** (margin {b - a:+.3f})')
+    a, b = cols['flat'].get('recon_loss'), cols['vae_ss'].get('recon_loss')
+    if a is not None and b is not None:
+      lines.append(f'- eval loss (nats per sequence): hier {b:.1f} < flat {a:.1f}? '
+                   f'**{"yes" if b < a else "NO"}**')
   if family != 'melody16' and 'vae' in cols and 'vae_ss' in cols:
     a, b = cols['vae'].get('kl'), cols['vae_ss'].get('kl')
     if a is not None and b is not None:
       lines.append(f'- kl: vae {a:.1f} < vae_ss {b:.1f}? **{"yes" if b > a else "NO"}** '
                    '(the paper: scheduled sampling raises the KL)')
   return lines
+
+
+def _trio_rows(label: str, cols: dict[str, Any], ours: bool) -> list[str]:
+  """One Markdown row per instrument: Next / Recon of each column (and the KL on the lead row)."""
+  rows = []
+  for i, part in enumerate(TRIO_PARTS):
+    cells = []
+    for column, kl in (('baseline', False), ('vae', True), ('vae_ss', True)):
+      entry = cols.get(column)
+      p = ((entry or {}).get('parts') or {}).get(part)
+      cells += [_f((p or {}).get('next')), _f((p or {}).get('recon'))] if p else ['', '']
+      if kl:
+        cells.append(_f(entry.get('kl'), 1) if entry and i == 0 else '')
+    majority = ''
+    if ours:
+      any_entry = next((cols[c] for c in ('vae_ss', 'vae', 'baseline') if c in cols), {})
+      majority = _f(((any_entry.get('parts') or {}).get(part) or {}).get('majority'))
+    rows.append(f'| {label} {part} | ' + ' | '.join(cells) + f' | {majority} |')
+  return rows
 
 
 def render_family(family: str, cols: dict[str, Any]) -> str:
@@ -459,7 +550,14 @@ def render_family(family: str, cols: dict[str, Any]) -> str:
   lines = [f'### {label} (`{family}`)', '']
   ours = (f'ours ({any_col.get("data", {}).get("source", "?")}, {any_col.get("preset", "?")}, '
           f'{any_col.get("steps", "?")} steps)')
-  if family == 'melody16':
+  if family == 'trio16':
+    lines += ['| Model | Baseline Next | Baseline Recon | VAE Next | VAE Recon | VAE KL | '
+              'VAE+SS Next | VAE+SS Recon | VAE+SS KL | majority |',
+              '|---|---|---|---|---|---|---|---|---|---|']
+    if paper:
+      lines += _trio_rows(f'paper: {paper["label"]}', paper, ours=False)
+    lines += _trio_rows(ours, cols, ours=True)
+  elif family == 'melody16':
     lines += ['| Model | Flat Next | Flat Recon | Flat KL | Hier Next | Hier Recon | Hier KL |',
               '|---|---|---|---|---|---|---|']
     if paper:
@@ -478,6 +576,10 @@ def render_family(family: str, cols: dict[str, Any]) -> str:
     lines.append(f'| {ours} | ' + ' | '.join(
         _cells(cols.get('baseline'), False) + _cells(cols.get('vae'), True)
         + _cells(cols.get('vae_ss'), True)) + ' |')
+    if 'flat' in cols:
+      lines += ['', f'Flat decoder (VAE + SS, same encoder, z and budget): Next '
+                f'{_f(cols["flat"].get("next"))}, Recon {_f(cols["flat"].get("recon"))}, KL '
+                f'{_f(cols["flat"].get("kl"), 1)}.']
   lines += ['', 'Recon = free-running decode, fed-back tokens sampled at temperature 1, z drawn '
             'from q(z|x) (the reference\'s eval); Recon greedy = z = mu, argmax fed back. '
             'Majority = always predicting the most common class.', '',
@@ -506,6 +608,17 @@ def render_family(family: str, cols: dict[str, Any]) -> str:
         t = cols[c].get('trend', {}).get(s)
         row.append('' if t is None else f'{_f(t.get("recon"))} / {_f(t.get("recon_greedy"))}')
       lines.append(f'| {s} | ' + ' | '.join(row) + ' |')
+    if 'flat' in order:
+      lines += ['', 'Recon greedy on non-hold steps / eval loss (nats per sequence) at the kept '
+                'checkpoints:', '', '| step | ' + ' | '.join(order) + ' |',
+                '|---|' + '---|' * len(order)]
+      for s in trend_steps:
+        row = []
+        for c in order:
+          t = cols[c].get('trend', {}).get(s)
+          row.append('' if t is None else
+                     f'{_f(t.get("recon_greedy_event"))} / {_f(t.get("recon_loss"), 1)}')
+        lines.append(f'| {s} | ' + ' | '.join(row) + ' |')
   checks = _ordering(family, cols)
   if checks:
     lines += ['', 'The paper\'s orderings on our run:', ''] + checks

@@ -156,3 +156,48 @@ def test_melody16_columns_differ_only_in_the_decoder():
   assert flat.train.ss_rate == hier.train.ss_rate == k
   assert flat.model.enc_sizes == hier.model.enc_sizes and flat.model.z_size == hier.model.z_size
   assert flat.data == hier.data and flat.train.batch_size == hier.train.batch_size
+
+
+def test_melody32_columns_and_flat_claim():
+  """melody32: baseline / vae / vae_ss differ only in what names them; flat swaps the decoder."""
+  cfgs = {c: table1.column_config('melody32', c, preset='small', steps=2000, ss_rate=None, sets={},
+                                  baseline_ss=False, flat_dec_sizes=(256, 256))[0]
+          for c in table1.FAMILIES['melody32']['columns']}
+  assert not cfgs['baseline'].model.use_encoder and not cfgs['baseline'].train.scheduled_sampling
+  assert cfgs['vae'].model.use_encoder and not cfgs['vae'].train.scheduled_sampling
+  assert cfgs['vae_ss'].train.scheduled_sampling and cfgs['vae_ss'].model.decoder == 'hier'
+  assert cfgs['flat'].model.decoder == 'flat' and cfgs['flat'].train.scheduled_sampling
+  for c in cfgs.values():
+    assert c.data == cfgs['vae_ss'].data and c.train.ss_rate == cfgs['vae_ss'].train.ss_rate
+  assert cfgs['flat'].model.z_size == cfgs['vae_ss'].model.z_size
+  cols = {'flat': {'recon': 0.5, 'recon_greedy': 0.6, 'recon_greedy_event': 0.1,
+                   'recon_loss': 300.0, 'trend': {}},
+          'vae_ss': {'recon': 0.7, 'recon_greedy': 0.5, 'recon_greedy_event': 0.2,
+                     'recon_loss': 250.0, 'kl': 40.0, 'trend': {}}}
+  checks = '\n'.join(table1._ordering('melody32', cols))
+  assert '- recon: flat 0.500 < vae_ss 0.700? **yes**' in checks
+  assert '- recon_greedy: flat 0.600 < vae_ss 0.500? **NO**' in checks
+  assert 'hier 250.0 < flat 300.0? **yes**' in checks
+  md = table1.render_family('melody32', cols)
+  assert '| paper: 32-bar melody | 0.736 | 0.579 | 0.824 | 0.674 | 173.2 | 0.724 | 0.722 | 343.8 |' in md
+  assert 'Flat decoder (VAE + SS' in md
+
+
+def test_trio16_column_reports_every_instrument(tfds_dir, tmp_path):
+  """A real trio column (2 steps at smoke size): Next / Recon and the majority level for lead,
+  bass and drums reach the JSON and the per-instrument Table 1 rows."""
+  out_json = tmp_path / 'table1.json'
+  result = table1.main(['--family=trio16', '--preset=smoke', '--steps=2', '--ss_rate=1',
+                        '--columns=vae_ss', f'--root={tmp_path / "runs"}',
+                        f'--out_json={out_json}', f'--out_md={tmp_path / "t.md"}',
+                        f'--set=data.data_dir={tfds_dir}', '--eval_num_batches=1'])
+  entry = json.loads(out_json.read_text())['trio16']['vae_ss']
+  assert set(entry['parts']) == {'lead', 'bass', 'drums'}
+  for name, p in entry['parts'].items():
+    for key in ('next', 'recon', 'recon_greedy', 'majority'):
+      assert 0.0 <= p[key] <= 1.0, (name, key)
+  assert set(entry['trend']['2']['parts']) == {'lead', 'bass', 'drums'}
+  md = open(result['md']).read()
+  assert '| paper: 16-bar trio drums | 0.810 | 0.221 | 0.926 | 0.808 |' in md
+  assert md.count('| ours (freedoom, smoke, 2 steps) ') == 3
+  assert '- drums recon' not in md  # one column: no ordering to check
