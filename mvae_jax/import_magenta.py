@@ -283,11 +283,12 @@ def _define_flags() -> None:
 
 def main(argv):
   del argv
-  logs.quiet_unless_asked()
   if not (FLAGS.checkpoint and FLAGS.config and FLAGS.workdir):
     print('usage: python -m mvae_jax.import_magenta --checkpoint=PATH --config=NAME '
           '--workdir=RUN', file=sys.stderr)
     return 2
+  # Library logging to a file in the temp dir: the import writes only config.json and the checkpoint.
+  logs.setup(None, 'import_magenta')
   try:
     config, step = import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir,
                                      verify=FLAGS.verify)
