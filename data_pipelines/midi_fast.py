@@ -38,15 +38,22 @@ class _Fallback(Exception):
   """The fast path does not handle this file; the full path reads it."""
 
 
-def _read_track(data: bytes, pos: int, end: int):
-  """Events of one track chunk data[pos:end], as mido reads them.
+def _read_track(data: bytes, pos: int, end: int, track_idx: int, instruments: dict, notes: list):
+  """Reads one track chunk data[pos:end] as mido does, pairing its notes as pretty_midi does.
 
-  Returns (note / program events [(tick, status, data1, data2)], metas [(tick, type, bytes)],
-  last tick). Everything but channel and meta messages raises `_Fallback`.
+  pretty_midi's pairing: a note-off (or note-on with velocity 0) closes every open note of its
+  channel and pitch that did not start on this very tick, into the instrument (program at the
+  note-off, channel, track); if it closes none, it forgets the open ones. Closed notes are
+  appended to `notes` as (start tick, end tick, pitch, velocity, instrument index), new
+  instruments to `instruments` ((program, channel, track) -> index, in creation order).
+
+  Returns (metas [(tick, type, bytes)], last tick). Anything but channel and meta messages
+  raises `_Fallback`.
   """
-  events = []
   metas = []
-  append = events.append
+  add_note = notes.append
+  last_note_on = {}
+  current = [0] * 16  # program per channel
   tick = 0
   last_status = -1
   while pos != end:
@@ -90,22 +97,46 @@ def _read_track(data: bytes, pos: int, end: int):
       if d1 & 0x80:
         raise _Fallback('data byte > 127')
       if kind == 0xc0:
-        append((tick, status, d1, 0))
-    elif status < 0xf0:
-      d1 = data[pos]
-      d2 = data[pos + 1]
-      pos += 2
-      if (d1 | d2) & 0x80:
-        raise _Fallback('data byte > 127')
-      if kind <= 0x90:
-        append((tick, status, d1, d2))
-    else:
+        current[status & 0x0f] = d1
+      continue
+    if status >= 0xf0:
       raise _Fallback('system message')
-  return events, metas, tick
+    d1 = data[pos]
+    d2 = data[pos + 1]
+    pos += 2
+    if (d1 | d2) & 0x80:
+      raise _Fallback('data byte > 127')
+    if kind > 0x90:
+      continue
+    key = status & 0x0f, d1
+    if kind == 0x90 and d2:
+      open_notes = last_note_on.get(key)
+      if open_notes is None:
+        last_note_on[key] = [(tick, d2)]
+      else:
+        open_notes.append((tick, d2))
+      continue
+    open_notes = last_note_on.pop(key, None)
+    if open_notes is None:
+      continue
+    close = [n for n in open_notes if n[0] != tick]
+    if not close:
+      continue
+    ikey = (current[key[0]], key[0], track_idx)
+    inst = instruments.get(ikey)
+    if inst is None:
+      inst = instruments[ikey] = len(instruments)
+    for start, velocity in close:
+      add_note((start, tick, d1, velocity, inst))
+    if len(close) < len(open_notes):
+      last_note_on[key] = [n for n in open_notes if n[0] == tick]
+  return metas, tick
 
 
 def _read_tracks(data: bytes):
-  """(ticks_per_beat, [(events, metas, last_tick, chunk_size)]) of a well-formed file."""
+  """Reads a well-formed file: (ticks_per_beat, tracks [(metas, last tick, chunk size)],
+  instruments, notes); see `_read_track`. Empty track chunks get no track index (pretty_midi
+  cannot read them, so the full reader drops them)."""
   if len(data) < 14 or data[:4] != b'MThd':
     raise _Fallback('no MThd header')
   size = int.from_bytes(data[4:8], 'big')
@@ -113,7 +144,7 @@ def _read_tracks(data: bytes):
     raise _Fallback('short header')
   _, num_tracks, ticks_per_beat = struct.unpack('>hhh', data[8:14])
   pos = 8 + size
-  tracks = []
+  tracks, instruments, notes = [], {}, []
   try:
     for _ in range(num_tracks):
       if data[pos:pos + 4] != b'MTrk' or pos + 8 > len(data):
@@ -122,11 +153,13 @@ def _read_tracks(data: bytes):
       start = pos + 8
       if start + chunk > len(data):
         raise _Fallback('truncated track')
-      tracks.append(_read_track(data, start, start + chunk) + (chunk,))
+      track_idx = sum(1 for t in tracks if t[2])
+      tracks.append(_read_track(data, start, start + chunk, track_idx, instruments, notes)
+                    + (chunk,))
       pos = start + chunk
   except IndexError as e:
     raise _Fallback('truncated') from e
-  return ticks_per_beat, tracks
+  return ticks_per_beat, tracks, instruments, notes
 
 
 def _decode_metas(metas):
@@ -153,17 +186,17 @@ class _Piece:
 
 
 def _piece(data: bytes, path, reject_empty_tracks: bool) -> _Piece:
-  ticks_per_beat, tracks = _read_tracks(data)
+  ticks_per_beat, tracks, instruments, notes = _read_tracks(data)
   if reject_empty_tracks and any(chunk == 0 for *_, chunk in tracks):
     raise midi.MidiError(path, 'empty_track', 'a track chunk with no events')
-  tracks = [t for t in tracks if t[3]]  # pretty_midi cannot read empty tracks: they carry nothing
+  tracks = [t for t in tracks if t[2]]  # pretty_midi cannot read empty tracks: they carry nothing
   if not tracks or ticks_per_beat <= 0:
     raise _Fallback('no tracks')
-  max_tick = max(t[2] for t in tracks)
+  max_tick = max(t[1] for t in tracks)
   if max_tick + 1 > midi.MAX_TICKS:
     raise _Fallback('corrupt ticks')
   resolution = ticks_per_beat
-  metas = [_decode_metas(t[1]) for t in tracks]
+  metas = [_decode_metas(t[0]) for t in tracks]
   # pretty_midi: tempo, time and key signatures from the first track only.
   try:
     scales = [(0, 60.0 / (120.0 * resolution))]
@@ -195,43 +228,6 @@ def _piece(data: bytes, path, reject_empty_tracks: bool) -> _Piece:
     raise _Fallback('signature pretty_midi refuses') from e
   tempos = [_Tempo(table[tick], 60.0 / (scale * resolution)) for tick, scale in scales]
 
-  # pretty_midi's note pairing: a note-off closes every open note of its channel and pitch that
-  # did not start on this very tick; if it closes none, it forgets the open ones.
-  instruments = {}   # (program, channel, track) -> index, in creation order
-  notes = []         # (start tick, end tick, pitch, velocity, instrument)
-  programs = []
-  for track_idx, (events, *_) in enumerate(tracks):
-    last_note_on = {}
-    current = [0] * 16
-    for tick, status, d1, d2 in events:
-      kind = status & 0xf0
-      channel = status & 0x0f
-      if kind == 0xc0:
-        current[channel] = d1
-      elif kind == 0x90 and d2 > 0:
-        key = (channel, d1)
-        if key in last_note_on:
-          last_note_on[key].append((tick, d2))
-        else:
-          last_note_on[key] = [(tick, d2)]
-      else:  # note_off, or note_on with velocity 0
-        key = (channel, d1)
-        open_notes = last_note_on.get(key)
-        if open_notes is None:
-          continue
-        close = [n for n in open_notes if n[0] != tick]
-        if close:
-          ikey = (current[channel], channel, track_idx)
-          inst = instruments.get(ikey)
-          if inst is None:
-            inst = instruments[ikey] = len(instruments)
-            programs.append(ikey)
-          for start, velocity in close:
-            notes.append((start, tick, d1, velocity, inst))
-          if len(close) < len(open_notes):
-            last_note_on[key] = [n for n in open_notes if n[0] == tick]
-            continue
-        del last_note_on[key]
   if not notes:
     raise _Fallback('no notes')
   arr = np.array(notes, np.int64)
@@ -240,7 +236,7 @@ def _piece(data: bytes, path, reject_empty_tracks: bool) -> _Piece:
   ticks = arr[:, :2]
   seg = np.searchsorted(starts, ticks, side='right') - 1
   times = bases[seg] + rates[seg] * (ticks - starts[seg])
-  info = np.array(programs, np.int64)  # [instrument] -> (program, channel, track)
+  info = np.array(list(instruments), np.int64)  # [instrument] -> (program, channel, track)
   inst = arr[:, 4]
   ints = np.stack([arr[:, 2], arr[:, 3], inst, info[inst, 0], info[inst, 1] == 9], 1)
   return _Piece(times, ints, float(times[:, 1].max()), time_signatures, tempos)
