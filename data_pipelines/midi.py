@@ -13,6 +13,10 @@ After reading, a piece is split at tempo and time-signature changes (note-seq's
 quantised to a fixed grid (4 steps per quarter) into flat numpy arrays (`QuantizedPart`), which is
 what `encoding.py` works on. Parts whose bar is not 16 steps (anything but 4/4, 2/2, 8/8, ...) or
 whose time data is unusable are dropped.
+
+This is the full reader, the reference's own path. Builds and `extract.py` read MIDI bytes with
+`midi_fast.read_parts`, which gives the same parts about 15 times faster and hands every file it
+does not reproduce exactly (malformed, system messages, ...) to this reader.
 """
 
 from __future__ import annotations
