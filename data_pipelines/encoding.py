@@ -166,6 +166,9 @@ def _as_spec(spec, mode=None) -> WindowSpec:
 
 # ----------------------------------------------------------------------------- melodies
 
+_NEVER = np.iinfo(np.int64).max
+
+
 def _melody_tracks(start, end, pitch, spb, gap_steps, length=None):
   """Monophonic melodies of one instrument as raw event arrays (0 hold, 1 off, 2 + pitch).
 
@@ -188,7 +191,7 @@ def _melody_tracks(start, end, pitch, spb, gap_steps, length=None):
   # The value at a step is set by the latest onset at or before it: the note-on on its onset
   # step, a NOTE_OFF on its end step, NO_EVENT elsewhere; so a note's NOTE_OFF is written only if
   # the next onset comes after its end (an onset at or before it cuts the note).
-  nxt = np.append(start[1:], np.iinfo(np.int64).max)
+  nxt = np.append(start[1:], _NEVER)
   has_off = end < nxt
   bounds = [0, len(start)]
   if gap_steps is not None:
@@ -422,6 +425,11 @@ def part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> np.ndarray:
 
 
 def _part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> np.ndarray:
+  spb = spec.steps_per_bar
+  if -(-part.total_steps // spb) * spb < spec.num_steps:
+    # Every track lies within the part's whole bars: too short for one window (a beat of an
+    # accelerando, say).
+    return np.zeros((0,) + spec.shape, np.int16)
   if spec.parts == ('melody', 'melody', 'drums'):
     return _trio_windows(part, spec)
   if spec.parts == ('melody',):

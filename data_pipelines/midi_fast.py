@@ -295,12 +295,14 @@ def _split(piece: _Piece):
   order = np.argsort(piece.times[:, 0], kind='stable')
   times, ints = piece.times[order], piece.ints[order]
   bounds = np.array(split_times, np.float64)
-  part_of = np.searchsorted(bounds, times[:, 0], side='right') - 1
+  # Notes are sorted by onset: part i holds notes [first[i], first[i + 1]) (a note starting at
+  # or after the last split time, the end, belongs to none).
+  first = np.searchsorted(times[:, 0], bounds, side='left')
   signatures = _stateful(piece.time_signatures, split_times)
   tempos = _stateful(piece.tempos, split_times)
   out = []
   for i in range(len(split_times) - 1):
-    sel = part_of == i
+    sel = slice(first[i], first[i + 1])
     t = times[sel]
     offset = split_times[i]
     part_times = np.stack([t[:, 0] - offset, np.minimum(t[:, 1], split_times[i + 1]) - offset], 1)
