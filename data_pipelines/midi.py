@@ -15,7 +15,7 @@ what `encoding.py` works on. Parts whose bar is not 16 steps (anything but 4/4, 
 whose time data is unusable are dropped.
 
 This is the full reader, the reference's own path. Builds and `extract.py` read MIDI bytes with
-`midi_fast.read_parts`, which gives the same parts about 15 times faster and hands every file it
+`midi_fast.read_parts`, which gives the same parts several times faster and hands every file it
 does not reproduce exactly (malformed, system messages, ...) to this reader.
 """
 

@@ -28,7 +28,6 @@ from mido.midifiles import meta as mido_meta
 from data_pipelines import midi
 
 _MAX_MESSAGE_LENGTH = 1_000_000  # mido's limit on a meta / sysex message
-_TEMPO, _TIME_SIGNATURE, _KEY_SIGNATURE = 0x51, 0x58, 0x59
 
 _TimeSignature = collections.namedtuple('_TimeSignature', 'time numerator denominator')
 _Tempo = collections.namedtuple('_Tempo', 'time qpm')
