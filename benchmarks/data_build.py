@@ -1,4 +1,4 @@
-r"""Data building throughput: MIDI (or ABC) files/s and windows/s, building into a temporary data dir.
+r"""Data building throughput: MIDI (or ABC) files/s and windows/s, into a temporary data dir.
 
   python benchmarks/data_build.py --source=freedoom --kinds=all --mode=magenta [--json=OUT.json]
   python benchmarks/data_build.py --source=folk --kinds=mel_2bar --mode=paper  # ~7 min on 2 cores
@@ -13,7 +13,8 @@ Side by side with the reference converters (magenta mode, all four reference kin
 each, alternating order, medians over rounds):
 
   python benchmarks/data_build.py --compare_reference --ref_python=/work/magenta_venv/bin/python \
-      [--midi_dir=data_pipelines/freedoom] [--rounds=5] [--json=benchmarks/results/data_vs_reference.json]
+      [--midi_dir=data_pipelines/freedoom] [--rounds=5] \\
+      [--json=benchmarks/results/data_vs_reference.json]
 
 Each round runs our extraction (`data_pipelines.extract.extract_folder`: read, split, quantise,
 the windows of mel_2bar, mel_16bar, drums_2bar and trio_16bar, sorted) and the reference's

@@ -1,4 +1,4 @@
-r"""CPU time of the reference converters over a folder of MIDI files (run with the REFERENCE's python).
+r"""CPU time of the reference converters over a MIDI folder (run with the REFERENCE's python).
 
   /work/magenta_venv/bin/python benchmarks/reference_data_time.py \
       ../shared/tools/magenta/windows.py data_pipelines/freedoom

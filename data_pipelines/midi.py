@@ -156,6 +156,10 @@ class _TickTimes:
   def __len__(self):
     return self._len
 
+  def segments(self):
+    """(first tick, seconds at that tick, seconds per tick) of each tempo segment, as lists."""
+    return self._starts, self._bases, self._scales
+
   def __getitem__(self, tick):
     tick = int(tick)
     if not 0 <= tick < self._len:
@@ -273,11 +277,11 @@ def quantize(ns: note_seq.NoteSequence, steps_per_quarter: int = STEPS_PER_QUART
   times = np.array([(n.start_time, n.end_time) for n in notes], np.float64).reshape(-1, 2)
   ints = np.array([(n.pitch, n.velocity, n.instrument, n.program, n.is_drum) for n in notes],
                   np.int64).reshape(-1, 5)
-  return _quantize_arrays(ns.time_signatures, ns.tempos, times, ints, ns.total_time,
+  return quantize_arrays(ns.time_signatures, ns.tempos, times, ints, ns.total_time,
                           steps_per_quarter)
 
 
-def _quantize_arrays(time_signatures, tempos, times, ints, total_time, steps_per_quarter):
+def quantize_arrays(time_signatures, tempos, times, ints, total_time, steps_per_quarter):
   """`quantize` on arrays: times float64 [n, 2] (start, end in seconds), ints int64 [n, 5]
   (pitch, velocity, instrument, program, is_drum); events with `.time` and their values."""
   num, den = _single_value(time_signatures, lambda t: (t.numerator, t.denominator), (4, 4),

@@ -178,7 +178,8 @@ class _Piece:
 
   def __init__(self, times, ints, total_time, time_signatures, tempos):
     self.times = times                      # float64 [n, 2]: start, end (seconds)
-    self.ints = ints                        # int64 [n, 5]: pitch, velocity, instrument, program, is_drum
+    self.ints = ints                        # int64 [n, 5]: pitch, velocity, instrument,
+                                            # program, is_drum
     self.total_time = total_time
     self.time_signatures = time_signatures  # [_TimeSignature]
     self.tempos = tempos                    # [_Tempo]
@@ -212,9 +213,9 @@ def _piece(data: bytes, path, reject_empty_tracks: bool) -> _Piece:
   except ZeroDivisionError as e:
     raise _Fallback('zero tempo') from e
   table = midi._TickTimes(scales, max_tick + 1)  # pylint: disable=protected-access
-  starts = np.array(table._starts, np.int64)  # pylint: disable=protected-access
-  bases = np.array(table._bases, np.float64)  # pylint: disable=protected-access
-  rates = np.array(table._scales, np.float64)  # pylint: disable=protected-access
+  starts, bases, rates = table.segments()
+  starts, bases, rates = (np.array(starts, np.int64), np.array(bases, np.float64),
+                          np.array(rates, np.float64))
   time_signatures = []
   try:
     for tick, msg in metas[0]:
@@ -326,7 +327,7 @@ def read_parts(data: bytes, path='<bytes>', *, reject_empty_tracks: bool = False
   parts = []
   for signatures, tempos, times, ints, total in _split(piece):
     try:
-      part = midi._quantize_arrays(signatures, tempos, times, ints, total, steps_per_quarter)  # pylint: disable=protected-access
+      part = midi.quantize_arrays(signatures, tempos, times, ints, total, steps_per_quarter)
     except midi.QuantizationError:
       continue
     if part.steps_per_bar == steps_per_bar:

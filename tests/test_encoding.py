@@ -134,7 +134,8 @@ def test_melody_tracks_equal_the_step_by_step_rules():
     pitch = rng.integers(0, 128, n)
     length = int(rng.integers(16, 160)) if trial % 4 == 0 else None
     gap = None if length else (None, 16, 32)[trial % 3]
-    got = encoding._melody_tracks(start, end, pitch, 16, gap, length=length)  # pylint: disable=protected-access
+    got = encoding._melody_tracks(  # pylint: disable=protected-access
+        start, end, pitch, 16, gap, length=length)
     want = _melodies_step_by_step(start, end, pitch, 16, gap, length=length)
     assert len(got) == len(want), trial
     for (f1, e1), (f2, e2) in zip(got, want):

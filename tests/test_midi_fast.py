@@ -50,7 +50,8 @@ def _assert_same(data, name=''):
     for k, (a, b) in enumerate(zip(got, want)):
       for f in FIELDS:
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f'{name} part {k} {f}')
-      assert (a.total_steps, a.steps_per_bar, a.qpm) == (b.total_steps, b.steps_per_bar, b.qpm), name
+      assert ((a.total_steps, a.steps_per_bar, a.qpm)
+              == (b.total_steps, b.steps_per_bar, b.qpm)), name
 
 
 def _takes_fast_path(data) -> bool:
