@@ -1,4 +1,4 @@
-r"""Data building throughput: MIDI (or ABC) files/s and windows/s, building into a temporary data dir.
+r"""Data building throughput: MIDI (or ABC) files/s and windows/s, into a temporary data dir.
 
   python benchmarks/data_build.py --source=freedoom --kinds=all --mode=magenta [--json=OUT.json]
   python benchmarks/data_build.py --source=folk --kinds=mel_2bar --mode=paper  # ~7 min on 2 cores
@@ -8,11 +8,28 @@ writing) into a fresh temporary directory that is deleted afterwards, so nothing
 between runs. Reports the wall time, files/s (files read or skipped, i.e. every file looked at)
 and windows/s (windows extracted before dedup, over all kinds; windows kept after dedup/caps are
 reported too). One JSON line.
+
+Side by side with the reference converters (magenta mode, all four reference kinds, one process
+each, alternating order, medians over rounds):
+
+  python benchmarks/data_build.py --compare_reference --ref_python=/work/magenta_venv/bin/python \
+      [--midi_dir=data_pipelines/freedoom] [--rounds=5] \\
+      [--json=benchmarks/results/data_vs_reference.json]
+
+Each round runs our extraction (`data_pipelines.extract.extract_folder`: read, split, quantise,
+the windows of mel_2bar, mel_16bar, drums_2bar and trio_16bar, sorted) and the reference's
+(`benchmarks/reference_data_time.py` under the reference's python: one read per file, then its
+four converters) as separate processes, and compares process CPU time of the conversion alone
+(imports and TensorFlow start-up excluded on both sides): files per CPU-second and the ratio.
+CPU time, not wall time, because the machine is shared; the order alternates so load changes hit
+both sides alike. Also records the CPU model, its vector ISA flags and core count.
 """
 import argparse
 import json
 import os
+import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +37,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as bench  # noqa: E402
 from data_pipelines import build as build_lib  # noqa: E402
-from data_pipelines import encoding
+from data_pipelines import encoding  # noqa: E402
+from data_pipelines import extract  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+REF_TOOL = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'tools', 'magenta', 'windows.py'))
+ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16',
+             'amx_bf16', 'asimd', 'sve')
 
 
 def benchmark(source: str, kinds: tuple[str, ...], mode: str, workers: int | None) -> dict:
@@ -48,15 +72,102 @@ def benchmark(source: str, kinds: tuple[str, ...], mode: str, workers: int | Non
   }
 
 
+def cpu_info() -> dict:
+  """CPU model, the vector ISA flags of `ISA_FLAGS` it has, and core count (Linux; else less)."""
+  model, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        key = key.strip()
+        if key == 'model name':
+          model = value.strip()
+        elif key in ('flags', 'Features'):
+          flags = set(value.split())
+  except OSError:
+    pass
+  return {'cpu_model': model, 'isa_flags': [f for f in ISA_FLAGS if f in flags],
+          'cpus': os.cpu_count()}
+
+
+def time_ours(midi_dir: str) -> dict:
+  """CPU seconds of our magenta-mode extraction of the four reference kinds over `midi_dir`."""
+  kinds = tuple(extract.REFERENCE_CONFIGS)
+  t0 = time.process_time()
+  files, result, skipped = extract.extract_folder(midi_dir, 'magenta', kinds, log=lambda _: None)
+  cpu = time.process_time() - t0
+  return {'who': 'ours', 'files': len(files), 'skipped': sum(skipped.values()),
+          'windows': sum(len(w) for w, _ in result.values()), 'cpu_s': round(cpu, 3)}
+
+
+def _run_json(cmd: list[str]) -> dict:
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+  if out.returncode:
+    raise SystemExit(f'{cmd[0]} failed ({out.returncode}):\n{out.stderr[-2000:]}')
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_reference(ref_python: str, ref_tool: str, midi_dir: str, rounds: int) -> dict:
+  """Alternating rounds of ours and the reference; medians and ratio of files per CPU-second."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  ours_cmd = [sys.executable, os.path.abspath(__file__), '--time_ours', midi_dir]
+  ref_cmd = [ref_python, os.path.join(HERE, 'reference_data_time.py'), ref_tool, midi_dir]
+  runs = []
+  for r in range(rounds):
+    for who in (('ours', 'reference') if r % 2 == 0 else ('reference', 'ours')):
+      load = round(os.getloadavg()[0], 2)
+      res = _run_json(ours_cmd if who == 'ours' else ref_cmd)
+      res.update(round=r, loadavg_1m_before=load)
+      runs.append(res)
+      print(json.dumps(res), file=sys.stderr, flush=True)
+  side = {}
+  for who in ('ours', 'reference'):
+    rows = [x for x in runs if x['who'] == who]
+    cpu = float(np.median([x['cpu_s'] for x in rows]))
+    side[who] = {'files': rows[0]['files'], 'windows': rows[0]['windows'],
+                 'median_cpu_s': round(cpu, 3), 'files_per_cpu_s': round(rows[0]['files'] / cpu, 1)}
+  paired = []
+  for r in range(rounds):
+    pair = {x['who']: x['cpu_s'] for x in runs if x['round'] == r}
+    paired.append(round(pair['reference'] / pair['ours'], 2))
+  return {'midi_dir': midi_dir, 'mode': 'magenta', 'kinds': list(extract.REFERENCE_CONFIGS),
+          'rounds': rounds, **side,
+          'ratio_files_per_cpu_s': round(side['reference']['median_cpu_s']
+                                         / side['ours']['median_cpu_s'], 2),
+          'paired_ratios': paired, 'runs': runs, **cpu_info(), **bench.machine_info()}
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument('--source', required=True, choices=build_lib.SOURCES)
+  ap.add_argument('--source', choices=build_lib.SOURCES)
+  ap.add_argument('--compare_reference', action='store_true',
+                  help='side by side with the reference converters (see above)')
+  ap.add_argument('--ref_python', default='/work/magenta_venv/bin/python',
+                  help='python of the reference environment (with --compare_reference)')
+  ap.add_argument('--ref_tool', default=REF_TOOL,
+                  help="the reference's windows.py (with --compare_reference)")
+  ap.add_argument('--midi_dir', default=os.path.relpath(build_lib.FREEDOOM_DIR, ROOT),
+                  help='MIDI folder (with --compare_reference)')
+  ap.add_argument('--rounds', type=int, default=5)
+  ap.add_argument('--time_ours', default=None, help=argparse.SUPPRESS)  # one side of a round
   ap.add_argument('--kinds', default='all', help='comma-separated kinds or "all"')
   ap.add_argument('--mode', default='paper', choices=encoding.MODES)
   ap.add_argument('--workers', type=int, default=None, help='default: all CPUs')
   ap.add_argument('--json', default=None)
   a = ap.parse_args(argv)
+  if a.time_ours:
+    print(json.dumps(time_ours(a.time_ours)))
+    return
+  if a.compare_reference:
+    for flag, path in (('--ref_python', a.ref_python), ('--ref_tool', a.ref_tool)):
+      if not os.path.exists(path):
+        ap.error(f'{flag} {path} not found (the reference: ../shared/tools/magenta/setup.sh)')
+    bench.emit(compare_reference(a.ref_python, a.ref_tool, a.midi_dir, a.rounds), a.json)
+    return
+  if not a.source:
+    ap.error('--source is required (or --compare_reference)')
   if a.kinds == 'all':
     kinds = build_lib.FOLK_KINDS if a.source == 'folk' else encoding.KINDS
   else:

@@ -43,6 +43,7 @@ import numpy as np
 from data_pipelines import encoding
 from data_pipelines import folk
 from data_pipelines import midi
+from data_pipelines import midi_fast
 from data_pipelines import workers as workers_lib
 
 SOURCES = ('folk', 'freedoom', 'folder')
@@ -214,6 +215,7 @@ def convert_item(item: Item, specs: dict, options: ConvertOptions | None = None)
          'windows': {}, 'hashes': {}, 'counts': {}}
   counts = collections.Counter()
   filters = options.filters if options.filters.active else None
+  parts_cache = {}
   try:
     if item.fmt == 'midi':
       try:
@@ -223,10 +225,19 @@ def convert_item(item: Item, specs: dict, options: ConvertOptions | None = None)
         raise midi.MidiError(item.path, 'unreadable', str(e)) from e
       res['file_id'] = hashlib.md5(data).hexdigest()
       magenta = bool(specs) and all(spec.mode == 'magenta' for spec in specs.values())
-      ns = midi.midi_bytes_to_note_sequence(data, item.path, reject_empty_tracks=magenta)
+      if filters is None:
+        # The fast reader gives the full reader's parts (see midi_fast); filters need the
+        # NoteSequence, so they take the full path.
+        ns = None
+        grids = {(spec.steps_per_quarter, spec.steps_per_bar) for spec in specs.values()}
+        for key in grids or {(midi.STEPS_PER_QUARTER, 16)}:  # no kinds: still check the file
+          parts_cache[key] = midi_fast.read_parts(
+              data, item.path, reject_empty_tracks=magenta, steps_per_quarter=key[0],
+              steps_per_bar=key[1])
+      else:
+        ns = midi.midi_bytes_to_note_sequence(data, item.path, reject_empty_tracks=magenta)
     else:
       ns = folk.tune_to_note_sequence(item.location, options.expand_repeats, counts)
-    parts_cache = {}
     for kind, spec in specs.items():
       key = (spec.steps_per_quarter, spec.steps_per_bar)
       if key not in parts_cache:

@@ -166,6 +166,9 @@ def _as_spec(spec, mode=None) -> WindowSpec:
 
 # ----------------------------------------------------------------------------- melodies
 
+_NEVER = np.iinfo(np.int64).max
+
+
 def _melody_tracks(start, end, pitch, spb, gap_steps, length=None):
   """Monophonic melodies of one instrument as raw event arrays (0 hold, 1 off, 2 + pitch).
 
@@ -180,42 +183,36 @@ def _melody_tracks(start, end, pitch, spb, gap_steps, length=None):
   """
   order = np.lexsort((-pitch, start))
   start, end, pitch = start[order], end[order], pitch[order]
-  buf = np.zeros(int(end.max()) + 1 if len(end) else 1, np.int16)
-  melodies = []
-  mstart = None
-  for s, e, p in zip(start.tolist(), end.tolist(), pitch.tolist()):
-    if mstart is not None:
-      if s == last_s:
-        continue  # simultaneous onset: the higher note is already in
-      if gap_steps is not None and s - last_e >= gap_steps:
-        melodies.append((mstart, last_e))
-        mstart = None
-    if mstart is None:
-      mstart = 0 if length is not None else s - s % spb
-      n = 0  # events written so far, relative to mstart
-    s0, e0 = s - mstart, e - mstart
-    # Growing zero-fills the new steps; shrinking (a short note inside a long one) just forgets
-    # the tail, as the new note's NOTE_OFF becomes the last event.
-    if e0 + 1 > n:
-      buf[mstart + n:mstart + e0 + 1] = NO_EVENT
-    n = e0 + 1
-    buf[mstart + s0] = NUM_SPECIAL + p
-    buf[mstart + s0 + 1:mstart + e0] = NO_EVENT
-    buf[mstart + e0] = NOTE_OFF
-    last_s, last_e = s, e
-  if mstart is not None:
-    melodies.append((mstart, last_e))
+  if not len(start):
+    return []
+  first = np.ones(len(start), bool)
+  first[1:] = start[1:] != start[:-1]  # simultaneous onsets: the highest note only
+  start, end, pitch = start[first], end[first], pitch[first]
+  # The value at a step is set by the latest onset at or before it: the note-on on its onset
+  # step, a NOTE_OFF on its end step, NO_EVENT elsewhere; so a note's NOTE_OFF is written only if
+  # the next onset comes after its end (an onset at or before it cuts the note).
+  nxt = np.append(start[1:], _NEVER)
+  has_off = end < nxt
+  bounds = [0, len(start)]
+  if gap_steps is not None:
+    bounds[1:1] = (np.flatnonzero(start[1:] - end[:-1] >= gap_steps) + 1).tolist()
   out = []
-  for mstart, last_e in melodies:
+  for a, b in zip(bounds[:-1], bounds[1:]):
+    s, e, off = start[a:b], end[a:b], has_off[a:b]
+    last_e = int(e[-1])
     if length is None:
+      mstart = int(s[0]) - int(s[0]) % spb
       steps = -(-(last_e - mstart) // spb) * spb  # whole bars; an OFF on the bar line falls off
-      events = np.zeros(steps, np.int16)
       keep = min(steps, last_e - mstart + 1)
-      events[:keep] = buf[mstart:mstart + keep]
     else:
-      events = np.zeros(length, np.int16)
+      mstart, steps = 0, length
       keep = min(length, last_e + 1)
-      events[:keep] = buf[:keep]
+    events = np.zeros(steps, np.int16)
+    offs = e[off] - mstart
+    events[offs[offs < keep]] = NOTE_OFF
+    ons = s - mstart
+    sel = ons < keep
+    events[ons[sel]] = NUM_SPECIAL + pitch[a:b][sel]
     out.append((mstart, events))
   return out
 
@@ -448,6 +445,11 @@ def located_part_windows(part: midi.QuantizedPart, spec: WindowSpec
 
 
 def _part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:
+  spb = spec.steps_per_bar
+  if -(-part.total_steps // spb) * spb < spec.num_steps:
+    # Every track lies within the part's whole bars: too short for one window (a beat of an
+    # accelerando, say).
+    return np.zeros((0,) + spec.shape, np.int16), np.zeros(0, np.int64)
   if spec.parts == ('melody', 'melody', 'drums'):
     return _trio_windows(part, spec)
   if spec.parts == ('melody',):

@@ -24,6 +24,7 @@ import numpy as np
 
 from data_pipelines import encoding
 from data_pipelines import midi
+from data_pipelines import midi_fast
 
 REFERENCE_CONFIGS = {
     'mel_2bar': 'cat-mel_2bar_small',
@@ -65,14 +66,14 @@ def extract_folder(midi_dir: str, mode: str, kinds=DEFAULT_KINDS, log=print):
   skipped = collections.Counter()
   for i, rel in enumerate(files):
     try:
-      ns = midi.read_midi(os.path.join(midi_dir, rel), reject_empty_tracks=mode == 'magenta')
-      parts = midi.quantized_parts(ns)
+      parts = midi_fast.read_file_parts(os.path.join(midi_dir, rel),
+                                        reject_empty_tracks=mode == 'magenta')
     except midi.MidiError as e:
       log(f'skip {rel}: {e.reason}' + (f' ({e.detail})' if e.detail else ''))
       skipped[e.reason] += 1
       continue
     for kind, spec in specs.items():
-      w = sort_rows(encoding.extract_windows(ns, spec, parts=parts))
+      w = sort_rows(encoding.extract_windows(None, spec, parts=parts))
       if spec.dedup == 'file':  # paper mode: unique across the whole folder
         fresh = []
         for r in w:

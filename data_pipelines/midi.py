@@ -13,6 +13,10 @@ After reading, a piece is split at tempo and time-signature changes (note-seq's
 quantised to a fixed grid (4 steps per quarter) into flat numpy arrays (`QuantizedPart`), which is
 what `encoding.py` works on. Parts whose bar is not 16 steps (anything but 4/4, 2/2, 8/8, ...) or
 whose time data is unusable are dropped.
+
+This is the full reader, the reference's own path. Builds and `extract.py` read MIDI bytes with
+`midi_fast.read_parts`, which gives the same parts several times faster and hands every file it
+does not reproduce exactly (malformed, system messages, ...) to this reader.
 """
 
 from __future__ import annotations
@@ -154,6 +158,10 @@ class _TickTimes:
   def __len__(self):
     return self._len
 
+  def segments(self):
+    """(first tick, seconds at that tick, seconds per tick) of each tempo segment, as lists."""
+    return self._starts, self._bases, self._scales
+
   def __getitem__(self, tick):
     tick = int(tick)
     if not 0 <= tick < self._len:
@@ -271,23 +279,30 @@ def quantize(ns: note_seq.NoteSequence, steps_per_quarter: int = STEPS_PER_QUART
   Times snap to the nearest step (`int(seconds * steps_per_second + 0.5)`), a note shorter than a
   step lasts one step: the same grid as note-seq's `quantize_note_sequence`.
   """
-  num, den = _single_value(ns.time_signatures, lambda t: (t.numerator, t.denominator), (4, 4),
-                           lambda t: (t.numerator, t.denominator) == (4, 4), 'time signature')
-  if den <= 0 or den & (den - 1) or num == 0:
-    raise QuantizationError(f'bad time signature {num}/{den}')
-  qpm = _single_value(ns.tempos, lambda t: t.qpm, _DEFAULT_QPM,
-                      lambda t: t.qpm == _DEFAULT_QPM, 'tempo')
-  steps_per_second = steps_per_quarter * qpm / 60.0
   notes = ns.notes
   times = np.array([(n.start_time, n.end_time) for n in notes], np.float64).reshape(-1, 2)
   ints = np.array([(n.pitch, n.velocity, n.instrument, n.program, n.is_drum) for n in notes],
                   np.int64).reshape(-1, 5)
+  return quantize_arrays(ns.time_signatures, ns.tempos, times, ints, ns.total_time,
+                          steps_per_quarter)
+
+
+def quantize_arrays(time_signatures, tempos, times, ints, total_time, steps_per_quarter):
+  """`quantize` on arrays: times float64 [n, 2] (start, end in seconds), ints int64 [n, 5]
+  (pitch, velocity, instrument, program, is_drum); events with `.time` and their values."""
+  num, den = _single_value(time_signatures, lambda t: (t.numerator, t.denominator), (4, 4),
+                           lambda t: (t.numerator, t.denominator) == (4, 4), 'time signature')
+  if den <= 0 or den & (den - 1) or num == 0:
+    raise QuantizationError(f'bad time signature {num}/{den}')
+  qpm = _single_value(tempos, lambda t: t.qpm, _DEFAULT_QPM,
+                      lambda t: t.qpm == _DEFAULT_QPM, 'tempo')
+  steps_per_second = steps_per_quarter * qpm / 60.0
   steps = (times * steps_per_second + 0.5).astype(np.int64)  # truncation, like int()
   start, end = steps[:, 0], steps[:, 1]
   end = np.where(end == start, end + 1, end)
   if (start < 0).any() or (end < 0).any():
     raise QuantizationError('negative note time')
-  total = int(ns.total_time * steps_per_second + 0.5)
+  total = int(total_time * steps_per_second + 0.5)
   if len(end):
     total = max(total, int(end.max()))
   return QuantizedPart(start=start, end=end, pitch=ints[:, 0], velocity=ints[:, 1],

@@ -92,6 +92,57 @@ def test_one_bar_gap_splits_melodies():
   assert len(m1) == 16 and len(m2) == 16 and m2[2] == on(62)
 
 
+def _melodies_step_by_step(start, end, pitch, spb, gap_steps, length=None):
+  """The melody rules written as one sequential pass (the statement `_melody_tracks` computes
+  with arrays): notes by onset, highest first, one per onset; each note writes its note-on and
+  NOTE_OFF and wipes whatever a previous note left from its onset on."""
+  notes = sorted(zip(start.tolist(), (-pitch).tolist(), end.tolist()))
+  kept = [n for i, n in enumerate(notes) if i == 0 or n[0] != notes[i - 1][0]]
+  groups = [[kept[0]]] if kept else []
+  for n in kept[1:]:
+    if gap_steps is not None and n[0] - groups[-1][-1][2] >= gap_steps:
+      groups.append([n])
+    else:
+      groups[-1].append(n)
+  out = []
+  for group in groups:
+    written = {}
+    for s, neg_p, e in group:
+      written = {k: v for k, v in written.items() if k < s}
+      written[s], written[e] = encoding.NUM_SPECIAL - neg_p, encoding.NOTE_OFF
+    last_e = group[-1][2]
+    if length is None:
+      first = group[0][0] - group[0][0] % spb
+      steps = -(-(last_e - first) // spb) * spb
+      keep = min(steps, last_e - first + 1)
+    else:
+      first, steps, keep = 0, length, min(length, last_e + 1)
+    events = np.zeros(steps, np.int16)
+    for k, v in written.items():
+      if 0 <= k - first < keep:
+        events[k - first] = v
+    out.append((first, events))
+  return out
+
+
+def test_melody_tracks_equal_the_step_by_step_rules():
+  rng = np.random.default_rng(0)
+  for trial in range(3000):
+    n = int(rng.integers(1, 14))
+    start = rng.integers(0, int(rng.integers(4, 200)), n)
+    end = start + rng.integers(1, int(rng.integers(2, 60)), n)
+    pitch = rng.integers(0, 128, n)
+    length = int(rng.integers(16, 160)) if trial % 4 == 0 else None
+    gap = None if length else (None, 16, 32)[trial % 3]
+    got = encoding._melody_tracks(  # pylint: disable=protected-access
+        start, end, pitch, 16, gap, length=length)
+    want = _melodies_step_by_step(start, end, pitch, 16, gap, length=length)
+    assert len(got) == len(want), trial
+    for (f1, e1), (f2, e2) in zip(got, want):
+      assert f1 == f2 and e1.dtype == np.int16, trial
+      np.testing.assert_array_equal(e1, e2, err_msg=str(trial))
+
+
 def test_windows_stride_and_rest():
   # 3 bars of melody -> 2 windows of 2 bars; a 1-bar gap leaves two 1-bar melodies: none.
   notes = [(60 + i, 4 * i, 4 * i + 2) for i in range(12)]

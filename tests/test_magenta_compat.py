@@ -13,6 +13,7 @@ import pytest
 from data_pipelines import encoding
 from data_pipelines import extract
 from data_pipelines import midi
+from data_pipelines import midi_fast
 
 FIXTURE = os.path.join(os.path.dirname(__file__), 'fixtures', 'magenta_windows.npz')
 FREEDOOM = os.path.join(os.path.dirname(encoding.__file__), 'freedoom')
@@ -26,11 +27,13 @@ def reference():
 
 @pytest.fixture(scope='module')
 def freedoom_parts(reference):
-  """Quantised parts of every fixture file (None for files we reject)."""
+  """Quantised parts of every fixture file (None for files we reject), read as builds read them
+  (the fast reader; tests/test_midi_fast.py checks it equals the full one)."""
   parts = {}
   for i, name in enumerate(reference['files']):
     try:
-      parts[i] = midi.quantized_parts(midi.read_midi(os.path.join(FREEDOOM, str(name))))
+      parts[i] = midi_fast.read_file_parts(os.path.join(FREEDOOM, str(name)),
+                                           reject_empty_tracks=True)
     except midi.MidiError:
       parts[i] = None
   return parts
