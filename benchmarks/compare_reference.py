@@ -1,7 +1,8 @@
 r"""Our training step beside the reference's (Magenta's TF MusicVAE), alternating, same config.
 
   python benchmarks/compare_reference.py [--batches=64,512] [--rounds=3] [--steps=10] \
-      [--ref_python=/tmp/magenta_tf215/bin/python] [--json=benchmarks/results/compare_reference.json]
+      [--ref_python=/tmp/magenta_tf215/bin/python] [--ref_script=PATH/bench_train.py] \
+      [--json=benchmarks/results/compare_reference.json]
 
 For each batch size and round, runs `benchmarks/train_step.py --config=configs/melody2.py:magenta`
 (ours) and `../shared/tools/magenta/bench_train.py --config cat-mel_2bar_small` (the reference,
