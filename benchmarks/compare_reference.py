@@ -1,7 +1,8 @@
 r"""Our training step beside the reference's (Magenta's TF MusicVAE), alternating, same config.
 
   python benchmarks/compare_reference.py [--batches=64,512] [--rounds=3] [--steps=10] \
-      [--ref_python=/tmp/magenta_tf215/bin/python] [--json=benchmarks/results/compare_reference.json]
+      [--ref_python=/tmp/magenta_tf215/bin/python] [--ref_script=PATH/bench_train.py] \
+      [--json=benchmarks/results/compare_reference.json]
 
 For each batch size and round, runs `benchmarks/train_step.py --config=configs/melody2.py:magenta`
 (ours) and `../shared/tools/magenta/bench_train.py --config cat-mel_2bar_small` (the reference,
@@ -53,11 +54,33 @@ def run_ours(batch: int, steps: int) -> dict:
   return _last_json(out.stdout)
 
 
-def run_reference(python: str, batch: int, steps: int) -> dict:
-  cmd = [python, REF_SCRIPT, '--config', 'cat-mel_2bar_small', '--batch', str(batch),
+def run_reference(python: str, batch: int, steps: int, script: str = REF_SCRIPT) -> dict:
+  cmd = [python, script, '--config', 'cat-mel_2bar_small', '--batch', str(batch),
          '--steps', str(steps), '--warmup', '2']
   out = subprocess.run(cmd, capture_output=True, text=True, check=True)
   return _last_json(out.stdout)
+
+
+ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16',
+             'amx_bf16', 'amx_tile')
+
+
+def cpu_info() -> dict:
+  """CPU model, the ISA flags that matter to XLA's and TensorFlow's kernels, and the core count
+  (from /proc/cpuinfo; empty fields where it cannot be read)."""
+  model, flags = '', set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name' and not model:
+          model = value.strip()
+        elif key.strip() == 'flags' and not flags:
+          flags = set(value.split())
+  except OSError:
+    pass
+  return {'cpu_model': model, 'isa_flags': [x for x in ISA_FLAGS if x in flags],
+          'cpus': os.cpu_count()}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -98,6 +121,9 @@ def main(argv=None):
   ap.add_argument('--rounds', type=int, default=3)
   ap.add_argument('--steps', type=int, default=10)
   ap.add_argument('--ref_python', default='/tmp/magenta_tf215/bin/python')
+  ap.add_argument('--ref_script', default=REF_SCRIPT,
+                  help="the reference's bench_train.py (default: ../shared/tools/magenta beside the "
+                       'checkout; pass /work/shared/tools/magenta/bench_train.py from a worktree)')
   ap.add_argument('--json', default=os.path.join(HERE, 'results', 'compare_reference.json'))
   ap.add_argument('--resummarise', action='store_true',
                   help='only recompute the summary of an existing --json file')
@@ -111,7 +137,9 @@ def main(argv=None):
     print(json.dumps({'summary': out['summary']}, indent=1))
     return
   if not os.path.exists(a.ref_python):
-    sys.exit(f'{a.ref_python} not found: bash {os.path.dirname(REF_SCRIPT)}/setup.sh first')
+    sys.exit(f'{a.ref_python} not found: bash {os.path.dirname(a.ref_script)}/setup.sh first')
+  if not os.path.exists(a.ref_script):
+    sys.exit(f'{a.ref_script} not found: pass --ref_script=PATH/bench_train.py')
   runs = []
   for batch in [int(b) for b in a.batches.split(',')]:
     for r in range(a.rounds):
@@ -119,7 +147,7 @@ def main(argv=None):
       for who in order:
         load = os.getloadavg()[0]
         res = (run_ours(batch, a.steps) if who == 'ours'
-               else run_reference(a.ref_python, batch, a.steps))
+               else run_reference(a.ref_python, batch, a.steps, a.ref_script))
         row = {'who': who, 'batch': batch, 'round': r, 'median_step_s': res['median_step_s'],
                'cpu_s_per_step': res.get('cpu_s_per_step'), 'params': res.get('params'),
                'loadavg_1m_before': round(load, 2), 'raw': res}
@@ -127,7 +155,8 @@ def main(argv=None):
         print(json.dumps({k: v for k, v in row.items() if k != 'raw'}), flush=True)
   summary = summarise(runs)
   out = {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-         'machine': platform.machine(), 'cpus': os.cpu_count(),
+         'machine': platform.machine(), **cpu_info(),
+         'xla_flags': os.environ.get('XLA_FLAGS', ''),
          'config': 'ours melody2:magenta vs reference cat-mel_2bar_small', 'steps': a.steps,
          'rounds': a.rounds, 'gflop_per_example': GFLOP_PER_EXAMPLE,
          'roofline_gflops': ROOFLINE_GFLOPS, 'summary': summary, 'runs': runs}
