@@ -13,7 +13,7 @@ PRESETS = {
     'paper': {**lib.HIER_PAPER, 'loss.max_beta': 1.0, 'loss.beta_rate': 0.0,
               'train.num_steps': 150_000},
     'magenta': {**lib.HIER_MAGENTA, 'train.batch_size': 512, 'train.num_steps': 150_000},
-    'small': {**lib.HIER_SMALL, 'train.batch_size': 32, 'eval.batch_size': 128},
+    'small': {**lib.HIER_SMALL, 'train.batch_size': 16, 'eval.batch_size': 128},
     'smoke': lib.HIER_SMOKE,
 }
 

@@ -1,7 +1,7 @@
 r"""The main job, end to end: `python -m mvae_jax.quickstart [--workdir=runs/melody2_small]`.
 
 1. builds the embedded melody dataset (folk tunes from music21's corpus) the first time;
-2. trains `configs/melody2.py:small` (about 3000 steps; resumes if the run directory exists);
+2. trains `configs/melody2.py:small` (8000 steps at batch 16; resumes if the run directory exists);
 3. evaluates the checkpoint on the held-out split (Table 1 metrics, beside the majority-class level);
 4. writes 4 samples (temperature 0.5) and a 7-step interpolation between two held-out melodies,
    as MIDI and piano-roll PNG, into new folders under `<workdir>/samples/`, and prints where
