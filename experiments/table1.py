@@ -634,9 +634,53 @@ def _duration(seconds: Any) -> str:
   return f'{seconds / 60:.1f} min'
 
 
+# The paper's six Table 1 rows, in its order: (label, family, trio part or None).
+SIX_ROWS = (('2-bar drums', 'drums2', None), ('2-bar melody', 'melody2', None),
+            ('32-bar melody', 'melody32', None), ('16-bar trio lead', 'trio16', 'lead'),
+            ('16-bar trio bass', 'trio16', 'bass'), ('16-bar trio drums', 'trio16', 'drums'))
+
+
+def render_six_rows(data: dict[str, Any]) -> str:
+  """The paper's Table 1 layout, each of its six rows beside ours (blank where a family has not
+  been run). Next / Recon per column, the KL (the whole model's, on the first trio row), and our
+  majority level (always predicting the most common class) per row."""
+  lines = ['| Model | | Baseline Next / Recon | VAE Next / Recon / KL | '
+           'VAE + SS Next / Recon / KL | majority |', '|---|---|---|---|---|---|']
+
+  def cells(cols: dict[str, Any], part: str | None, first: bool) -> list[str]:
+    out = []
+    for column in ('baseline', 'vae', 'vae_ss'):
+      e = cols.get(column)
+      if not e:
+        out.append('')
+        continue
+      m = ((e.get('parts') or {}).get(part) or {}) if part else e
+      cell = f'{_f(m.get("next"))} / {_f(m.get("recon"))}'
+      if column != 'baseline':
+        cell += f' / {_f(e.get("kl"), 1)}' if first and e.get('kl') is not None else ''
+      out.append(cell)
+    return out
+
+  for label, family, part in SIX_ROWS:
+    first = part in (None, 'lead')
+    paper, ours = PAPER.get(family, {}), data.get(family, {})
+    lines.append(f'| {label} | paper | ' + ' | '.join(cells(paper, part, first)) + ' | |')
+    if ours:
+      any_col = next((ours[c] for c in ('vae_ss', 'vae', 'baseline') if c in ours), {})
+      maj = (((any_col.get('parts') or {}).get(part) or {}).get('majority') if part
+             else any_col.get('majority'))
+      steps = any_col.get('steps', '?')
+      lines.append(f'| | ours ({any_col.get("preset", "?")}, {steps} steps) | '
+                   + ' | '.join(cells(ours, part, first)) + f' | {_f(maj)} |')
+    else:
+      lines.append('| | ours | not run | | | |')
+  return '\n'.join(lines) + '\n'
+
+
 def render_all(data: dict[str, Any]) -> str:
   order = [f for f in FAMILIES if f in data] + [f for f in data if f not in FAMILIES]
-  return '\n'.join(render_family(f, data[f]) for f in order)
+  head = '### Table 1: the paper\'s six rows beside ours\n\n' + render_six_rows(data) + '\n'
+  return head + '\n'.join(render_family(f, data[f]) for f in order)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -201,3 +201,28 @@ def test_trio16_column_reports_every_instrument(tfds_dir, tmp_path):
   assert '| paper: 16-bar trio drums | 0.810 | 0.221 | 0.926 | 0.808 |' in md
   assert md.count('| ours (freedoom, smoke, 2 steps) ') == 3
   assert '- drums recon' not in md  # one column: no ordering to check
+
+
+def test_six_rows_table_places_ours_beside_the_paper():
+  data = {
+      'melody2': {c: {'next': 0.7, 'recon': 0.6, 'kl': None if c == 'baseline' else 33.0,
+                      'majority': 0.63, 'steps': 2000, 'preset': 'small'}
+                  for c in ('baseline', 'vae', 'vae_ss')},
+      'trio16': {'vae': {'kl': 120.5, 'steps': 2000, 'preset': 'small',
+                         'parts': {p: {'next': 0.8, 'recon': 0.5, 'majority': 0.4}
+                                   for p in table1.TRIO_PARTS}}},
+  }
+  lines = table1.render_six_rows(data).splitlines()
+  assert len(lines) == 2 + 2 * len(table1.SIX_ROWS)
+  i = lines.index('| 2-bar melody | paper | 0.723 / 0.619 | 0.986 / 0.951 / 72.9 | '
+                  '0.989 / 0.987 / 76.2 | |')
+  assert lines[i + 1] == ('| | ours (small, 2000 steps) | 0.700 / 0.600 | 0.700 / 0.600 / 33.0 | '
+                          '0.700 / 0.600 / 33.0 | 0.630 |')
+  lead = lines.index('| 16-bar trio lead | paper | 0.735 / 0.423 | 0.818 / 0.653 / 177.4 | '
+                     '0.763 / 0.761 / 811.6 | |')
+  # Only the VAE column was run: the KL (the whole trio's) on the lead row only.
+  assert lines[lead + 1] == '| | ours (small, 2000 steps) |  | 0.800 / 0.500 / 120.5 |  | 0.400 |'
+  assert lines[lead + 3] == '| | ours (small, 2000 steps) |  | 0.800 / 0.500 |  | 0.400 |'
+  assert lines[lines.index('| 32-bar melody | paper | 0.736 / 0.579 | 0.824 / 0.674 / 173.2 | '
+                           '0.724 / 0.722 / 343.8 | |') + 1] == '| | ours | not run | | | |'
+  assert table1.render_all(data).startswith("### Table 1: the paper's six rows beside ours")
