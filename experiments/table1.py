@@ -641,9 +641,9 @@ SIX_ROWS = (('2-bar drums', 'drums2', None), ('2-bar melody', 'melody2', None),
 
 
 def render_six_rows(data: dict[str, Any]) -> str:
-  """The paper's Table 1 layout, each of its six rows beside ours (blank where a family has not
-  been run). Next / Recon per column, the KL (the whole model's, on the first trio row), and our
-  majority level (always predicting the most common class) per row."""
+  """The paper's Table 1 layout, each of its six rows beside ours ("no result" where `data` has
+  no entry for the family). Next / Recon per column, the KL (the whole model's, on the first
+  trio row), and our majority level (always predicting the most common class) per row."""
   lines = ['| Model | | Baseline Next / Recon | VAE Next / Recon / KL | '
            'VAE + SS Next / Recon / KL | majority |', '|---|---|---|---|---|---|']
 
@@ -673,7 +673,7 @@ def render_six_rows(data: dict[str, Any]) -> str:
       lines.append(f'| | ours ({any_col.get("preset", "?")}, {steps} steps) | '
                    + ' | '.join(cells(ours, part, first)) + f' | {_f(maj)} |')
     else:
-      lines.append('| | ours | not run | | | |')
+      lines.append('| | ours | no result | | | |')
   return '\n'.join(lines) + '\n'
 
 
