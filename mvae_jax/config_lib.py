@@ -202,7 +202,8 @@ HIER_SMALL = {
     'model.enc_sizes': (256,), 'model.z_size': 128, 'model.conductor_sizes': (256,),
     'model.embedding_size': 128, 'model.dec_sizes': (256,),
     'loss.free_bits': 64.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.999,
-    'optim.learning_rate': 3e-3,  # with batch 16 (the configs): see FLAT_SMALL
+    # Learning rate: the paper's 1e-3. 3e-3 (the 2-bar choice, FLAT_SMALL) made the trio VAE
+    # diverge within 100 steps (docs/RESULTS.md, Table 1 runs).
     'train.num_steps': 2000, 'train.ss_rate': 100.0,
     'train.log_every_steps': 50, 'train.checkpoint_every_steps': 500,
     'eval.every_steps': 500, 'eval.num_batches': 4,
