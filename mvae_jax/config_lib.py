@@ -201,7 +201,7 @@ HIER_SMALL = {
     'model.decoder': 'hier', 'model.num_segments': 16,
     'model.enc_sizes': (256,), 'model.z_size': 128, 'model.conductor_sizes': (256,),
     'model.embedding_size': 128, 'model.dec_sizes': (256,),
-    # beta = 0.2 from the first step (the reference's hierdec setting): with the paper's annealing
+    # beta = 0.2 from step 1 (the reference's hierdec setting): with the paper's annealing
     # (beta ~0 for the first hundreds of steps) a KL spike saturated the conductor and every
     # trio / 32-bar VAE collapsed at this size and batch (docs/RESULTS.md). Learning rate: the
     # paper's 1e-3 (3e-3, the 2-bar choice, collapsed too).
