@@ -25,6 +25,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF_SCRIPT = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'tools', 'magenta',
@@ -59,28 +62,6 @@ def run_reference(python: str, batch: int, steps: int, script: str = REF_SCRIPT)
          '--steps', str(steps), '--warmup', '2']
   out = subprocess.run(cmd, capture_output=True, text=True, check=True)
   return _last_json(out.stdout)
-
-
-ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16',
-             'amx_bf16', 'amx_tile')
-
-
-def cpu_info() -> dict:
-  """CPU model, the ISA flags that matter to XLA's and TensorFlow's kernels, and the core count
-  (from /proc/cpuinfo; empty fields where it cannot be read)."""
-  model, flags = '', set()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        key, _, value = line.partition(':')
-        if key.strip() == 'model name' and not model:
-          model = value.strip()
-        elif key.strip() == 'flags' and not flags:
-          flags = set(value.split())
-  except OSError:
-    pass
-  return {'cpu_model': model, 'isa_flags': [x for x in ISA_FLAGS if x in flags],
-          'cpus': os.cpu_count()}
 
 
 def summarise(runs: list[dict]) -> dict:

@@ -27,7 +27,6 @@ both sides alike. Also records the CPU model, its vector ISA flags and core coun
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as bench  # noqa: E402
+from machine import cpu_info  # noqa: E402
 from data_pipelines import build as build_lib  # noqa: E402
 from data_pipelines import encoding  # noqa: E402
 from data_pipelines import extract  # noqa: E402
@@ -43,8 +43,6 @@ from data_pipelines import extract  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 REF_TOOL = os.path.normpath(os.path.join(ROOT, '..', 'shared', 'tools', 'magenta', 'windows.py'))
-ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16',
-             'amx_bf16', 'asimd', 'sve')
 
 
 def benchmark(source: str, kinds: tuple[str, ...], mode: str, workers: int | None) -> dict:
@@ -70,24 +68,6 @@ def benchmark(source: str, kinds: tuple[str, ...], mode: str, workers: int | Non
       'parent_cpu_s': round(parent_cpu, 1),
       **bench.machine_info(),
   }
-
-
-def cpu_info() -> dict:
-  """CPU model, the vector ISA flags of `ISA_FLAGS` it has, and core count (Linux; else less)."""
-  model, flags = platform.processor() or platform.machine(), set()
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        key, _, value = line.partition(':')
-        key = key.strip()
-        if key == 'model name':
-          model = value.strip()
-        elif key in ('flags', 'Features'):
-          flags = set(value.split())
-  except OSError:
-    pass
-  return {'cpu_model': model, 'isa_flags': [f for f in ISA_FLAGS if f in flags],
-          'cpus': os.cpu_count()}
 
 
 def time_ours(midi_dir: str) -> dict:

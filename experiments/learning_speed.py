@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import sys
 import time
 from typing import Any, Sequence
@@ -34,6 +33,7 @@ for p in (ROOT, ROOT / 'experiments', ROOT / 'benchmarks'):
     sys.path.insert(0, str(p))
 
 import table1  # noqa: E402  pylint: disable=g-import-not-at-top
+from machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top  (benchmarks/)
 
 # name -> overrides of the base config. Learning rates are the initial rate of the decay.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -117,18 +117,8 @@ def run_one(name: str, args) -> dict[str, Any]:
   return out
 
 
-def cpu_model() -> str:
-  try:
-    for line in open('/proc/cpuinfo'):
-      if line.startswith('model name'):
-        return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
 def render(results: list[dict[str, Any]], cpu_minutes: float) -> str:
-  cpu = results[0]['cpu'] if results else cpu_model()
+  cpu = results[0]['cpu'] if results else cpu_info()['cpu_model']
   lines = [f'### Learning per CPU-minute: `melody2:small` (VAE + SS), {cpu_minutes:g} CPU-minutes '
            f'per variant, one core each ({cpu})', '',
            'Recon greedy = z = mu, argmax fed back; Recon = the reference eval (sampled); '
@@ -159,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   ap.add_argument('--out_md', default='docs/learning_speed.md')
   ap.add_argument('--render_only', action='store_true')
   args = ap.parse_args(argv)
-  args.cpu_model = cpu_model()
+  args.cpu_model = cpu_info()['cpu_model']
   names = list(VARIANTS)
   if args.only:
     names = [n for n in names if n in args.only.split(',')]

@@ -402,18 +402,22 @@ def test_default_window_has_notes_on_every_freedoom_file():
   assert checked >= 55
 
 
+def _melody_windows(path, notes, meters=((4, 4, 0.0),)):
+  """Writes a one-instrument MIDI file at 120 qpm (notes: (pitch, start s, end s); meters:
+  (numerator, denominator, time s)) and returns its 2-bar melody windows."""
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.time_signature_changes.extend(pretty_midi.TimeSignature(n, d, t) for n, d, t in meters)
+  inst = pretty_midi.Instrument(program=0)
+  inst.notes.extend(pretty_midi.Note(80, pitch, start, end) for pitch, start, end in notes)
+  pm.instruments.append(inst)
+  pm.write(str(path))
+  return generate.input_windows(str(path), encoding.window_spec('mel_2bar', 'paper'))
+
+
 def test_window_by_number_or_bar(tmp_path):
   # Bars 1-2: one note held for two bars; bars 3-5: a note every beat.
-  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-  pm.time_signature_changes.append(pretty_midi.TimeSignature(4, 4, 0.0))
-  inst = pretty_midi.Instrument(program=0)
-  inst.notes.append(pretty_midi.Note(80, 60, 0.0, 4.0))
-  inst.notes.extend(pretty_midi.Note(80, 62 + k % 3, 4.0 + 0.5 * k, 4.4 + 0.5 * k)
-                    for k in range(12))
-  pm.instruments.append(inst)
-  pm.write(str(tmp_path / 'held.mid'))
-  windows = generate.input_windows(str(tmp_path / 'held.mid'),
-                                   encoding.window_spec('mel_2bar', 'paper'))
+  windows = _melody_windows(tmp_path / 'held.mid', [(60, 0.0, 4.0)] + [
+      (62 + k % 3, 4.0 + 0.5 * k, 4.4 + 0.5 * k) for k in range(12)])
   assert windows.bars.tolist() == [1, 2, 3, 4]
   assert windows.default == 2  # bars 3-4: the first with an onset in both bars
   assert 'the first with notes starting in every bar' in windows.summary(2)
@@ -446,16 +450,10 @@ def test_output_folder_never_overwrites(tmp_path):
 
 def test_bars_count_an_earlier_meter(tmp_path):
   # Two bars of 3/4 (3 s at 120 qpm), then 4/4 with a note every beat for 3 bars.
-  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
-  pm.time_signature_changes.extend([pretty_midi.TimeSignature(3, 4, 0.0),
-                                    pretty_midi.TimeSignature(4, 4, 3.0)])
-  inst = pretty_midi.Instrument(program=0)
-  inst.notes.extend(pretty_midi.Note(80, 60 + k % 5, 0.5 * k, 0.5 * k + 0.4) for k in range(6))
-  inst.notes.extend(pretty_midi.Note(80, 62 + k % 3, 3.0 + 0.5 * k, 3.4 + 0.5 * k)
-                    for k in range(12))
-  pm.instruments.append(inst)
-  pm.write(str(tmp_path / 'meters.mid'))
-  windows = generate.input_windows(str(tmp_path / 'meters.mid'),
-                                   encoding.window_spec('mel_2bar', 'paper'))
+  windows = _melody_windows(
+      tmp_path / 'meters.mid',
+      [(60 + k % 5, 0.5 * k, 0.5 * k + 0.4) for k in range(6)]
+      + [(62 + k % 3, 3.0 + 0.5 * k, 3.4 + 0.5 * k) for k in range(12)],
+      meters=((3, 4, 0.0), (4, 4, 3.0)))
   assert windows.bars.tolist() == [3, 4]
   np.testing.assert_allclose(windows.seconds, [3.0, 5.0], atol=1e-6)
