@@ -2,16 +2,20 @@ r"""Our training step beside the reference's (Magenta's TF MusicVAE), alternatin
 
   python benchmarks/compare_reference.py [--batches=64,512] [--rounds=3] [--steps=10] \
       [--ref_python=/tmp/magenta_tf215/bin/python] [--ref_script=PATH/bench_train.py] \
-      [--json=benchmarks/results/compare_reference.json]
+      [--ours_dtypes=float32,bfloat16] [--json=benchmarks/results/compare_reference.json]
 
 For each batch size and round, runs `benchmarks/train_step.py --config=configs/melody2.py:magenta`
 (ours) and `../shared/tools/magenta/bench_train.py --config cat-mel_2bar_small` (the reference,
 installed by `bash ../shared/tools/magenta/setup.sh /tmp/magenta_tf215`), each as its own process,
-in alternating order (ours first in odd rounds, the reference first in even ones) so load changes
-hit both alike. Both time the full step (loss, gradients, global-norm clipping, Adam) with
+in alternating order (ours first in even rounds, the reference first in odd ones) so load changes
+hit both alike. Ours runs once per round for each of --ours_dtypes (the matrix products' operand
+dtype, `model.dtype`; accumulation, states and elementwise work stay float32). The default is
+float32, plus bfloat16 where the CPU multiplies bfloat16 natively (avx512_bf16 or amx_bf16 in
+its flags): elsewhere bfloat16 products are emulated and slower, so they are not offered.
+`benchmarks/bf16_accuracy.py` measures what bfloat16 products cost in accuracy. Both time the full step (loss, gradients, global-norm clipping, Adam) with
 scheduled sampling on, on synthetic batches, 4,423,770 parameters each. Writes every run and a
 summary (medians over rounds of the per-run median step time, their ratio, and the step's share
-of the matrix-product roofline) as one JSON object.
+of the matrix-product roofline) as one JSON object, and the table as Markdown beside it (.md).
 
 The reference is never imported: it runs in its own virtual environment as a separate command.
 """
@@ -49,10 +53,18 @@ def _last_json(text: str) -> dict:
   raise ValueError(f'no JSON line in output:\n{text[-2000:]}')
 
 
-def run_ours(batch: int, steps: int) -> dict:
+NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def default_dtypes(isa_flags) -> str:
+  """float32, and bfloat16 too where the CPU has native bfloat16 products."""
+  return 'float32,bfloat16' if set(isa_flags) & set(NATIVE_BF16_FLAGS) else 'float32'
+
+
+def run_ours(batch: int, steps: int, dtype: str = 'float32') -> dict:
   cmd = [sys.executable, os.path.join(HERE, 'train_step.py'),
          '--config=' + os.path.join(ROOT, 'configs', 'melody2.py') + ':magenta',
-         f'--batch={batch}', f'--steps={steps}']
+         f'--batch={batch}', f'--steps={steps}', '--set', f'model.dtype={dtype}']
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
   return _last_json(out.stdout)
 
@@ -65,12 +77,15 @@ def run_reference(python: str, batch: int, steps: int, script: str = REF_SCRIPT)
 
 
 def summarise(runs: list[dict]) -> dict:
-  """Per batch: medians over rounds for each side, and the ratios reference / ours. The paired
-  ratio (same round, run back to back) is the one to quote when the load changes between rounds."""
+  """Per batch: medians over rounds for each side (`ours` is float32, `ours_<dtype>` the other
+  product dtypes), and for each of ours the ratios reference / ours. The paired ratio (same
+  round, run back to back) is the one to quote when the load changes between rounds."""
   summary = {}
   for batch in sorted({r['batch'] for r in runs}):
     s = {}
-    for who in ('ours', 'reference'):
+    whos = sorted({r['who'] for r in runs if r['batch'] == batch},
+                  key=lambda w: (w == 'reference', w))
+    for who in whos:
       rows = [r for r in runs if r['batch'] == batch and r['who'] == who]
       step = float(np.median([r['median_step_s'] for r in rows]))
       gflop = GFLOP_PER_EXAMPLE * batch
@@ -79,20 +94,57 @@ def summarise(runs: list[dict]) -> dict:
                 'gflop_per_step': round(gflop, 1),
                 'roofline_fraction': round(gflop / step / ROOFLINE_GFLOPS, 3),
                 'loadavg_1m': [r['loadavg_1m_before'] for r in rows]}
-    s['speedup_vs_reference'] = round(s['reference']['median_step_s'] / s['ours']['median_step_s'], 3)
-    s['cpu_speedup_vs_reference'] = round(
-        s['reference']['median_cpu_s_per_step'] / s['ours']['median_cpu_s_per_step'], 3)
-    paired, paired_cpu = [], []
-    for r in sorted({r['round'] for r in runs if r['batch'] == batch}):
-      pair = {x['who']: x for x in runs if x['batch'] == batch and x['round'] == r}
-      if len(pair) == 2:
-        paired.append(round(pair['reference']['median_step_s'] / pair['ours']['median_step_s'], 3))
-        paired_cpu.append(round(pair['reference']['cpu_s_per_step'] / pair['ours']['cpu_s_per_step'], 3))
-    s['paired_speedups'] = paired
-    s['median_paired_speedup'] = round(float(np.median(paired)), 3) if paired else None
-    s['paired_cpu_speedups'] = paired_cpu
+    if 'reference' not in s:
+      summary[str(batch)] = s
+      continue
+    for who in whos:
+      if who == 'reference':
+        continue
+      ratios = {'speedup_vs_reference': round(s['reference']['median_step_s']
+                                              / s[who]['median_step_s'], 3),
+                'cpu_speedup_vs_reference': round(s['reference']['median_cpu_s_per_step']
+                                                  / s[who]['median_cpu_s_per_step'], 3)}
+      paired, paired_cpu = [], []
+      for r in sorted({r['round'] for r in runs if r['batch'] == batch}):
+        pair = {x['who']: x for x in runs if x['batch'] == batch and x['round'] == r}
+        if who in pair and 'reference' in pair:
+          paired.append(round(pair['reference']['median_step_s'] / pair[who]['median_step_s'], 3))
+          paired_cpu.append(round(pair['reference']['cpu_s_per_step'] / pair[who]['cpu_s_per_step'],
+                                  3))
+      ratios.update(paired_speedups=paired,
+                    median_paired_speedup=round(float(np.median(paired)), 3) if paired else None,
+                    paired_cpu_speedups=paired_cpu,
+                    median_paired_cpu_speedup=(round(float(np.median(paired_cpu)), 3)
+                                               if paired_cpu else None))
+      if who == 'ours':  # the float32 ratios also at the top level, as before
+        s.update(ratios)
+      s[f'{who}_vs_reference'] = ratios
     summary[str(batch)] = s
   return summary
+
+
+def markdown(out: dict) -> str:
+  """The comparison as a Markdown table, with the machine it ran on."""
+  lines = [f"Machine: {out.get('cpu_model', '?')}, {out.get('cpus', '?')} cores, ISA "
+           f"{' '.join(out.get('isa_flags', [])) or '?'}; XLA_FLAGS "
+           f"'{out.get('xla_flags', '')}'; {out.get('date', '')}; {out.get('rounds')} rounds of "
+           f"{out.get('steps')} steps (medians).", '',
+           '| batch | ours | ours s/step | ref s/step | median paired wall ratio (per round) '
+           '| median paired CPU ratio (per round) | ours ex/s |',
+           '|---|---|---|---|---|---|---|']
+  for batch, s in out['summary'].items():
+    for who, ratios in s.items():
+      if not who.endswith('_vs_reference') or not isinstance(ratios, dict):
+        continue
+      name = who[:-len('_vs_reference')]
+      dtype = 'float32' if name == 'ours' else name[len('ours_'):]
+      walls = ', '.join(f'{x:.2f}' for x in ratios['paired_speedups'])
+      cpus = ', '.join(f'{x:.2f}' for x in ratios['paired_cpu_speedups'])
+      lines.append(f"| {batch} | {dtype} | {s[name]['median_step_s']:.3f} | "
+                   f"{s['reference']['median_step_s']:.3f} | **{ratios['median_paired_speedup']:.2f}x**"
+                   f" ({walls}) | **{ratios['median_paired_cpu_speedup']:.2f}x** ({cpus}) | "
+                   f"{s[name]['examples_per_s']:.0f} |")
+  return '\n'.join(lines) + '\n'
 
 
 def main(argv=None):
@@ -105,6 +157,9 @@ def main(argv=None):
   ap.add_argument('--ref_script', default=REF_SCRIPT,
                   help="the reference's bench_train.py (default: ../shared/tools/magenta beside the "
                        'checkout; pass /work/shared/tools/magenta/bench_train.py from a worktree)')
+  ap.add_argument('--ours_dtypes', default=None,
+                  help='comma-separated model.dtype values to run ours with (default: float32, '
+                       'plus bfloat16 where the CPU has native bfloat16 products)')
   ap.add_argument('--json', default=os.path.join(HERE, 'results', 'compare_reference.json'))
   ap.add_argument('--resummarise', action='store_true',
                   help='only recompute the summary of an existing --json file')
@@ -116,18 +171,23 @@ def main(argv=None):
     with open(a.json, 'w') as f:
       json.dump(out, f, indent=1)
     print(json.dumps({'summary': out['summary']}, indent=1))
+    print(markdown(out))
     return
   if not os.path.exists(a.ref_python):
     sys.exit(f'{a.ref_python} not found: bash {os.path.dirname(a.ref_script)}/setup.sh first')
   if not os.path.exists(a.ref_script):
     sys.exit(f'{a.ref_script} not found: pass --ref_script=PATH/bench_train.py')
+  machine = cpu_info()
+  dtypes = (a.ours_dtypes or default_dtypes(machine['isa_flags'])).split(',')
+  ours = {('ours' if d == 'float32' else f'ours_{d}'): d for d in dtypes}
   runs = []
   for batch in [int(b) for b in a.batches.split(',')]:
     for r in range(a.rounds):
-      order = ('ours', 'reference') if r % 2 == 0 else ('reference', 'ours')
+      # Even rounds: ours (each dtype) then the reference; odd rounds the mirror image.
+      order = [*ours, 'reference'] if r % 2 == 0 else ['reference', *reversed(list(ours))]
       for who in order:
         load = os.getloadavg()[0]
-        res = (run_ours(batch, a.steps) if who == 'ours'
+        res = (run_ours(batch, a.steps, ours[who]) if who in ours
                else run_reference(a.ref_python, batch, a.steps, a.ref_script))
         row = {'who': who, 'batch': batch, 'round': r, 'median_step_s': res['median_step_s'],
                'cpu_s_per_step': res.get('cpu_s_per_step'), 'params': res.get('params'),
@@ -136,16 +196,19 @@ def main(argv=None):
         print(json.dumps({k: v for k, v in row.items() if k != 'raw'}), flush=True)
   summary = summarise(runs)
   out = {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-         'machine': platform.machine(), **cpu_info(),
+         'machine': platform.machine(), **machine, 'ours_dtypes': dtypes,
          'xla_flags': os.environ.get('XLA_FLAGS', ''),
          'config': 'ours melody2:magenta vs reference cat-mel_2bar_small', 'steps': a.steps,
          'rounds': a.rounds, 'gflop_per_example': GFLOP_PER_EXAMPLE,
          'roofline_gflops': ROOFLINE_GFLOPS, 'summary': summary, 'runs': runs}
   print(json.dumps({'summary': summary}, indent=1), flush=True)
+  print(markdown(out), flush=True)
   if a.json:
     os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
     with open(a.json, 'w') as f:
       json.dump(out, f, indent=1)
+    with open(os.path.splitext(a.json)[0] + '.md', 'w') as f:
+      f.write(markdown(out))
 
 
 if __name__ == '__main__':

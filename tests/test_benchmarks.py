@@ -1,0 +1,71 @@
+"""The benchmark drivers' own logic: the reference comparison's summary and table (pure functions
+over recorded runs), and the bfloat16 accuracy check run for real at `smoke` size."""
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+
+import bf16_accuracy  # noqa: E402  pylint: disable=g-import-not-at-top
+import compare_reference  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def _runs():
+  """Two rounds at two batch sizes: float32 ours 1.0 s (2.0 CPU s) in round 0 and 1.2 s in
+  round 1, bfloat16 ours 0.5 s, the reference 1.5 s (3.0 CPU s), times batch / 64."""
+  runs = []
+  for batch in (64, 512):
+    for r in (0, 1):
+      for who, t in (('ours', 1.0 + 0.2 * r), ('ours_bfloat16', 0.5), ('reference', 1.5)):
+        runs.append({'who': who, 'batch': batch, 'round': r, 'median_step_s': t * batch / 64,
+                     'cpu_s_per_step': 2 * t * batch / 64, 'loadavg_1m_before': 0.5})
+  return runs
+
+
+def test_summary_pairs_each_of_ours_with_the_reference():
+  summary = compare_reference.summarise(_runs())
+  assert set(summary) == {'64', '512'}
+  s = summary['512']
+  f32, bf16 = s['ours_vs_reference'], s['ours_bfloat16_vs_reference']
+  assert f32['paired_speedups'] == [1.5, 1.25] and f32['median_paired_speedup'] == 1.375
+  assert f32['paired_cpu_speedups'] == [1.5, 1.25]
+  assert bf16['paired_speedups'] == [3.0, 3.0] and bf16['median_paired_cpu_speedup'] == 3.0
+  # float32's ratios stay at the top level too (older result files are read that way).
+  assert s['median_paired_speedup'] == 1.375
+  assert s['ours']['median_step_s'] == 8.8 and s['reference']['examples_per_s'] == round(512 / 12, 1)
+
+
+def test_markdown_table_has_one_row_per_batch_and_dtype():
+  out = {'summary': compare_reference.summarise(_runs()), 'cpu_model': 'Test CPU', 'cpus': 2,
+         'isa_flags': ['avx2'], 'rounds': 2, 'steps': 3, 'date': 'today', 'xla_flags': ''}
+  md = compare_reference.markdown(out)
+  assert md.startswith('Machine: Test CPU, 2 cores, ISA avx2')
+  rows = [l for l in md.splitlines() if l.startswith('| 64 ') or l.startswith('| 512 ')]
+  assert [r.split(' | ')[1] for r in rows] == ['float32', 'bfloat16', 'float32', 'bfloat16']
+  assert '**1.38x** (1.50, 1.25)' in rows[0] and '**3.00x**' in rows[1]
+
+
+def test_bfloat16_offered_only_with_native_bfloat16_products():
+  assert compare_reference.default_dtypes(['avx2', 'fma']) == 'float32'
+  assert compare_reference.default_dtypes(['avx512f', 'avx512_bf16']) == 'float32,bfloat16'
+  assert compare_reference.default_dtypes(['amx_bf16']) == 'float32,bfloat16'
+
+
+def test_bf16_accuracy_check_runs_on_real_windows(tfds_dir, tmp_path, capsys):
+  out_json = tmp_path / 'bf16.json'
+  bf16_accuracy.main(['--config=configs/melody2.py:smoke', '--batch=8', '--steps=4',
+                      '--eval_batches=1', f'--json={out_json}',
+                      '--set', f'data.data_dir={tfds_dir}'])
+  result = json.load(open(out_json))
+  grads = result['gradients_at_init']
+  # bfloat16 operands (8-bit mantissa) with float32 accumulation: close, but not identical.
+  assert 0.0 < grads['relative_error'] < 0.05 and grads['min_tensor_cosine'] > 0.99
+  assert abs(grads['loss_bfloat16'] - grads['loss_float32']) < 0.01 * grads['loss_float32']
+  assert set(result['eval']) == {'float32', 'bfloat16', 'float32_seed1'}
+  for metrics in result['eval'].values():
+    assert 0.0 <= metrics['eval/accuracy'] <= 1.0 and metrics['eval/examples'] == 8
+  # A different seed moves the training losses; the same seed in bfloat16 barely does.
+  assert result['train']['median_relative_loss_gap_last_quarter_seed1'] > 0
+  assert result['step_time']['bfloat16']['median_s'] > 0
+  assert '"gradients_at_init"' in capsys.readouterr().out
