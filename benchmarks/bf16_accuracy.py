@@ -13,13 +13,13 @@ float32. This script measures what that costs in accuracy, on real windows of th
 2. Training: both dtypes from the same initial parameters on the same batches (same data order,
    same RNG) for --steps steps with the real `mvae_jax.train.train_step`, then the eval split's
    loss and next-step accuracy (`mvae_jax.train.evaluate`, --eval_batches batches) for each, and
-   the median relative gap of the training losses over the last quarter of the steps. A third
-   run, float32 from another seed (initial parameters and step RNG) on the same batches, gives
-   the noise level to read the bf16 gap against.
+   the median relative gap of the training losses over the last quarter of the steps, and the
+   training-loss curve (block means). Both dtypes also run from a second seed (initial
+   parameters and step RNG) on the same batches: the noise level to read the bf16 gap against.
 3. Median step time of each (wall and process CPU), measured in the same run.
 
 Prints one JSON object; --json also writes it. The answer to read: the eval metrics of the two
-and float32 runs should differ by no more than the two float32 runs with different seeds do.
+and float32 runs should differ by no more than two runs of one dtype from different seeds do.
 """
 import argparse
 import functools
@@ -39,9 +39,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
 from train_step import apply_overrides, load_config  # noqa: E402  pylint: disable=g-import-not-at-top
 
-# (name, matmul dtype, seed of the initial parameters and of the step RNG). The third run is the
-# noise level: float32 again, with another seed, on the same batches.
-RUNS = (('float32', 'float32', 0), ('bfloat16', 'bfloat16', 0), ('float32_seed1', 'float32', 1))
+# (name, matmul dtype, seed of the initial parameters and of the step RNG). The seed-1 runs give
+# the noise level: the same dtype from another seed, on the same batches.
+RUNS = (('float32', 'float32', 0), ('bfloat16', 'bfloat16', 0), ('float32_seed1', 'float32', 1),
+        ('bfloat16_seed1', 'bfloat16', 1))
 
 
 def _cosine(a: jax.Array, b: jax.Array) -> float:
@@ -106,14 +107,24 @@ def run(config, steps: int, eval_batches: int) -> dict:
       cpu[name].append(time.process_time() - c0)
       train_losses[name].append(loss)
   tail = slice(len(batches) * 3 // 4, None)
+  block = max(1, len(batches) // 20)
   l32, l16 = np.array(train_losses['float32'][tail]), np.array(train_losses['bfloat16'][tail])
   l32b = np.array(train_losses['float32_seed1'][tail])
+  l16b = np.array(train_losses['bfloat16_seed1'][tail])
   out['train'] = {'steps': steps, 'batch': config.train.batch_size,
                   'median_relative_loss_gap_last_quarter': float(np.median(np.abs(l16 - l32) / l32)),
                   'median_relative_loss_gap_last_quarter_seed1': float(
                       np.median(np.abs(l32b - l32) / l32)),
+                  'median_relative_loss_gap_last_quarter_bfloat16_seed1': float(
+                      np.median(np.abs(l16b - l16) / l16)),
+                  'median_relative_loss_gap_last_quarter_seed1_bfloat16_vs_float32': float(
+                      np.median(np.abs(l16b - l32b) / l32b)),
                   'mean_loss_last_quarter': {n: float(np.mean(train_losses[n][tail]))
-                                             for n in names}}
+                                             for n in names},
+                  # mean training loss of each block of `block` steps, per run
+                  'loss_curve_block': block,
+                  'loss_curve': {n: [float(np.mean(train_losses[n][i:i + block]))
+                                     for i in range(0, len(batches), block)] for n in names}}
   out['eval'] = {}
   for name in names:
     model, cfg = models[name]
