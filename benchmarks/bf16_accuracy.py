@@ -36,7 +36,7 @@ import numpy as np
 from mvae_jax import input_pipeline, parallel, train
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
+from mvae_jax.machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
 from train_step import apply_overrides, load_config  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # (name, matmul dtype, seed of the initial parameters and of the step RNG). The seed-1 runs give

@@ -29,8 +29,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
+from mvae_jax.machine import cpu_info, native_bfloat16
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -53,12 +52,9 @@ def _last_json(text: str) -> dict:
   raise ValueError(f'no JSON line in output:\n{text[-2000:]}')
 
 
-NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
-
-
 def default_dtypes(isa_flags) -> str:
   """float32, and bfloat16 too where the CPU has native bfloat16 products."""
-  return 'float32,bfloat16' if set(isa_flags) & set(NATIVE_BF16_FLAGS) else 'float32'
+  return 'float32,bfloat16' if native_bfloat16(isa_flags) else 'float32'
 
 
 def run_ours(batch: int, steps: int, dtype: str = 'float32') -> dict:

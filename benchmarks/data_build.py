@@ -35,7 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as bench  # noqa: E402
-from machine import cpu_info  # noqa: E402
+from mvae_jax.machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
 from data_pipelines import build as build_lib  # noqa: E402
 from data_pipelines import encoding  # noqa: E402
 from data_pipelines import extract  # noqa: E402

@@ -33,7 +33,7 @@ for p in (ROOT, ROOT / 'experiments', ROOT / 'benchmarks'):
     sys.path.insert(0, str(p))
 
 import table1  # noqa: E402  pylint: disable=g-import-not-at-top
-from machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top  (benchmarks/)
+from mvae_jax.machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # name -> overrides of the base config. Learning rates are the initial rate of the decay.
 VARIANTS: dict[str, dict[str, Any]] = {

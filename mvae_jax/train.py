@@ -36,8 +36,8 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mvae_jax import (checkpoints, config_lib, input_pipeline, logs, losses, metrics, parallel,
-                      runlock, schedules)
+from mvae_jax import (checkpoints, config_lib, input_pipeline, logs, losses, machine, metrics,
+                      parallel, runlock, schedules)
 from mvae_jax.logs import MetricWriter
 from mvae_jax.models import MusicVAE
 
@@ -299,6 +299,11 @@ def _finish_saves(mgr: Any, workdir: str) -> None:
   checkpoints.remove_partial_saves(workdir)
 
 
+def emulated_bfloat16(dtype: str, backend: str, isa_flags=None) -> bool:
+  """Whether `model.dtype` asks for bfloat16 products that this CPU would emulate."""
+  return dtype == 'bfloat16' and backend == 'cpu' and not machine.native_bfloat16(isa_flags)
+
+
 def _train_loop(config, workdir, mesh, model, optimizer, state, start, last_saved, mgr,
                 train_source, eval_source, train_rng, eval_rng) -> dict[str, float]:
   repl, data_sh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
@@ -326,6 +331,9 @@ def _train_loop(config, workdir, mesh, model, optimizer, state, start, last_save
       print(f'{config.family}:{config.preset} | {n_params:,} parameters | {len(train_source):,} '
             f'train / {n_eval} eval windows | {mesh.devices.size} devices | '
             f'global batch {config.train.batch_size}', flush=True)
+      if emulated_bfloat16(config.model.dtype, jax.default_backend()):
+        print('note: this CPU has no native bfloat16 products (avx512_bf16 / amx_bf16), so '
+              'model.dtype=bfloat16 is emulated and slower than float32 here', flush=True)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     pending = None  # (step, metrics) of the previous step: checked while the next one runs

@@ -112,3 +112,11 @@ def test_kill_9_then_resume_matches_uninterrupted(make_config, tmp_path, tfds_di
   step_b, b = _params(tmp_path / 'whole')
   assert step_a == step_b == target
   jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_bfloat16_emulation_is_named_only_on_cpus_without_native_support():
+  assert train.emulated_bfloat16('bfloat16', 'cpu', ['avx2', 'fma'])
+  assert not train.emulated_bfloat16('bfloat16', 'cpu', ['avx512f', 'avx512_bf16'])
+  assert not train.emulated_bfloat16('bfloat16', 'cpu', ['amx_bf16'])
+  assert not train.emulated_bfloat16('bfloat16', 'gpu', [])
+  assert not train.emulated_bfloat16('float32', 'cpu', [])

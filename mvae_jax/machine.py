@@ -1,6 +1,7 @@
-"""Which CPU a figure was measured on: model, the vector ISA flags that matter to XLA's and
-TensorFlow's kernels, and the core count. Imports nothing heavy (the comparison drivers use it
-without loading JAX)."""
+"""Which CPU this is: model, the vector ISA flags that matter to XLA's and TensorFlow's kernels,
+and the core count. Benchmarks record it beside every figure; training uses it to warn when
+bfloat16 products would be emulated. Imports nothing heavy (the comparison drivers use it without
+loading JAX)."""
 import os
 import platform
 
@@ -25,3 +26,14 @@ def cpu_info() -> dict:
     pass
   return {'cpu_model': model or platform.processor() or platform.machine(),
           'isa_flags': [f for f in ISA_FLAGS if f in flags], 'cpus': os.cpu_count()}
+
+
+# Flags of CPUs that multiply bfloat16 natively (AVX-512 BF16, AMX). Elsewhere XLA emulates
+# bfloat16 products, which is slower than float32.
+NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def native_bfloat16(isa_flags=None) -> bool:
+  """Whether the CPU (or the given flags) has native bfloat16 products."""
+  flags = cpu_info()['isa_flags'] if isa_flags is None else isa_flags
+  return bool(set(flags) & set(NATIVE_BF16_FLAGS))
