@@ -11,10 +11,11 @@ in alternating order (ours first in even rounds, the reference first in odd ones
 hit both alike. Ours runs once per round for each of --ours_dtypes (the matrix products' operand
 dtype, `model.dtype`; accumulation, states and elementwise work stay float32). The default is
 float32, plus bfloat16 where the CPU multiplies bfloat16 natively (avx512_bf16 or amx_bf16 in
-its flags): elsewhere bfloat16 products are emulated and slower, so they are not offered.
-`benchmarks/bf16_accuracy.py` measures what bfloat16 products cost in accuracy. Both time the full step (loss, gradients, global-norm clipping, Adam) with
-scheduled sampling on, on synthetic batches, 4,423,770 parameters each. Writes every run and a
-summary (medians over rounds of the per-run median step time, their ratio, and the step's share
+its flags): elsewhere bfloat16 products are emulated (not measured on such a CPU here; no gain
+is expected), so they are only run when asked for. `benchmarks/bf16_accuracy.py` measures what
+bfloat16 products cost in accuracy. Both sides time the full step (loss, gradients, global-norm
+clipping, Adam) with scheduled sampling on, on synthetic batches, 4,423,770 parameters each.
+Writes every run and a summary (medians over rounds of the per-run median step time, their ratio, and the step's share
 of the matrix-product roofline) as one JSON object, and the table as Markdown beside it (.md).
 
 The reference is never imported: it runs in its own virtual environment as a separate command.

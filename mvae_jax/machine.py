@@ -29,7 +29,7 @@ def cpu_info() -> dict:
 
 
 # Flags of CPUs that multiply bfloat16 natively (AVX-512 BF16, AMX). Elsewhere XLA emulates
-# bfloat16 products, which is slower than float32.
+# bfloat16 products, so they are not expected to beat float32.
 NATIVE_BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
 
 

@@ -332,8 +332,8 @@ def _train_loop(config, workdir, mesh, model, optimizer, state, start, last_save
             f'train / {n_eval} eval windows | {mesh.devices.size} devices | '
             f'global batch {config.train.batch_size}', flush=True)
       if emulated_bfloat16(config.model.dtype, jax.default_backend()):
-        print('note: this CPU has no native bfloat16 products (avx512_bf16 / amx_bf16), so '
-              'model.dtype=bfloat16 is emulated and slower than float32 here', flush=True)
+        print('note: this CPU has no native bfloat16 products (avx512_bf16 / amx_bf16): '
+              'model.dtype=bfloat16 is emulated here and not expected to beat float32', flush=True)
     last_train: dict[str, float] = {}
     last_eval: dict[str, float] = {}
     pending = None  # (step, metrics) of the previous step: checked while the next one runs
