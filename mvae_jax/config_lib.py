@@ -203,8 +203,9 @@ HIER_SMALL = {
     'model.embedding_size': 128, 'model.dec_sizes': (256,),
     # beta = 0.2 from step 1 (the reference's hierdec setting): with the paper's annealing
     # (beta ~0 for the first hundreds of steps) a KL spike saturated the conductor and every
-    # trio / 32-bar VAE collapsed at this size and batch (docs/RESULTS.md). Learning rate: the
-    # paper's 1e-3 (3e-3, the 2-bar choice, collapsed too).
+    # trio / 32-bar VAE collapsed at this size and batch (docs/RESULTS.md); with the constant
+    # beta 1 run in 7 still did (a spike at step 450). Learning rate: the paper's 1e-3 (3e-3, the
+    # 2-bar choice, collapsed too).
     'loss.free_bits': 64.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.0,
     'train.num_steps': 2000, 'train.ss_rate': 100.0,
     'train.log_every_steps': 50, 'train.checkpoint_every_steps': 500,
