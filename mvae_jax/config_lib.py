@@ -84,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.decay_rate = 0.9999         # per-step decay factor
   c.optim.grad_clip = 1.0             # global-norm clipping
   c.optim.clip_to_zero_norm = 1e4     # zero the update when the gradient norm reaches this (reference)
+  c.optim.encoder_lr_scale = 1.0      # encoder's learning rate = this x the schedule's (not in the paper)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 512            # global batch, split over all devices of all hosts
@@ -299,7 +300,7 @@ _LOWER = {
     'loss.free_bits': (0, True), 'loss.max_beta': (0, True), 'loss.beta_rate': (0, True),
     'optim.learning_rate': (0, False), 'optim.min_learning_rate': (0, True),
     'optim.decay_rate': (0, False), 'optim.grad_clip': (0, False),
-    'optim.clip_to_zero_norm': (0, False),
+    'optim.clip_to_zero_norm': (0, False), 'optim.encoder_lr_scale': (0, False),
     'train.batch_size': (1, True), 'train.num_steps': (1, True), 'train.seed': (0, True),
     'train.ss_rate': (0, False), 'train.log_every_steps': (1, True),
     'train.checkpoint_every_steps': (1, True), 'train.keep_checkpoints': (1, True),

@@ -76,20 +76,42 @@ def skip_large_updates(inner: optax.GradientTransformation,
   return optax.GradientTransformation(init, update)
 
 
+def scale_subtree(inner: optax.GradientTransformation, key: str,
+                  factor: float) -> optax.GradientTransformation:
+  """Wraps `inner`; its updates under top-level key `key` of the parameter dict are multiplied
+  by `factor` (others, and trees without `key`, pass unchanged). The state is `inner`'s own, so
+  a run can resume with another factor."""
+
+  def update(grads, state, params=None):
+    updates, state = inner.update(grads, state, params)
+    if isinstance(updates, dict) and key in updates:
+      updates = {**updates, key: jax.tree_util.tree_map(lambda u: u * factor, updates[key])}
+    return updates, state
+
+  return optax.GradientTransformation(inner.init, update)
+
+
 def make_optimizer(*, learning_rate: float = 1e-3, min_learning_rate: float = 1e-5,
                    decay_rate: float = 0.9999, grad_clip: float = 1.0,
                    clip_to_zero_norm: float | None = 1e4, b1: float = 0.9,
-                   b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+                   b2: float = 0.999, eps: float = 1e-8,
+                   encoder_lr_scale: float = 1.0) -> optax.GradientTransformation:
   """Global-norm clipping to `grad_clip`, then Adam with `learning_rate_schedule`.
 
   Like the reference, a step whose raw gradient norm is >= `clip_to_zero_norm` changes
   nothing. Unlike the reference (which feeds zero gradients to Adam, so its momentum still
   moves the weights), here such a step is skipped outright: zero update and unchanged
   optimizer state; non-finite gradients are skipped too. None disables the check.
+
+  `encoder_lr_scale` multiplies the learning rate of the parameters under the top-level key
+  'encoder' (the BiLSTM encoder and its mu / sigma layers); the optimizer state is the same
+  whatever its value.
   """
   lr = learning_rate_schedule(learning_rate, min_learning_rate, decay_rate)
   tx = optax.chain(optax.clip_by_global_norm(grad_clip),
                    optax.adam(lr, b1=b1, b2=b2, eps=eps))
+  if encoder_lr_scale != 1.0:
+    tx = scale_subtree(tx, 'encoder', encoder_lr_scale)
   if clip_to_zero_norm:
     tx = skip_large_updates(tx, clip_to_zero_norm)
   return tx

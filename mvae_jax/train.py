@@ -61,7 +61,8 @@ def create_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransforma
   return schedules.make_optimizer(
       learning_rate=cfg.optim.learning_rate, min_learning_rate=cfg.optim.min_learning_rate,
       decay_rate=cfg.optim.decay_rate, grad_clip=cfg.optim.grad_clip,
-      clip_to_zero_norm=cfg.optim.clip_to_zero_norm)
+      clip_to_zero_norm=cfg.optim.clip_to_zero_norm,
+      encoder_lr_scale=cfg.optim.get('encoder_lr_scale', 1.0))
 
 
 def init_state(rng: jax.Array, *, model: MusicVAE, optimizer: optax.GradientTransformation,

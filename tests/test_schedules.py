@@ -76,3 +76,21 @@ def test_optimizer_skips_huge_and_nonfinite_gradients():
   assert float(updates['w'][0]) < 0
   jax.jit(tx.update)({'w': jnp.ones(2)}, state, params)  # traceable
   assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_encoder_lr_scale_scales_only_the_encoder():
+  params = {'encoder': {'w': jnp.zeros(2)}, 'decoder': {'w': jnp.zeros(2)}}
+  grads = {'encoder': {'w': jnp.array([1.0, -1.0])}, 'decoder': {'w': jnp.array([1.0, -1.0])}}
+  full = schedules.make_optimizer()
+  scaled = schedules.make_optimizer(encoder_lr_scale=0.1)
+  u_full, _ = full.update(grads, full.init(params), params)
+  u_scaled, state = jax.jit(scaled.update)(grads, scaled.init(params), params)
+  np.testing.assert_allclose(u_scaled['encoder']['w'], 0.1 * u_full['encoder']['w'], rtol=1e-6)
+  np.testing.assert_allclose(u_scaled['decoder']['w'], u_full['decoder']['w'], rtol=1e-6)
+  # Same optimizer state whatever the factor: a run resumes with another one.
+  assert (jax.tree_util.tree_structure(full.init(params))
+          == jax.tree_util.tree_structure(scaled.init(params)))
+  # The baseline has no encoder: its updates pass unchanged.
+  dec_only = {'decoder': params['decoder']}
+  u, _ = scaled.update({'decoder': grads['decoder']}, scaled.init(dec_only), dec_only)
+  np.testing.assert_allclose(u['decoder']['w'], u_full['decoder']['w'], rtol=1e-6)
