@@ -82,11 +82,13 @@ def scale_subtree(inner: optax.GradientTransformation, key: str,
   by `factor` (others, and trees without `key`, pass unchanged). The state is `inner`'s own, so
   a run can resume with another factor."""
 
+  def scale(path, u):
+    top = path[0] if path else None
+    return u * factor if getattr(top, 'key', None) == key else u
+
   def update(grads, state, params=None):
     updates, state = inner.update(grads, state, params)
-    if isinstance(updates, dict) and key in updates:
-      updates = {**updates, key: jax.tree_util.tree_map(lambda u: u * factor, updates[key])}
-    return updates, state
+    return jax.tree_util.tree_map_with_path(scale, updates), state
 
   return optax.GradientTransformation(inner.init, update)
 

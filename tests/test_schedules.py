@@ -94,3 +94,12 @@ def test_encoder_lr_scale_scales_only_the_encoder():
   dec_only = {'decoder': params['decoder']}
   u, _ = scaled.update({'decoder': grads['decoder']}, scaled.init(dec_only), dec_only)
   np.testing.assert_allclose(u['decoder']['w'], u_full['decoder']['w'], rtol=1e-6)
+
+
+def test_encoder_lr_scale_on_frozen_params():
+  from flax.core import frozen_dict
+  params = frozen_dict.freeze({'encoder': {'w': jnp.zeros(2)}, 'decoder': {'w': jnp.zeros(2)}})
+  grads = frozen_dict.freeze({'encoder': {'w': jnp.ones(2)}, 'decoder': {'w': jnp.ones(2)}})
+  tx = schedules.make_optimizer(encoder_lr_scale=0.5)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates['encoder']['w'], 0.5 * updates['decoder']['w'], rtol=1e-6)
