@@ -33,12 +33,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from mvae_jax import input_pipeline
 from mvae_jax import logs
+from mvae_jax import losses
+from mvae_jax import metrics
 from mvae_jax import train as train_lib
 from mvae_jax.models import vae as vae_lib
 from mvae_jax.models.vae import MusicVAE
@@ -57,7 +58,7 @@ def probe(model: MusicVAE, params, tokens: np.ndarray) -> dict[str, float]:
   variables = {'params': params}
   tokens = jnp.asarray(tokens)
   mu, sigma = model.apply(variables, tokens, method=MusicVAE.encode)
-  kl = 0.5 * jnp.sum(mu ** 2 + sigma ** 2 - 1.0 - 2.0 * jnp.log(sigma), axis=-1)
+  kl = losses.kl_divergence(mu, sigma)
   dec = params['decoder']
   init = dec['conductor']['initial_state']
   cond_pre = mu @ init['kernel'] + init['bias']
@@ -81,15 +82,9 @@ def probe(model: MusicVAE, params, tokens: np.ndarray) -> dict[str, float]:
   out['bot_init_sat'] = float(jnp.mean(jnp.stack(init_sat)))
   out['bot_gate_sat'] = float(jnp.mean(jnp.stack(gate_sat)))
   logits = model.apply(variables, tokens, mu, method=MusicVAE.decode_teacher_forced)
-  nll, correct, count = 0.0, 0.0, 0
-  for p, lg in enumerate(logits):
-    target = tokens[..., p]
-    logp = jax.nn.log_softmax(lg, axis=-1)
-    nll += float(-jnp.sum(jnp.take_along_axis(logp, target[..., None], axis=-1)))
-    correct += float(jnp.sum(jnp.argmax(lg, axis=-1) == target))
-    count += target.size
-  out['loss'] = nll / tokens.shape[0]
-  out['acc'] = correct / count
+  counts = metrics.accuracy_counts(logits, tokens)
+  out['loss'] = float(jnp.mean(losses.reconstruction_loss(logits, tokens)))
+  out['acc'] = float(jnp.sum(counts['correct']) / jnp.sum(counts['total']))
   return out
 
 
