@@ -12,7 +12,7 @@ float32. This script measures what that costs in accuracy, on real windows of th
    |g_bf16 - g_f32| / |g_f32|, the lowest per-tensor cosine similarity, and the two losses.
 2. Training: both dtypes from the same initial parameters on the same batches (same data order,
    same RNG) for --steps steps with the real `mvae_jax.train.train_step`, then the eval split's
-   loss and next-step accuracy (`mvae_jax.train.evaluate`, --eval_batches batches) for each, and
+   loss and next-step accuracy (`mvae_jax.evaluation.evaluate`, --eval_batches batches) for each, and
    the median relative gap of the training losses over the last quarter of the steps, and the
    training-loss curve (block means). Both dtypes also run from a second seed (initial
    parameters and step RNG) on the same batches: the noise level to read the bf16 gap against.
@@ -33,11 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mvae_jax import input_pipeline, parallel, train
+from mvae_jax import config_lib, evaluation, input_pipeline, parallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mvae_jax.machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
-from train_step import apply_overrides, load_config  # noqa: E402  pylint: disable=g-import-not-at-top
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 # (name, matmul dtype, seed of the initial parameters and of the step RNG). The seed-1 runs give
 # the noise level: the same dtype from another seed, on the same batches.
@@ -65,7 +66,7 @@ def run(config, steps: int, eval_batches: int) -> dict:
   repl, data_sh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   train_source = input_pipeline.get_source(config.data, 'train')
   eval_source = input_pipeline.get_source(config.data, 'eval')
-  optimizer = train.create_optimizer(config)
+  optimizer = run_lib.create_optimizer(config)
   models, steps_fn, states, grads, losses0 = {}, {}, {}, {}, {}
   shape = (1, *input_pipeline._tokens(train_source[0]).shape)  # pylint: disable=protected-access
   ds = input_pipeline.train_dataset(train_source, global_batch=config.train.batch_size,
@@ -78,18 +79,18 @@ def run(config, steps: int, eval_batches: int) -> dict:
     rngs[name] = jax.random.PRNGKey(config.train.seed + seed)
     cfg = config.copy_and_resolve_references()
     cfg.model.dtype = dtype
-    model = train.create_model(cfg.model)
+    model = run_lib.create_model(cfg.model)
     models[name] = (model, cfg)
-    init = jax.jit(functools.partial(train.init_state, model=model, optimizer=optimizer,
+    init = jax.jit(functools.partial(run_lib.init_state, model=model, optimizer=optimizer,
                                      shape=shape), out_shardings=repl)
     states[name] = init(jax.random.PRNGKey(seed))  # dtype does not change the parameters
-    grad_fn = jax.jit(jax.grad(functools.partial(train.loss_fn, model=model, cfg=cfg),
+    grad_fn = jax.jit(jax.grad(functools.partial(trainer.loss_fn, model=model, cfg=cfg),
                                has_aux=True))
     grads[name], m = grad_fn(states[name].params, first['tokens'], jnp.zeros((), jnp.int32),
                              rngs[name])
     losses0[name] = float(m['loss'])
     steps_fn[name] = jax.jit(
-        functools.partial(train.train_step, model=model, optimizer=optimizer, cfg=cfg),
+        functools.partial(trainer.train_step, model=model, optimizer=optimizer, cfg=cfg),
         in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
   out = {'gradients_at_init': {**gradient_agreement(grads),
                                'loss_float32': losses0['float32'],
@@ -128,10 +129,9 @@ def run(config, steps: int, eval_batches: int) -> dict:
   out['eval'] = {}
   for name in names:
     model, cfg = models[name]
-    cfg.eval.num_batches = eval_batches
-    out['eval'][name] = {k: float(v) for k, v in train.evaluate(
-        states[name].params, eval_source, model=model, cfg=cfg, mesh=mesh,
-        rng=jax.random.PRNGKey(7)).items()}
+    out['eval'][name] = {f'eval/{k}': float(v) for k, v in evaluation.evaluate(
+        states[name].params, eval_source, model=model, mesh=mesh, rng=jax.random.PRNGKey(7),
+        batch_size=cfg.eval.batch_size, num_batches=eval_batches).items()}
   warm = slice(2, None)  # the first steps include compilation
   out['step_time'] = {d: {'median_s': float(np.median(times[d][warm])),
                           'median_cpu_s': float(np.median(cpu[d][warm]))} for d in names}
@@ -152,9 +152,8 @@ def main(argv=None):
   a = ap.parse_args(argv)
   if a.steps < 4:
     ap.error('--steps must be at least 4')
-  config = load_config(a.config)
-  config.train.batch_size = a.batch
-  apply_overrides(config, a.set)
+  config = config_lib.from_file(a.config, {**config_lib.parse_overrides(a.set),
+                                           'train.batch_size': a.batch})
   out = {'config': a.config, 'overrides': a.set, 'jax': jax.__version__, **cpu_info(),
          'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
          **run(config, a.steps, a.eval_batches)}

@@ -37,8 +37,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_step as bench  # noqa: E402
 from mvae_jax.machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
 from data_pipelines import build as build_lib  # noqa: E402
-from data_pipelines import encoding  # noqa: E402
 from data_pipelines import extract  # noqa: E402
+from data_pipelines import conversion
+from data_pipelines import kinds as kinds_lib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -121,19 +122,19 @@ def compare_reference(ref_python: str, ref_tool: str, midi_dir: str, rounds: int
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument('--source', choices=build_lib.SOURCES)
+  ap.add_argument('--source', choices=kinds_lib.SOURCES)
   ap.add_argument('--compare_reference', action='store_true',
                   help='side by side with the reference converters (see above)')
   ap.add_argument('--ref_python', default='/work/magenta_venv/bin/python',
                   help='python of the reference environment (with --compare_reference)')
   ap.add_argument('--ref_tool', default=REF_TOOL,
                   help="the reference's windows.py (with --compare_reference)")
-  ap.add_argument('--midi_dir', default=os.path.relpath(build_lib.FREEDOOM_DIR, ROOT),
+  ap.add_argument('--midi_dir', default=os.path.relpath(conversion.FREEDOOM_DIR, ROOT),
                   help='MIDI folder (with --compare_reference)')
   ap.add_argument('--rounds', type=int, default=5)
   ap.add_argument('--time_ours', default=None, help=argparse.SUPPRESS)  # one side of a round
   ap.add_argument('--kinds', default='all', help='comma-separated kinds or "all"')
-  ap.add_argument('--mode', default='paper', choices=encoding.MODES)
+  ap.add_argument('--mode', default='paper', choices=kinds_lib.MODES)
   ap.add_argument('--workers', type=int, default=None, help='default: all CPUs')
   ap.add_argument('--json', default=None)
   a = ap.parse_args(argv)
@@ -149,7 +150,7 @@ def main(argv=None):
   if not a.source:
     ap.error('--source is required (or --compare_reference)')
   if a.kinds == 'all':
-    kinds = build_lib.FOLK_KINDS if a.source == 'folk' else encoding.KINDS
+    kinds = kinds_lib.FOLK_KINDS if a.source == 'folk' else kinds_lib.KINDS
   else:
     kinds = tuple(k.strip() for k in a.kinds.split(','))
   load0 = round(os.getloadavg()[0], 2)

@@ -6,6 +6,7 @@ training = 3 x forward (backward twice the forward). Elementwise work is not cou
   python benchmarks/flops.py configs/melody2.py:magenta   # prints GFLOP per example
 """
 import sys
+from data_pipelines import kinds
 
 # A large float32 matrix product on the development machine's 2 cores (numpy, 4096 x 4096,
 # quiet machine): the roofline each figure in RESULTS.md is compared with.
@@ -53,13 +54,10 @@ def forward_flops(model, time: int) -> int:
 
 
 def train_gflop_per_example(config) -> float:
-  from mvae_jax import config_lib  # pylint: disable=import-outside-toplevel
-  return 3 * forward_flops(config.model, config_lib.time_steps(config.data.kind)) / 1e9
+  return 3 * forward_flops(config.model, kinds.time_steps(config.data.kind)) / 1e9
 
 
 if __name__ == '__main__':
-  import os  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import train_step  # pylint: disable=g-import-not-at-top
+  from mvae_jax import config_lib  # pylint: disable=g-import-not-at-top
   for spec in sys.argv[1:]:
-    print(spec, round(train_gflop_per_example(train_step.load_config(spec)), 4))
+    print(spec, round(train_gflop_per_example(config_lib.from_file(spec)), 4))

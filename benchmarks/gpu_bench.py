@@ -29,6 +29,7 @@ import jax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sample as sample_bench  # noqa: E402
+from mvae_jax import config_lib  # noqa: E402
 import train_step as bench  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,11 +70,9 @@ def plan(dry_run: bool) -> list[tuple[str, str, str]]:
 
 
 def measure_train(family: str, preset: str, dtype: str, *, batch: int | None, steps: int) -> dict:
-  config = bench.load_config(f'{ROOT}/configs/{family}.py:{preset}')
+  config = config_lib.from_file(f'{family}:{preset}', {'model.dtype': dtype})
   b = int(batch or config.train.batch_size)
-  with config.unlocked():
-    config.model.dtype = dtype
-    config.train.batch_size = b
+  config = config_lib.apply_overrides(config, {'train.batch_size': b})
   r = bench.benchmark(config, b, steps, warmup=1)
   peak = device_peak(dtype)
   r.update({'kind': 'train_step', 'family': family, 'preset': preset,
@@ -84,9 +83,7 @@ def measure_train(family: str, preset: str, dtype: str, *, batch: int | None, st
 
 
 def measure_sample(family: str, preset: str, dtype: str, *, batch: int, calls: int) -> dict:
-  config = bench.load_config(f'{ROOT}/configs/{family}.py:{preset}')
-  with config.unlocked():
-    config.model.dtype = dtype
+  config = config_lib.from_file(f'{family}:{preset}', {'model.dtype': dtype})
   r = sample_bench.benchmark(config, batch, calls)
   r.update({'kind': 'sample', 'family': family, 'preset': preset, 'dtype': dtype})
   return r

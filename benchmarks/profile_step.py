@@ -5,8 +5,8 @@ r"""Where a training step's time goes: times jitted pieces of the step separatel
 
 Pieces (each its own jitted program, median wall and process-CPU seconds over `--steps` calls,
 pieces interleaved round by round so load changes hit them alike):
-  step        the full `train.train_step` (what benchmarks/train_step.py times)
-  grad        value_and_grad of `train.loss_fn` (no optimizer)
+  step        the full `trainer.train_step` (what benchmarks/train_step.py times)
+  grad        value_and_grad of `trainer.loss_fn` (no optimizer)
   enc_fwd     encoder forward (mu, sigma)
   enc_grad    gradient of sum(mu + sigma) w.r.t. the encoder's parameters
   dec_grad    gradient of the reconstruction loss w.r.t. the decoder (given z), as configured
@@ -29,10 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mvae_jax import config_lib  # noqa: E402
 import train_step as bench  # noqa: E402
 
-from mvae_jax import losses, train  # noqa: E402
+from mvae_jax import losses  # noqa: E402
 from mvae_jax.models import lstm  # noqa: E402
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 
 def _timer(fn, args, steps):
@@ -47,21 +50,21 @@ def _timer(fn, args, steps):
 
 
 def pieces(config, batch):
-  model = train.create_model(config.model)
-  optimizer = train.create_optimizer(config)
+  model = run_lib.create_model(config.model)
+  optimizer = run_lib.create_optimizer(config)
   tokens = jnp.asarray(bench.synthetic_tokens(config, batch))
-  state = jax.jit(functools.partial(train.init_state, model=model, optimizer=optimizer,
+  state = jax.jit(functools.partial(run_lib.init_state, model=model, optimizer=optimizer,
                                     shape=(1,) + tokens.shape[1:]))(jax.random.PRNGKey(0))
   params = state.params
   rng = jax.random.PRNGKey(1)
   step_no = jnp.asarray(3000, jnp.int32)
-  p_ss = train._schedule_values(step_no, config)[0]  # pylint: disable=protected-access
+  p_ss = trainer._schedule_values(step_no, config)[0]  # pylint: disable=protected-access
   out = {}
 
-  step = jax.jit(functools.partial(train.train_step, model=model, optimizer=optimizer,
+  step = jax.jit(functools.partial(trainer.train_step, model=model, optimizer=optimizer,
                                    cfg=config))
   out['step'] = (step, (state, {'tokens': tokens}, rng))
-  grad = jax.jit(jax.value_and_grad(functools.partial(train.loss_fn, model=model, cfg=config),
+  grad = jax.jit(jax.value_and_grad(functools.partial(trainer.loss_fn, model=model, cfg=config),
                                     has_aux=True))
   out['grad'] = (grad, (params, tokens, step_no, rng))
   if config.model.use_encoder:
@@ -107,10 +110,8 @@ def main(argv=None):
   ap.add_argument('--json', default=None)
   ap.add_argument('--set', nargs='*', default=[], help='section.field=value overrides')
   a = ap.parse_args(argv)
-  config = bench.load_config(a.config)
-  with config.unlocked():
-    bench.apply_overrides(config, a.set)
-    config.train.batch_size = a.batch
+  config = config_lib.from_file(a.config, {**config_lib.parse_overrides(a.set),
+                                           'train.batch_size': a.batch})
   ps = pieces(config, a.batch)
   if a.reference_lstm:
     ps.pop('matmul')

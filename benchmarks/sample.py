@@ -10,7 +10,6 @@ after one warm-up call, with the compile time apart. One JSON line per config.
 """
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -20,9 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mvae_jax import config_lib  # noqa: E402
 import train_step as bench  # noqa: E402
 
-from mvae_jax import config_lib, train  # noqa: E402
+from data_pipelines import kinds
+from mvae_jax import run as run_lib
 
 FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16')
 PRESETS = ('small', 'magenta')
@@ -34,8 +35,8 @@ def _decode(params, z, rng, *, model, batch, time_steps):
 
 
 def benchmark(config, batch: int, calls: int) -> dict:
-  model = train.create_model(config.model)
-  t = config_lib.time_steps(config.data.kind)
+  model = run_lib.create_model(config.model)
+  t = kinds.time_steps(config.data.kind)
   tokens = jnp.zeros((1, t, len(config.model.part_vocab)), jnp.int32)
   rng = jax.random.PRNGKey(0)
   params = jax.jit(model.init)({'params': rng, 'z': rng, 'sample': rng}, tokens)['params']
@@ -81,9 +82,7 @@ def main(argv=None):
   specs = ([f'{here}/configs/{f}.py:{p}' for f in FAMILIES for p in PRESETS] if a.all
            else [a.config])
   for spec in specs:
-    config = bench.load_config(spec)
-    with config.unlocked():
-      bench.apply_overrides(config, a.set)
+    config = config_lib.from_file(spec, config_lib.parse_overrides(a.set))
     result = benchmark(config, a.batch, a.calls)
     result['overrides'] = a.set
     bench.emit(result, a.json)

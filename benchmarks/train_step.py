@@ -3,7 +3,7 @@ r"""Training-step throughput of any config on synthetic batches of the right sha
   python benchmarks/train_step.py --config=configs/melody2.py:magenta --batch=64 --steps=20 \
       [--json=OUT.json] [--set model.dtype=bfloat16 ...]
 
-The step is the real one (`mvae_jax.train.train_step`: loss, gradients, clipping, Adam, scheduled
+The step is the real one (`mvae_jax.trainer.train_step`: loss, gradients, clipping, Adam, scheduled
 sampling as configured), jitted over all local devices. Compile time is measured apart from the
 median step time; `cpu_s_per_step` is process CPU time (the fairer figure on a shared machine);
 `gflop_per_example` / `roofline_fraction` count matrix-product FLOPs (benchmarks/flops.py) against
@@ -13,7 +13,6 @@ appends it to a file.
 import argparse
 import datetime
 import functools
-import importlib.util
 import json
 import os
 import platform
@@ -23,56 +22,33 @@ import time
 import jax
 import numpy as np
 
-from mvae_jax import config_lib, parallel, train
+from mvae_jax import config_lib, parallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import flops  # noqa: E402  pylint: disable=g-import-not-at-top
-
-
-def load_config(spec: str):
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('bench_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
-
-
-def parse_value(text: str):
-  try:
-    return eval(text, {}, {})  # numbers, tuples, True/False, None
-  except Exception:
-    return text
-
-
-def apply_overrides(config, overrides) -> None:
-  """Applies `section.field=value` strings to an unlocked config."""
-  for kv in overrides:
-    key, _, value = kv.partition('=')
-    node = config
-    *path, leaf = key.split('.')
-    for p in path:
-      node = node[p]
-    node[leaf] = parse_value(value)
+from data_pipelines import kinds
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 
 def synthetic_tokens(config, batch: int, seed: int = 0) -> np.ndarray:
   rng = np.random.default_rng(seed)
-  t = config_lib.time_steps(config.data.kind)
+  t = kinds.time_steps(config.data.kind)
   return np.stack([rng.integers(0, v, size=(batch, t)) for v in config.model.part_vocab],
                   -1).astype(np.int32)
 
 
 def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
   mesh = parallel.make_mesh()
-  model = train.create_model(config.model)
-  optimizer = train.create_optimizer(config)
+  model = run_lib.create_model(config.model)
+  optimizer = run_lib.create_optimizer(config)
   repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   tokens = synthetic_tokens(config, batch)
-  init = jax.jit(functools.partial(train.init_state, model=model, optimizer=optimizer,
+  init = jax.jit(functools.partial(run_lib.init_state, model=model, optimizer=optimizer,
                                    shape=(1,) + tokens.shape[1:]), out_shardings=repl)
   state = init(jax.random.PRNGKey(0))
   n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-  step = jax.jit(functools.partial(train.train_step, model=model, optimizer=optimizer, cfg=config),
+  step = jax.jit(functools.partial(trainer.train_step, model=model, optimizer=optimizer, cfg=config),
                  in_shardings=(repl, data, repl), out_shardings=(repl, repl), donate_argnums=0)
   b = {'tokens': jax.device_put(tokens, data)}
   rng = jax.random.PRNGKey(1)
@@ -135,10 +111,8 @@ def main(argv=None):
   ap.add_argument('--json', default=None)
   ap.add_argument('--set', nargs='*', default=[], help='section.field=value overrides')
   a = ap.parse_args(argv)
-  config = load_config(a.config)
-  with config.unlocked():
-    apply_overrides(config, a.set)
-    config.train.batch_size = a.batch
+  config = config_lib.from_file(a.config, {**config_lib.parse_overrides(a.set),
+                                           'train.batch_size': a.batch})
   result = benchmark(config, a.batch, a.steps, a.warmup)
   result['overrides'] = a.set
   emit(result, a.json)

@@ -22,5 +22,4 @@ def get_config(arg=None):
   return lib.build('melody16', PRESETS, arg)
 
 
-def sweep():
-  return [{'model.use_encoder': False}, {'train.scheduled_sampling': False}, {}]
+sweep = lib.table1_sweep  # the three Table 1 columns (see launch/sweep.py)

@@ -24,5 +24,4 @@ def get_config(arg=None):
   return lib.build('trio16', PRESETS, arg)
 
 
-def sweep():
-  return [{'model.use_encoder': False}, {'train.scheduled_sampling': False}, {}]
+sweep = lib.table1_sweep  # the three Table 1 columns (see launch/sweep.py)

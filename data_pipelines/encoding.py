@@ -20,14 +20,10 @@ import os
 import note_seq
 import numpy as np
 
+from data_pipelines import kinds as kinds_lib
 from data_pipelines import midi
-
-NO_EVENT = 0
-NOTE_OFF = 1
-NUM_SPECIAL = 2  # classes before the first note-on
-
-KINDS = ('mel_2bar', 'drums_2bar', 'mel_16bar', 'mel_32bar', 'trio_16bar')
-MODES = ('paper', 'magenta')
+from data_pipelines.kinds import (DRUM_VOCAB, NO_EVENT, NOTE_OFF, NUM_DRUM_CLASSES,
+                                  NUM_SPECIAL)
 
 # General MIDI drum pitches of the 9 drum classes (SPEC 3).
 DRUM_CLASS_PITCHES = (
@@ -41,8 +37,7 @@ DRUM_CLASS_PITCHES = (
     (49, 52, 55, 57, 58),                                            # crash
     (51, 53, 59, 82),                                                # ride
 )
-NUM_DRUM_CLASSES = len(DRUM_CLASS_PITCHES)
-DRUM_VOCAB = 2 ** NUM_DRUM_CLASSES  # 512
+assert len(DRUM_CLASS_PITCHES) == NUM_DRUM_CLASSES
 # Pitch written for each class when decoding.
 DRUM_OUTPUT_PITCHES = (36, 38, 42, 46, 45, 48, 50, 49, 51)
 # pitch -> class, -1 for pitches outside the 9 classes.
@@ -131,29 +126,25 @@ def window_spec(kind: str, mode: str = 'paper') -> WindowSpec:
     * windows unique within a file (`dedup_rows` across files is the dataset builder's job); no
       per-file cap.
   """
-  if mode not in MODES:
-    raise ValueError(f'unknown mode {mode!r}; expected one of {MODES}')
-  magenta = mode == 'magenta'
+  magenta = kinds_lib.check_mode(mode) == 'magenta'
+  k = kinds_lib.kind(kind)  # parts and length: the data contract
+  min_pitch, max_pitch = kinds_lib.PITCH_RANGE[mode]
   common = dict(
-      kind=kind, mode=mode,
-      min_pitch=21 if magenta else 0, max_pitch=108 if magenta else 127,
+      kind=kind, mode=mode, parts=k.parts, num_bars=k.num_bars,
+      steps_per_bar=kinds_lib.STEPS_PER_BAR, steps_per_quarter=kinds_lib.STEPS_PER_QUARTER,
+      min_pitch=min_pitch, max_pitch=max_pitch,
       max_track_bars=100 if magenta else None,
       dedup='part' if magenta else 'file',
       max_per_file=5 if magenta else None)
-  if kind == 'mel_2bar':
-    return WindowSpec(parts=('melody',), num_bars=2,
-                      programs=LEAD_PROGRAMS if magenta else None, **common)
-  if kind == 'drums_2bar':
-    return WindowSpec(parts=('drums',), num_bars=2, **common)
-  if kind in ('mel_16bar', 'mel_32bar'):
-    return WindowSpec(parts=('melody',), num_bars=int(kind[4:6]), **common)
-  if kind == 'trio_16bar':
-    common.update(dedup='none' if magenta else 'file', max_track_bars=None,
-                  clean_leading_off=not magenta)
-    return WindowSpec(parts=('melody', 'melody', 'drums'), num_bars=16,
-                      trio_rule='coverage' if magenta else 'rest',
-                      max_rest_steps=None if magenta else 16, **common)
-  raise ValueError(f'unknown kind {kind!r}; expected one of {KINDS}')
+  if k.parts == ('melody',):
+    # The reference's 2-bar melody model reads programs 0..31 only; its longer ones any program.
+    return WindowSpec(programs=LEAD_PROGRAMS if magenta and k.num_bars == 2 else None, **common)
+  if k.parts == ('drums',):
+    return WindowSpec(**common)
+  common.update(dedup='none' if magenta else 'file', max_track_bars=None,
+                clean_leading_off=not magenta)
+  return WindowSpec(trio_rule='coverage' if magenta else 'rest',
+                    max_rest_steps=None if magenta else kinds_lib.STEPS_PER_BAR, **common)
 
 
 def _as_spec(spec, mode=None) -> WindowSpec:

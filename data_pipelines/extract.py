@@ -25,6 +25,7 @@ import numpy as np
 from data_pipelines import encoding
 from data_pipelines import midi
 from data_pipelines import midi_fast
+from data_pipelines import kinds as kinds_lib
 
 REFERENCE_CONFIGS = {
     'mel_2bar': 'cat-mel_2bar_small',
@@ -95,17 +96,17 @@ def extract_folder(midi_dir: str, mode: str, kinds=DEFAULT_KINDS, log=print):
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('midi_dir')
-  parser.add_argument('--mode', choices=encoding.MODES, default='paper')
+  parser.add_argument('--mode', choices=kinds_lib.MODES, default='paper')
   parser.add_argument('--out', required=True, help='output .npz path')
   parser.add_argument('--kinds', default=None,
-                      help=f'comma-separated subset of {",".join(encoding.KINDS)} '
+                      help=f'comma-separated subset of {",".join(kinds_lib.KINDS)} '
                            f'(default: {",".join(DEFAULT_KINDS)})')
   parser.add_argument('--reference_names', action='store_true',
                       help='key arrays by the reference config names (reference kinds only)')
   args = parser.parse_args(argv)
   kinds = tuple(args.kinds.split(',')) if args.kinds else DEFAULT_KINDS
   for k in kinds:
-    if k not in encoding.KINDS:
+    if k not in kinds_lib.KINDS:
       parser.error(f'unknown kind {k!r}')
     if args.reference_names and k not in REFERENCE_CONFIGS:
       parser.error(f'{k} has no reference config name')

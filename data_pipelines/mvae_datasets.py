@@ -14,7 +14,8 @@ One `WindowConfig` per window kind and mode: `mel_2bar`, `drums_2bar`, `mel_16ba
 Splits `train` / `eval` by the file's content hash (10% eval); keys `<source>:<window index>`.
 The dataset info's metadata holds the vocab sizes, steps per bar, kind, mode, file and skip counts.
 
-Build with `python -m data_pipelines.build` or `data_pipelines.build.build(...)`.
+Build with `python -m data_pipelines.build` or `data_pipelines.build.build(...)`; the conversion
+they run is `data_pipelines.conversion`.
 """
 
 from __future__ import annotations
@@ -29,17 +30,11 @@ import time
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_pipelines import build as build_lib
-from data_pipelines import encoding
+from data_pipelines import conversion
+from data_pipelines import encoding, kinds
 
 
 _LOG = logging.getLogger(__name__)
-
-
-def _verbose() -> bool:
-  """Whether the command asked for library output on the console (`mvae_jax.logs.setup`)."""
-  logs = sys.modules.get('mvae_jax.logs')
-  return bool(logs and logs.is_verbose())
 
 
 _CITATION = """@inproceedings{roberts2018hierarchical,
@@ -55,7 +50,7 @@ class WindowConfig(tfds.core.BuilderConfig):
   mode: str = 'paper'
   max_per_file: int | None = None   # magenta: reference cap of 5 windows per file, seeded pick
   seed: int = 0                     # for the per-file pick
-  eval_percent: int = build_lib.EVAL_PERCENT
+  eval_percent: int = conversion.EVAL_PERCENT
   expand_repeats: bool | None = None  # folk: play out repeats (None: the mode's default)
 
 
@@ -63,7 +58,7 @@ def make_config(kind: str, mode: str = 'paper', max_per_file='default',
                 expand_repeats: bool | None = None, **kwargs) -> WindowConfig:
   spec = encoding.window_spec(kind, mode)
   cap = spec.max_per_file if max_per_file == 'default' else max_per_file
-  name = build_lib.config_name(kind, mode, expand_repeats)
+  name = conversion.config_name(kind, mode, expand_repeats)
   if cap != spec.max_per_file:
     name += f'_cap{cap}' if cap else '_all'
   desc = (f'{spec.num_bars}-bar {kind.split("_")[0]} windows, {mode} mode, tokens '
@@ -74,8 +69,8 @@ def make_config(kind: str, mode: str = 'paper', max_per_file='default',
                       expand_repeats=expand_repeats, **kwargs)
 
 
-def _configs(kinds, **kwargs):
-  return [make_config(k, m, **kwargs) for m in encoding.MODES for k in kinds]
+def _configs(window_kinds, **kwargs):
+  return [make_config(k, m, **kwargs) for m in kinds.MODES for k in window_kinds]
 
 
 class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -90,16 +85,19 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   SOURCE = ''
   BEAM_CAPABLE = False
 
-  def __init__(self, *, midi_dir=None, workers=None, timeout_s=build_lib.FILE_TIMEOUT_S,
-               memory_gb=build_lib.WORKER_MEMORY_GB, beam=False, quiet=False, filters=None,
-               **kwargs):
-    self._root = kwargs.get('data_dir') or build_lib.default_data_dir()
+  def __init__(self, *, midi_dir=None, workers=None, timeout_s=conversion.FILE_TIMEOUT_S,
+               memory_gb=conversion.WORKER_MEMORY_GB, beam=False, quiet=False, filters=None,
+               verbose=False, **kwargs):
+    """`quiet`: no progress line or report printed; `verbose`: library output (TFDS's progress
+    bars) shown on the console, as `--verbosity` asks (`data_pipelines.console`)."""
+    self._root = kwargs.get('data_dir') or conversion.default_data_dir()
     kwargs['data_dir'] = self._root
     self._midi_dir = os.path.abspath(midi_dir) if midi_dir else None
     self._workers = workers
     self._timeout_s = timeout_s
     self._memory_gb = memory_gb
     self._quiet = quiet
+    self._verbose = verbose
     self._report = None
     self.work_dir = None
     self._beam = beam
@@ -112,10 +110,10 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self._split_generators = self._beam_split_generators
 
   @property
-  def options(self) -> build_lib.ConvertOptions:
+  def options(self) -> conversion.ConvertOptions:
     """Conversion options: the config's repeat setting, the filters given to the builder."""
     cfg = self.builder_config
-    opts = build_lib.ConvertOptions.default(cfg.mode)
+    opts = conversion.ConvertOptions.default(cfg.mode)
     if cfg.expand_repeats is not None:
       opts = dataclasses.replace(opts, expand_repeats=cfg.expand_repeats)
     if self._filters is not None:
@@ -133,7 +131,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         source=self.SOURCE, kind=spec.kind, mode=spec.mode, shape=list(spec.shape),
         part_vocab=list(spec.part_vocab), parts=list(spec.parts),
         melody_vocab=spec.melody_vocab, min_pitch=spec.min_pitch, max_pitch=spec.max_pitch,
-        drum_vocab=encoding.DRUM_VOCAB, steps_per_bar=spec.steps_per_bar,
+        drum_vocab=kinds.DRUM_VOCAB, steps_per_bar=spec.steps_per_bar,
         steps_per_quarter=spec.steps_per_quarter, num_bars=spec.num_bars,
         max_per_file=cfg.max_per_file, seed=cfg.seed, eval_percent=cfg.eval_percent)
     return tfds.core.DatasetInfo(
@@ -158,12 +156,12 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     t0 = time.monotonic()
     cfg = self.builder_config
     midi_dir = self._items_dir(dl_manager)
-    ext = build_lib.extract(self.SOURCE, [cfg.kind], cfg.mode, self._root, midi_dir,
+    ext = conversion.extract(self.SOURCE, [cfg.kind], cfg.mode, self._root, midi_dir,
                             self._workers, self._timeout_s, self._memory_gb,
                             progress=not self._quiet, options=self.options)
     self.work_dir = ext.work_dir
-    sel = build_lib.select(ext, cfg.kind, cfg.max_per_file, cfg.seed, cfg.eval_percent)
-    self._report = build_lib.report(ext, {cfg.kind: sel})
+    sel = conversion.select(ext, cfg.kind, cfg.max_per_file, cfg.seed, cfg.eval_percent)
+    self._report = conversion.report(ext, {cfg.kind: sel})
     self._report['midi_dir'] = midi_dir
     self._t0 = t0
     rep = self._report
@@ -174,8 +172,8 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     splits = {s: self._generate_examples(sel, s) for s in ('train', 'eval')
               if sel.stats[s] > 0}
     if not splits:
-      raise build_lib.NothingFoundError(
-          build_lib.nothing_found_message(self.SOURCE, ext.items, midi_dir, cfg.kind))
+      raise conversion.NothingFoundError(
+          conversion.nothing_found_message(self.SOURCE, ext.items, midi_dir, cfg.kind))
     return splits
 
   def _generate_examples(self, selection, split):
@@ -191,7 +189,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def download_and_prepare(self, *args, **kwargs):
     existed = self.is_prepared() if hasattr(self, 'is_prepared') else False
-    if not existed and not (_verbose() and sys.stderr.isatty()):
+    if not existed and not (self._verbose and sys.stderr.isatty()):
       # TFDS's nested tqdm bars (writing and shuffling the examples) leave escape codes in a
       # log; our own progress line covers the slow part, the conversion.
       tfds.disable_progress_bar()
@@ -204,7 +202,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       with open(os.path.join(self.data_dir, 'build_report.json'), 'w') as f:
         json.dump(self._report, f, indent=1)
       if not self._quiet:
-        build_lib.print_report(self._report)
+        conversion.print_report(self._report)
 
   # --------------------------------------------------------------------------- Beam
 
@@ -218,7 +216,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     beam = tfds.core.lazy_imports.apache_beam
     cfg = self.builder_config
     midi_dir = self._items_dir(dl_manager)
-    items = build_lib.list_items(self.SOURCE, midi_dir)
+    items = conversion.list_items(self.SOURCE, midi_dir)
     self.info.metadata.update(midi_dir=midi_dir, num_files=len(items))
     self._t0 = time.monotonic()
     self._report = None
@@ -248,7 +246,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       out[split] = (
           examples
           | f'Split{split}' >> beam.Filter(
-              lambda w, want=want, p=cfg.eval_percent: build_lib.is_eval(w['file_id'], p) == want)
+              lambda w, want=want, p=cfg.eval_percent: conversion.is_eval(w['file_id'], p) == want)
           | f'Key{split}' >> beam.Map(lambda w: (f'{w["file_id"]}:{w["window"]}', {
               'tokens': w['tokens'], 'source': w['file_id'], 'path': w['path']})))
     return out
@@ -284,7 +282,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 def _beam_convert(item, kind, mode, options):
   beam = tfds.core.lazy_imports.apache_beam
-  res = build_lib.convert_item(item, {kind: encoding.window_spec(kind, mode)}, options)
+  res = conversion.convert_item(item, {kind: encoding.window_spec(kind, mode)}, options)
   if res['reason'] is None:
     beam.metrics.Metrics.counter('mvae', 'files_read').inc()
   else:
@@ -309,7 +307,7 @@ def _beam_windows(res, max_per_file, seed):
     return
   idx = np.arange(len(w))
   if max_per_file and len(w) > max_per_file:
-    idx = build_lib.capped(len(w), max_per_file, seed, res['file_id'])
+    idx = conversion.capped(len(w), max_per_file, seed, res['file_id'])
   for i in idx:
     yield {'file_id': res['file_id'], 'path': res['path'], 'window': int(i),
            'tokens': w[i], 'hash': res['hashes'][i].tobytes()}
@@ -326,9 +324,9 @@ class MvaeFolk(_WindowsBuilder):
   SOURCE = 'folk'
   # Repeats played out by default in paper mode; `<kind>_written` keeps the written form
   # (`_expanded`: magenta mode with repeats played out).
-  BUILDER_CONFIGS = (_configs(build_lib.FOLK_KINDS)
+  BUILDER_CONFIGS = (_configs(kinds.FOLK_KINDS)
                      + [make_config(k, m, expand_repeats=m != 'paper')
-                        for m in encoding.MODES for k in build_lib.FOLK_KINDS])
+                        for m in kinds.MODES for k in kinds.FOLK_KINDS])
 
 
 class MvaeFreedoom(_WindowsBuilder):
@@ -337,14 +335,14 @@ class MvaeFreedoom(_WindowsBuilder):
   BEAM_CAPABLE = True
   # 25% of the files: with 66 distinct songs, 10% would leave 2 songs (13 drum windows) to
   # evaluate on; 25% gives 8 songs.
-  BUILDER_CONFIGS = _configs(encoding.KINDS, eval_percent=25)
+  BUILDER_CONFIGS = _configs(kinds.KINDS, eval_percent=25)
 
 
 class MvaeMidiFolder(_WindowsBuilder):
   """Any folder of MIDI files, e.g. the Lakh MIDI dataset's `lmd_full`."""
   SOURCE = 'folder'
   BEAM_CAPABLE = True
-  BUILDER_CONFIGS = _configs(encoding.KINDS)
+  BUILDER_CONFIGS = _configs(kinds.KINDS)
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   Pass the MIDI folder as `midi_dir=` (CLI: --midi_dir) or place the files (any depth of
   sub-folders) in the manual dir (`<data_dir>/downloads/manual/`). For the Lakh MIDI dataset:

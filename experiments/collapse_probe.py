@@ -37,12 +37,12 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from mvae_jax import input_pipeline
-from mvae_jax import logs
 from mvae_jax import losses
 from mvae_jax import metrics
-from mvae_jax import train as train_lib
 from mvae_jax.models import vae as vae_lib
 from mvae_jax.models.vae import MusicVAE
+from data_pipelines import console
+from mvae_jax import run as run_lib
 
 
 def kept_steps(workdir: str) -> list[int]:
@@ -95,16 +95,17 @@ def main(argv=None) -> int:
   ap.add_argument('--steps', default='', help='comma-separated checkpoint steps (default: all)')
   ap.add_argument('--out_json', default='')
   args = ap.parse_args(argv)
-  logs.setup(args.workdir, 'collapse_probe', verbose=False)
+  console.setup(args.workdir, 'collapse_probe', verbose=False)
   steps = [int(s) for s in args.steps.split(',') if s] or kept_steps(args.workdir)
-  config, model, _, _ = train_lib.load_run(args.workdir, steps[0])
+  first = run_lib.load(args.workdir, steps[0])
+  config, model = first.config, first.model
   source = input_pipeline.get_source(config.data, 'eval')
   tokens = next(input_pipeline.eval_batches(source, global_batch=min(args.batch, len(source)),
                                             num_batches=1, process_index=0,
                                             process_count=1))['tokens']
   rows = []
   for step in steps:
-    _, _, params, _ = train_lib.load_run(args.workdir, step)
+    params = run_lib.load(args.workdir, step).params
     row = {'step': step, **probe(model, params, tokens)}
     rows.append(row)
     print(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'

@@ -34,6 +34,8 @@ for p in (ROOT, ROOT / 'experiments', ROOT / 'benchmarks'):
 
 import table1  # noqa: E402  pylint: disable=g-import-not-at-top
 from mvae_jax.machine import cpu_info  # noqa: E402  pylint: disable=g-import-not-at-top
+from mvae_jax import config_lib, evaluation
+from mvae_jax import trainer
 
 # name -> overrides of the base config. Learning rates are the initial rate of the decay.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -59,11 +61,10 @@ def slug(name: str) -> str:
 def variant_config(base: str, overrides: dict[str, Any], cpu_s_per_step: float | None,
                    cpu_minutes: float):
   name, _, preset = base.partition(':')
-  config = table1.load_family_config(pathlib.Path(name).stem, preset or 'small')
-  config = table1.apply_overrides(config, overrides)
+  config = config_lib.from_file(f'{name}:{preset or "small"}', overrides)
   if cpu_s_per_step is not None:
     steps = max(50, int(cpu_minutes * 60 / cpu_s_per_step))
-    config = table1.apply_overrides(config, {
+    config = config_lib.apply_overrides(config, {
         'train.num_steps': steps, 'train.ss_rate': table1.ss_rate_for_budget(steps),
         'loss.beta_rate': round(0.05 ** (1.0 / steps), 8),
         'train.checkpoint_every_steps': steps, 'eval.every_steps': steps,
@@ -77,8 +78,6 @@ def _time_step(config) -> dict[str, Any]:
 
 
 def run_one(name: str, args) -> dict[str, Any]:
-  from mvae_jax import eval as mvae_eval
-  from mvae_jax import train
   workdir = os.path.join(args.root, slug(name))
   out_path = os.path.join(workdir, 'learning_speed.json')
   done = table1._read_json(out_path)  # pylint: disable=protected-access
@@ -96,9 +95,9 @@ def run_one(name: str, args) -> dict[str, Any]:
   print(f'[{name}] {timing["cpu_s_per_step"]:.3f} CPU-s/step -> {config.train.num_steps} steps '
         f'(batch {config.train.batch_size})', flush=True)
   c0, t0 = time.process_time(), time.time()
-  train.train_and_evaluate(config, os.path.join(workdir, 'run'))
+  trainer.train_and_evaluate(config, os.path.join(workdir, 'run'))
   train_cpu, train_wall = time.process_time() - c0, time.time() - t0
-  res = mvae_eval.evaluate_run(os.path.join(workdir, 'run'), recon_accuracy=True,
+  res = evaluation.evaluate_run(os.path.join(workdir, 'run'), recon_accuracy=True,
                                num_batches=args.eval_num_batches, seed=0)
   m = res['metrics']
   out = {'name': name, 'overrides': {k: list(v) if isinstance(v, tuple) else v

@@ -44,11 +44,8 @@ and the second half trains (almost) free-running: k ~ 155 for 3000 steps, ~108 f
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
-import copy
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -56,6 +53,10 @@ import pathlib
 import sys
 import time
 from typing import Any, Sequence
+
+from data_pipelines import kinds
+from mvae_jax import config_lib, evaluation, schedules, trainer
+from mvae_jax import run as run_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / 'configs'
@@ -140,8 +141,8 @@ def ss_rate_for_budget(steps: int, p: float = 0.99, at: float = 0.5) -> float:
 
 
 def sampling_probability(step: float, k: float) -> float:
-  """p(step) = 1 - k / (k + exp(step / k)), in float64 (for documentation and checks)."""
-  return 1.0 / (1.0 + math.exp(-(step / k - math.log(k))))
+  """p(step) of the inverse-sigmoid schedule with rate k (`schedules.sampling_probability`)."""
+  return float(schedules.sampling_probability(step, rate=k))
 
 
 def column_overrides(family: str, column: str, *, baseline_ss: bool,
@@ -154,70 +155,22 @@ def column_overrides(family: str, column: str, *, baseline_ss: bool,
     if column == 'hier':
       return {'model.decoder': 'hier', 'model.use_encoder': True,
               'train.scheduled_sampling': True}
-  else:
+  elif column in config_lib.TABLE1_COLUMNS:
+    fields = dict(config_lib.TABLE1_COLUMNS[column])
     if column == 'baseline':
-      return {'model.use_encoder': False, 'train.scheduled_sampling': bool(baseline_ss)}
-    if column == 'vae':
-      return {'model.use_encoder': True, 'train.scheduled_sampling': False}
-    if column == 'vae_ss':
-      return {'model.use_encoder': True, 'train.scheduled_sampling': True}
+      fields['train.scheduled_sampling'] = bool(baseline_ss)
+    return fields
   raise ValueError(f'unknown column {column!r} for {family}; choose from '
                    f'{FAMILIES[family]["columns"]}')
 
 
 # ----------------------------------------------------------------------------- configs
 
-def load_family_config(config_name: str, preset: str):
-  """`configs/<config_name>.py` with `get_config(preset)`: a locked ConfigDict."""
-  path = CONFIG_DIR / f'{config_name}.py'
-  spec = importlib.util.spec_from_file_location(f'table1_cfg_{config_name}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
-
-
-def parse_value(text: str) -> Any:
-  """`--set` values: Python literals (1e-3, (256, 256), None, True), else the raw string."""
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def parse_sets(items: Sequence[str] | None) -> dict[str, Any]:
-  out = {}
-  for item in items or ():
-    key, sep, value = item.partition('=')
-    if not sep or '.' not in key:
-      raise SystemExit(f'error: --set expects section.field=value, got {item!r}')
-    out[key.strip()] = parse_value(value.strip())
-  return out
-
-
-def apply_overrides(config, overrides: dict[str, Any]):
-  """A copy of `config` with dotted overrides; unknown fields are an error. Returns it locked."""
-  config = copy.deepcopy(config)
-  with config.unlocked():
-    for key, value in overrides.items():
-      node = config
-      *path, leaf = key.split('.')
-      for p in path:
-        if p not in node:
-          raise KeyError(f'unknown config field {key!r}')
-        node = node[p]
-      if leaf not in node:
-        raise KeyError(f'unknown config field {key!r}')
-      if isinstance(value, list):
-        value = tuple(value)
-      node[leaf] = value
-  return config.lock()
-
-
 def column_config(family: str, column: str, *, preset: str, steps: int | None,
                   ss_rate: float | None, sets: dict[str, Any], baseline_ss: bool,
                   flat_dec_sizes: tuple[int, ...]):
   """(config, steps, ss_rate) of one column: preset -> budget -> --set -> the column's fields."""
-  base = load_family_config(FAMILIES[family]['config'], preset)
+  base = config_lib.from_file(f"{FAMILIES[family]['config']}:{preset}")
   budget = int(steps if steps is not None else sets.get('train.num_steps', base.train.num_steps))
   if ss_rate is None:
     ss_rate = sets.get('train.ss_rate', ss_rate_for_budget(budget))
@@ -225,15 +178,14 @@ def column_config(family: str, column: str, *, preset: str, steps: int | None,
   overrides = {**sets, 'train.num_steps': budget, 'train.ss_rate': rate}
   overrides.update(column_overrides(family, column, baseline_ss=baseline_ss,
                                     flat_dec_sizes=flat_dec_sizes))
-  return apply_overrides(base, overrides), budget, rate
+  return config_lib.apply_overrides(base, overrides), budget, rate
 
 
 def check_resumable(config, workdir: str) -> None:
   """Refuses a run directory whose saved config differs in more than the step budget."""
-  from mvae_jax import config_lib
   if not os.path.exists(os.path.join(workdir, 'config.json')):
     return
-  old = config_lib.as_plain(config_lib.load_config(workdir))
+  old = config_lib.as_plain(run_lib.load_config(workdir))
   new = config_lib.as_plain(config)
   diff = {}
   for section in ('model', 'data', 'loss', 'optim', 'train'):
@@ -279,9 +231,8 @@ def count_params(model_cfg, kind: str) -> dict[str, int]:
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from mvae_jax import config_lib, train
-  model = train.create_model(model_cfg)
-  shape = (1, config_lib.time_steps(kind), len(model_cfg.part_vocab))
+  model = run_lib.create_model(model_cfg)
+  shape = (1, kinds.time_steps(kind), len(model_cfg.part_vocab))
   variables = jax.eval_shape(lambda: model.init(
       {'params': jax.random.PRNGKey(0), 'z': jax.random.PRNGKey(1),
        'sample': jax.random.PRNGKey(2)}, jnp.zeros(shape, jnp.int32)))
@@ -295,18 +246,17 @@ def count_params(model_cfg, kind: str) -> dict[str, int]:
 
 def evaluate_column(workdir: str, step: int, eval_opts: dict[str, Any]) -> dict[str, Any]:
   """evaluate_run at `step`, cached in <workdir>/table1_eval_<step>.json (same options only)."""
-  from mvae_jax import eval as mvae_eval
   path = os.path.join(workdir, f'table1_eval_{step}.json')
   cached = _read_json(path)
   if cached is not None and cached.get('table1_eval_options') == eval_opts:
     cached['cached'] = True
     return cached
-  results = mvae_eval.evaluate_run(workdir, step=step, recon_accuracy=True,
+  results = evaluation.evaluate_run(workdir, step=step, recon_accuracy=True,
                                    num_batches=eval_opts['num_batches'],
                                    batch_size=eval_opts['batch_size'] or None,
                                    seed=eval_opts['seed'])
   results['table1_eval_options'] = eval_opts
-  mvae_eval.write_json(results, path)
+  evaluation.write_json(results, path)
   results['cached'] = False
   return results
 
@@ -335,7 +285,7 @@ def run_column(family: str, column: str, config, workdir: str, eval_opts: dict[s
                log=print) -> tuple[dict[str, Any], str]:
   """Trains (or resumes, or skips) one column and evaluates it. Returns (JSON entry, action)
   with action one of 'trained', 'resumed', 'evaluated' (training was complete) or 'cached'."""
-  from mvae_jax import input_pipeline, train
+  from mvae_jax import input_pipeline
   workdir = os.path.abspath(workdir)
   budget = int(config.train.num_steps)
   check_resumable(config, workdir)
@@ -358,7 +308,7 @@ def run_column(family: str, column: str, config, workdir: str, eval_opts: dict[s
     t0 = time.time()
     start = kept[-1] if kept else 0
     try:
-      train.train_and_evaluate(config, workdir)
+      trainer.train_and_evaluate(config, workdir)
     finally:  # an interrupted session's time counts too (its unsaved steps are redone)
       elapsed = time.time() - t0
       timing['train_wall_s'] = round(timing['train_wall_s'] + elapsed, 2)
@@ -743,7 +693,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if bad:
       raise SystemExit(f'error: unknown columns {bad} for {family}; choose from {columns}')
     columns = tuple(c for c in columns if c in wanted)
-  sets = parse_sets(args.set)
+  try:
+    sets = config_lib.parse_overrides(args.set)
+  except config_lib.ConfigError as e:
+    raise SystemExit(f'error: --set: {e}') from e
   out_md = args.out_md or os.path.join(os.path.dirname(args.out_json) or '.',
                                        f'table1_{family}.md')
   eval_opts = {'num_batches': args.eval_num_batches, 'batch_size': args.eval_batch_size,

@@ -7,17 +7,11 @@ r"""Expands a config file's `sweep()` into training runs, one `--config.x=y` set
 the name is made from its overrides. Runs go one after another; each resumes if it was interrupted.
 """
 import argparse
-import importlib.util
 import shlex
 import subprocess
 import sys
 
-
-def _load(path: str):
-  spec = importlib.util.spec_from_file_location('sweep_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from mvae_jax import config_lib
 
 
 def run_name(i: int, overrides: dict) -> str:
@@ -27,7 +21,7 @@ def run_name(i: int, overrides: dict) -> str:
 
 def commands(config: str, workdir: str, launcher: str, extra: list[str]) -> list[list[str]]:
   path = config.split(':', 1)[0]
-  module = _load(path)
+  module = config_lib.config_module(path)
   if not hasattr(module, 'sweep'):
     raise SystemExit(f'{path} defines no sweep()')
   out = []

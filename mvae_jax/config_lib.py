@@ -11,32 +11,26 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import ml_collections
 import numpy as np
 
-MODIFIERS = ('baseline', 'no_ss')
+from data_pipelines import kinds
 
-# Output classes per part for each window kind, by data mode. Drums always have 512 classes.
-_MELODY_VOCAB = {'paper': 130, 'magenta': 90}
-
-
-def part_vocab(kind: str, mode: str) -> tuple[int, ...]:
-  mel = _MELODY_VOCAB[mode]
-  if kind == 'drums_2bar':
-    return (512,)
-  if kind == 'trio_16bar':
-    return (mel, mel, 512)
-  return (mel,)
-
-
-def part_is_drums(kind: str) -> tuple[bool, ...]:
-  if kind == 'drums_2bar':
-    return (True,)
-  if kind == 'trio_16bar':
-    return (False, False, True)
-  return (False,)
+# Modifiers after a preset's name (`small,baseline`): the config fields each one sets.
+MODIFIERS = {
+    'baseline': {'model.use_encoder': False},            # Table 1's decoder-only baseline
+    'no_ss': {'train.scheduled_sampling': False},        # teacher forcing only
+}
+# The three columns of the paper's Table 1 as config fields (`table1_sweep`, experiments/table1.py).
+TABLE1_COLUMNS = {
+    'baseline': MODIFIERS['baseline'],
+    'vae': {'model.use_encoder': True, **MODIFIERS['no_ss']},
+    'vae_ss': {'model.use_encoder': True, 'train.scheduled_sampling': True},
+}
+# The configs/ folder of this checkout: `from_file('melody2:small')` finds its files there.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -104,15 +98,17 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _apply(c: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
+def _set(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> None:
+  """Sets {'section.field': value} on an unlocked config; a field it lacks is a ConfigError."""
+  known = leaves(config)
   for key, value in overrides.items():
-    node = c
+    if key not in known:
+      raise ConfigError(unknown_field_message(key, config))
+    node = config
     *path, leaf = key.split('.')
     for p in path:
       node = node[p]
-    if leaf not in node:
-      raise KeyError(f'preset sets unknown config field {key!r}')
-    node[leaf] = value
+    node[leaf] = tuple(value) if isinstance(value, list) else value
 
 
 def build(family: str, presets: dict[str, dict[str, Any]], arg: str | None,
@@ -134,21 +130,90 @@ def build(family: str, presets: dict[str, dict[str, Any]], arg: str | None,
     raise ValueError(f'unknown preset {preset!r} for {family}; choose one of {choices}')
   for m in mods:
     if m not in MODIFIERS:
-      raise ValueError(f'unknown modifier {m!r}; choose from {MODIFIERS}')
+      raise ValueError(f'unknown modifier {m!r}; choose from {tuple(MODIFIERS)}')
   c = base_config()
   c.family = family
   c.preset = ','.join(names)
-  _apply(c, copy.deepcopy(presets.get('common', {})))
-  _apply(c, copy.deepcopy(presets[preset]))
-  c.model.part_vocab = part_vocab(c.data.kind, c.data.mode)
-  c.model.part_is_drums = part_is_drums(c.data.kind)
+  _set(c, copy.deepcopy(presets.get('common', {})))
+  _set(c, copy.deepcopy(presets[preset]))
+  c.model.part_vocab = kinds.part_vocab(c.data.kind, c.data.mode)
+  c.model.part_is_drums = kinds.part_is_drums(c.data.kind)
   if c.data.kind == 'drums_2bar':
     c.data.augment = False
-  if 'baseline' in mods:
-    c.model.use_encoder = False
-  if 'no_ss' in mods:
-    c.train.scheduled_sampling = False
+  for m in mods:
+    _set(c, MODIFIERS[m])
   return c.lock()
+
+
+def table1_sweep() -> list[dict[str, Any]]:
+  """The three Table 1 columns as a config file's `sweep()` (see launch/sweep.py)."""
+  return [dict(fields) for fields in TABLE1_COLUMNS.values()]
+
+
+# ----------------------------------------------------------------------------- loading
+
+def config_path(spec: str) -> str:
+  """The file of `spec`'s config part: `configs/melody2.py` (a path) or `melody2` (a family in
+  `CONFIG_DIR`)."""
+  name = spec.partition(':')[0]
+  if name.endswith('.py') or os.sep in name:
+    return os.path.abspath(name)
+  return os.path.join(CONFIG_DIR, f'{name}.py')
+
+
+def config_module(spec: str) -> Any:
+  """The config file of `spec` as a module (its `get_config`, `PRESETS`, `sweep`)."""
+  import importlib.util
+  path = config_path(spec)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no config file {path}')
+  stem = os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(f'mvae_config_{stem}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def from_file(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """`configs/melody2.py:small,baseline` (or `melody2:small`) with dotted `overrides` applied.
+
+  What `--config=<spec> --config.a.b=v` gives on a command line; returns a locked config. An
+  override naming no field is a ConfigError (with a suggestion).
+  """
+  arg = spec.partition(':')[2]
+  config = config_module(spec).get_config(arg or None)
+  return apply_overrides(config, overrides or {})
+
+
+def parse_value(text: str) -> Any:
+  """A value written on a command line: a Python literal (1e-3, (256, 256), None, True), else
+  the text itself (a path, a name). Never evaluates anything but literals."""
+  import ast
+  try:
+    value = ast.literal_eval(text.strip())
+  except (ValueError, SyntaxError):
+    return text
+  return tuple(value) if isinstance(value, list) else value
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+  """`['train.num_steps=500', 'model.dec_sizes=(64,)']` -> {'train.num_steps': 500, ...}."""
+  out = {}
+  for item in items or ():
+    key, sep, value = item.partition('=')
+    if not sep or '.' not in key:
+      raise ConfigError(f'expected section.field=value, got {item!r}')
+    out[key.strip()] = parse_value(value)
+  return out
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A locked copy of `config` with {'section.field': value} applied (lists become tuples)."""
+  config = copy.deepcopy(config)
+  with config.unlocked():
+    _set(config, overrides)
+  return config.lock()
 
 
 # Size tables shared by the config files; each file adds what is particular to it.
@@ -234,17 +299,6 @@ SMOKE = {
 HIER_SMOKE = {**SMOKE, 'model.decoder': 'hier', 'model.num_segments': 16}
 
 
-_TIME_STEPS = {'mel_2bar': 32, 'drums_2bar': 32, 'mel_16bar': 256, 'mel_32bar': 512,
-               'trio_16bar': 256}
-
-
-def time_steps(kind: str) -> int:
-  """Sixteenth-note steps of a window kind."""
-  if kind not in _TIME_STEPS:
-    raise ValueError(f'unknown window kind {kind!r}; choose from {sorted(_TIME_STEPS)}')
-  return _TIME_STEPS[kind]
-
-
 def as_plain(node: Any) -> Any:
   """ConfigDict / lists -> dicts / tuples, for comparison and for model constructors."""
   if isinstance(node, (ml_collections.ConfigDict, dict)):
@@ -254,42 +308,17 @@ def as_plain(node: Any) -> Any:
   return node
 
 
-def model_kwargs(model_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`config.model` as the MusicVAE constructor's keyword arguments."""
-  return as_plain(model_cfg)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The resolved config a run directory was trained with (`<workdir>/config.json`)."""
-  import json
-  import os
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: {workdir} is not a mvae_jax run directory')
-  with open(path) as f:
-    raw = json.load(f)
-  # A run written before a field existed gets the field's default, which is what it ran with
-  # (e.g. model.forget_bias), so it still loads and resumes.
-  for section, fields in base_config().items():
-    if isinstance(fields, ml_collections.ConfigDict) and isinstance(raw.get(section), dict):
-      for key, value in fields.items():
-        raw[section].setdefault(key, value)
-  c = ml_collections.ConfigDict(as_plain(raw))
-  return c.lock()
-
-
 # ----------------------------------------------------------------------------- validation
 
 class ConfigError(ValueError):
   """A config value that cannot work; the message is one line naming the field."""
 
 
-SOURCES = ('folk', 'freedoom', 'folder')
-FOLK_KINDS = ('mel_2bar', 'mel_16bar', 'mel_32bar')
-_FAMILY_OF_KIND = {'mel_2bar': 'melody2', 'drums_2bar': 'drums2', 'mel_16bar': 'melody16',
+# The config family (configs/<family>.py) made for each window kind.
+FAMILY_OF_KIND = {'mel_2bar': 'melody2', 'drums_2bar': 'drums2', 'mel_16bar': 'melody16',
                    'mel_32bar': 'melody32', 'trio_16bar': 'trio16'}
 _CHOICES = {
-    'data.source': SOURCES, 'data.kind': tuple(_TIME_STEPS), 'data.mode': tuple(_MELODY_VOCAB),
+    'data.source': kinds.SOURCES, 'data.kind': kinds.KINDS, 'data.mode': kinds.MODES,
     'model.decoder': ('flat', 'hier'), 'model.sigma_param': ('softplus', 'exp2'),
     'model.dtype': ('float32', 'bfloat16', 'float16'), 'model.drum_input': ('roll', 'one_hot'),
 }
@@ -310,13 +339,13 @@ _UPPER = {'loss.beta_rate': 1.0, 'optim.decay_rate': 1.0}
 _SIZE_LISTS = ('model.enc_sizes', 'model.dec_sizes', 'model.conductor_sizes')
 
 
-def _leaves(node: Any, prefix: str = '') -> dict[str, Any]:
+def leaves(node: Any, prefix: str = '') -> dict[str, Any]:
   """{'section.field': value} of a (nested) ConfigDict."""
   out = {}
   for k, v in node.items():
     key = f'{prefix}{k}'
     if isinstance(v, (ml_collections.ConfigDict, dict)):
-      out.update(_leaves(v, key + '.'))
+      out.update(leaves(v, key + '.'))
     else:
       out[key] = v
   return out
@@ -349,7 +378,7 @@ def _type_name(default: Any) -> str:
 def unknown_field_message(path: str, known: Any = None) -> str:
   """`unknown config field train.batchsize; did you mean train.batch_size?`"""
   import difflib
-  fields = sorted(_leaves(known if known is not None else base_config()))
+  fields = sorted(leaves(known if known is not None else base_config()))
   close = difflib.get_close_matches(path, fields, n=1, cutoff=0.6)
   if not close:  # match the last part alone: `train.batchsize` -> any `*.batch_size`
     leaf = path.rsplit('.', 1)[-1]
@@ -370,8 +399,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   decoder's segments; the folder source's `midi_dir`; both batch sizes against the device and
   process counts.
   """
-  defaults = _leaves(base_config())
-  values = _leaves(config)
+  defaults = leaves(base_config())
+  values = leaves(config)
   for path in values:
     if path not in defaults:
       raise ConfigError(unknown_field_message(path))
@@ -398,7 +427,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   if not data.shift_min <= 0 <= data.shift_max:
     raise ConfigError(f'data.shift_min {data.shift_min} and data.shift_max {data.shift_max} must '
                       'include 0 (no transposition)')
-  if data.source == 'folk' and data.kind not in FOLK_KINDS:
+  if data.source == 'folk' and data.kind not in kinds.FOLK_KINDS:
     raise ConfigError(f'data.source=folk has melodies only; data.kind {data.kind!r} needs '
                       "data.source=freedoom or folder")
   if data.source == 'folder':
@@ -409,10 +438,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
   init_from = config.train.get('init_from', '')
   if init_from and not os.path.isfile(os.path.join(init_from, 'config.json')):
     raise ConfigError(f'train.init_from {init_from} is not a run directory (no config.json there)')
-  want_vocab, want_drums = part_vocab(data.kind, data.mode), part_is_drums(data.kind)
+  want_vocab, want_drums = kinds.part_vocab(data.kind, data.mode), kinds.part_is_drums(data.kind)
   if tuple(model.part_vocab) != want_vocab or tuple(model.part_is_drums) != want_drums:
-    made_for = _FAMILY_OF_KIND.get(data.kind)
-    if config.family and _FAMILY_OF_KIND.get(data.kind) != config.family:
+    made_for = FAMILY_OF_KIND.get(data.kind)
+    if config.family and FAMILY_OF_KIND.get(data.kind) != config.family:
       raise ConfigError(
           f'data.kind {data.kind!r} does not fit this {config.family} config (its model is made '
           f'for {_kind_of_family(config.family)} windows); use configs/{made_for}.py')
@@ -420,9 +449,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
         f'data.kind {data.kind!r} with data.mode {data.mode!r} needs model.part_vocab '
         f'{want_vocab}, but the config has {tuple(model.part_vocab)}; set data.mode in the preset '
         'rather than on the command line')
-  if model.decoder == 'hier' and time_steps(data.kind) % model.num_segments:
+  if model.decoder == 'hier' and kinds.time_steps(data.kind) % model.num_segments:
     raise ConfigError(f'model.num_segments {model.num_segments} does not divide the '
-                      f'{time_steps(data.kind)} steps of {data.kind} windows')
+                      f'{kinds.time_steps(data.kind)} steps of {data.kind} windows')
   for path in ('train.batch_size', 'eval.batch_size'):
     batch = values[path]
     if batch % num_devices:
@@ -433,54 +462,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
 
 
 def _kind_of_family(family: str) -> str:
-  return {v: k for k, v in _FAMILY_OF_KIND.items()}.get(family, '?')
+  return {v: k for k, v in FAMILY_OF_KIND.items()}.get(family, '?')
 
 
-def check_overrides(argv: list[str]) -> str | None:
-  """The problem with the first `--config.<field>=` argument that names no config field, or None."""
-  known = _leaves(base_config())
-  sections = {p.split('.', 1)[0] for p in known}
-  for arg in argv[1:]:
-    if not arg.startswith('--config.'):
-      continue
-    path = arg[len('--config.'):].split('=', 1)[0]
-    if path not in known and path not in sections:
-      return unknown_field_message(path)
-  return None
-
-
-def cli_flags_parser(argv: list[str]) -> list[str]:
-  """`app.run(main, flags_parser=cli_flags_parser)`: a bad command line or config file ends in
-  one `error:` line on stderr and exit status 2 instead of a traceback."""
-  import sys
-  from absl import flags
-  problem = check_overrides(argv)
-  if problem is None:
-    try:
-      rest = flags.FLAGS(argv)
-    except Exception as e:  # pylint: disable=broad-except
-      problem = _flag_error(e)
-    else:
-      try:  # a config file that failed to load only says so when first used
-        if 'config' in flags.FLAGS and flags.FLAGS.config is not None:
-          list(flags.FLAGS.config.keys())
-        return rest
-      except Exception as e:  # pylint: disable=broad-except
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        problem = f'cannot load the config file: {lines[-1] if lines else type(e).__name__}'
-  print(f'error: {problem}', file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
-def _flag_error(e: BaseException) -> str:
-  """One line from absl / ml_collections' parse errors (which carry the cause in a chain)."""
-  msg = str(e).strip()
-  cause = e.__cause__ or e.__context__
-  if cause is not None and str(cause).strip() and str(cause).strip() not in msg:
-    msg += f' ({str(cause).strip()})'
-  lines = [line.strip() for line in msg.splitlines() if line.strip()]
-  if any(line.startswith('Traceback') for line in lines):  # a config file that raised: its last line
-    head = next(line for line in lines if not line.startswith('Traceback'))
-    head = head.split('Traceback', 1)[0].rstrip(' :')
-    lines = [head, lines[-1]]
-  return ': '.join(lines)[:400] if len(lines) == 2 else ' '.join(lines)[:400]

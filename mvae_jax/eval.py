@@ -1,393 +1,69 @@
 r"""Table 1 metrics of a trained run: `python -m mvae_jax.eval --workdir=runs/mel2 --recon_accuracy`.
 
-Loads `<workdir>/config.json` and the latest (or `--checkpoint_step`) Orbax checkpoint, runs the
-eval split (`--split`) and reports the paper's Table 1 metrics, per instrument for trios:
-
-  next_accuracy          "Next": teacher forced, z drawn from q(z|x).
-  recon_accuracy         "Recon", the reference's variant: the decoder runs free on its own tokens
-                         sampled at temperature 1 (the training forward with p_sample = 1), z drawn
-                         from q(z|x). The hierarchical decoder gets the ground-truth last token of
-                         the previous segment at each segment start, as in the reference's eval.
-  recon_greedy_accuracy  "Recon" as a user means it: z = mu, argmax fed back, and the hierarchical
-                         decoder feeds its own last token across segment starts (`decode`).
-  kl                     KL(q(z|x) || N(0, I)) in nats, before free bits, mean per example.
-  *_event_accuracy       the same accuracy over the steps whose target is not NO_EVENT (class 0,
-                         "hold" / "no hit"), so a model that only predicts "hold" cannot look good;
-  *_class_accuracy       the mean over the classes other than NO_EVENT of each class's accuracy.
-  majority_accuracy      what always predicting the split's most common class would score: the
-                         level every accuracy above has to beat.
-
-Baseline runs (`model.use_encoder=False`) have no KL; their Recon is free-running generation
-(sampled at temperature 1, and greedy) scored against the targets.
-
-With `--recon_accuracy` the free-running metrics are computed too (slower). Batches are sharded
-over every device like training; sums (numerators and denominators) are added over batches and
-divided once, with padding rows of the last batch masked out. A fixed `--seed` gives the same
-numbers every time. Results are printed as a Table 1 row and written as JSON to `--output`
-(default `<workdir>/eval_<step>.json`). The work is in `evaluate_run(workdir, ...)`.
+The command line only; the metrics, their names and the evaluation step are
+`mvae_jax.evaluation` (`evaluate_run(workdir, ...)`). Prints every metric, then a row in the
+layout of the paper's Table 1, then writes the JSON (default `<workdir>/eval_<step>.json`).
 """
 from __future__ import annotations
 
-import functools
-import json
-import math
 import os
-import sys
-import time
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
-from mvae_jax import checkpoints, config_lib, input_pipeline, logs, losses, metrics, parallel, train
-from mvae_jax.models import MusicVAE, default_part_names
-
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint whose parameters do not fit the model its run's config.json describes."""
-
-
-# ----------------------------------------------------------------------------- loading
-
-def _shape_tree(tree: Any) -> dict[str, tuple[int, ...]]:
-  """{'encoder/fwd_0/kernel': shape, ...} of a nested dict of arrays / array metadata."""
-  out = {}
-
-  def visit(node, prefix):
-    if isinstance(node, dict) or hasattr(node, 'items') and not hasattr(node, 'shape'):
-      for k, v in node.items():
-        visit(v, f'{prefix}/{k}' if prefix else str(k))
-    else:
-      out[prefix] = tuple(getattr(node, 'shape', ()) or ())
-  visit(tree, '')
-  return out
-
-
-def _stored_param_shapes(workdir: str, step: int) -> dict[str, tuple[int, ...]] | None:
-  """Parameter shapes saved in a checkpoint (from Orbax metadata, nothing loaded), or None
-  when the metadata cannot be read."""
-  import orbax.checkpoint as ocp
-  path = os.path.join(workdir, 'checkpoints', str(step), 'state')
-  try:
-    with ocp.StandardCheckpointer() as checkpointer:
-      meta = checkpointer.metadata(path)
-  except Exception:  # pylint: disable=broad-except
-    return None
-  tree = getattr(meta, 'item_metadata', meta)
-  tree = getattr(tree, 'tree', tree)
-  params = tree.get('params') if hasattr(tree, 'get') else None
-  return None if params is None else _shape_tree(params)
-
-
-def load_checkpoint(workdir: str, step: int | None = None) -> tuple[Any, MusicVAE, Any, int]:
-  """(config, model, params, step) of a run directory's latest (or given) checkpoint.
-
-  Raises:
-    FileNotFoundError: no config.json, no checkpoint, or no checkpoint for `step`.
-    checkpoints.DamagedCheckpointError: `step` (or every checkpoint) fails its checksums, cannot
-      be restored or holds non-finite values. Without `step`, a damaged newest checkpoint is
-      reported on stderr in one line and the newest healthy one is used.
-    CheckpointMismatchError: the checkpoint's parameters do not have the shapes that
-      config.json's model section gives (e.g. a config.json edited or copied from another run).
-  """
-  workdir = os.path.abspath(workdir)
-  config = config_lib.load_config(workdir)  # FileNotFoundError with a clear message
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
-  steps = []
-  if os.path.isdir(ckpt_dir):
-    steps = sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
-  if not steps:
-    raise FileNotFoundError(f'{workdir} holds no checkpoint (nothing in {ckpt_dir}): train it '
-                            'first with python -m mvae_jax.train')
-  asked = step
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise FileNotFoundError(f'{workdir} has no checkpoint for step {step}; available: {steps}')
-  try:
-    model = train.create_model(config.model)
-    shape = (1, config_lib.time_steps(config.data.kind), len(config.model.part_vocab))
-    expected = jax.eval_shape(
-        lambda: model.init({'params': jax.random.PRNGKey(0), 'z': jax.random.PRNGKey(1),
-                            'sample': jax.random.PRNGKey(2)}, jnp.zeros(shape, jnp.int32)))
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointMismatchError(f'{workdir}/config.json does not describe a valid model: '
-                                  f'{type(e).__name__}: {e}') from e
-  want = _shape_tree(expected['params'])
-  have = _stored_param_shapes(workdir, step)
-  if have is not None and have != want:
-    raise CheckpointMismatchError(_mismatch_message(workdir, step, want, have))
-  try:
-    # Without an explicit step, a damaged newest checkpoint is reported and the previous used.
-    config, model, params, step = train.load_run(workdir, asked)
-  except (FileNotFoundError, CheckpointMismatchError, checkpoints.DamagedCheckpointError):
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointMismatchError(
-        f'{workdir}/checkpoints/{step} cannot be restored for the model in {workdir}/config.json '
-        f'(did the config change after training?): {type(e).__name__}: {str(e)[:500]}') from e
-  return config, model, params, step
-
-
-def _mismatch_message(workdir, step, want, have) -> str:
-  lines = []
-  for k in sorted(set(want) | set(have)):
-    if want.get(k) != have.get(k):
-      lines.append(f'  {k}: config.json {want.get(k, "(absent)")}, checkpoint '
-                   f'{have.get(k, "(absent)")}')
-  shown = '\n'.join(lines[:8]) + (f'\n  ... and {len(lines) - 8} more' if len(lines) > 8 else '')
-  return (f'the checkpoint {workdir}/checkpoints/{step} does not match the model in '
-          f'{workdir}/config.json (was config.json changed or copied from another run?). '
-          f'Parameter shapes that differ:\n{shown}')
-
-
-# ----------------------------------------------------------------------------- the metrics
-
-def eval_sums(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *, model: MusicVAE,
-              recon_accuracy: bool) -> dict[str, Any]:
-  """Sums over one global batch; padding rows (weight 0) count nothing.
-
-  Returns {'next', 'recon', 'recon_greedy': `metrics.accuracy_counts` dicts,
-  'kl', 'recon_loss', 'examples': float32 scalars (weighted sums)}.
-  """
-  tokens, w = batch['tokens'], batch['weights']
-  size, steps = tokens.shape[:2]
-  lengths = jnp.where(w > 0, steps, 0).astype(jnp.int32)  # masks whole padding rows
-  k_z, k_sample, k_free = jax.random.split(rng, 3)
-  variables = {'params': params}
-  logits, aux = model.apply(variables, tokens, p_sample=0.0, rngs={'z': k_z, 'sample': k_sample})
-  out = {'next': metrics.accuracy_counts(logits, tokens, lengths),
-         'recon_loss': jnp.sum(losses.reconstruction_loss(logits, tokens) * w),
-         'examples': jnp.sum(w)}
-  if aux.get('mu') is not None:
-    out['kl'] = jnp.sum(losses.kl_divergence(aux['mu'], aux['sigma']) * w)
-  if recon_accuracy:
-    decode = functools.partial(model.apply, variables, batch_size=size, time=steps,
-                               method=MusicVAE.decode)
-    if aux.get('mu') is not None:
-      # Same z draw as above (same 'z' key); every fed-back token sampled at temperature 1.
-      sampled, _ = model.apply(variables, tokens, p_sample=1.0,
-                               rngs={'z': k_z, 'sample': k_free})
-      _, greedy = decode(aux['mu'], greedy=True)
-    else:
-      _, sampled = decode(None, temperature=1.0, rngs={'sample': k_free})
-      _, greedy = decode(None, greedy=True)
-    out['recon'] = metrics.accuracy_counts(sampled, tokens, lengths)
-    out['recon_greedy'] = metrics.accuracy_counts(greedy, tokens, lengths)
-  return out
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_eval_sums(model: MusicVAE, recon_accuracy: bool, mesh: Any) -> Any:
-  """One jitted `eval_sums` per (model, variant, mesh), so evaluating several checkpoints of a
-  run compiles once."""
-  repl, data_sh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  return jax.jit(functools.partial(eval_sums, model=model, recon_accuracy=recon_accuracy),
-                 in_shardings=(repl, data_sh, repl), out_shardings=repl)
-
-
-def _finite_or_none(v: float) -> float | None:
-  return None if v is None or not math.isfinite(v) else float(v)
-
-
-def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool = True,
-                 num_batches: int = 0, batch_size: int | None = None, seed: int = 0,
-                 split: str = 'eval', mesh: Any = None, verbose: bool = False) -> dict[str, Any]:
-  """Table 1 metrics of a run's checkpoint on a split.
-
-  Args:
-    workdir: run directory (config.json + checkpoints/).
-    step: checkpoint step; None = the latest.
-    recon_accuracy: also the free-running metrics (recon_accuracy, recon_greedy_accuracy).
-    num_batches: global batches to evaluate; 0 = the whole split.
-    batch_size: global batch (default config.eval.batch_size); a multiple of the device count.
-    seed: RNG seed of z and of the sampled tokens; batch i uses fold_in(seed, i).
-    split: 'eval' (held out) or 'train'.
-    mesh: device mesh (default: every device).
-  Returns:
-    {'workdir', 'step', 'split', 'family', 'preset', 'kind', 'mode', 'baseline', 'parts',
-     'examples', 'batch_size', 'devices', 'seed', 'seconds', 'metrics': {name: float or None}}.
-    Metric names: '<group>_<accuracy|event_accuracy|class_accuracy>' with group next, recon,
-    recon_greedy, plus '/<part>' per trio part; 'kl' (nats, None for a baseline) and
-    'recon_loss' (teacher-forced cross-entropy, nats per example).
-  """
-  t0 = time.time()
-  config, model, params, step = load_checkpoint(workdir, step)
-  mesh = parallel.make_mesh() if mesh is None else mesh
-  batch_size_given = bool(batch_size)
-  batch_size = int(batch_size or config.eval.batch_size)
-  parallel.check_batch(batch_size, mesh, '--batch_size' if batch_size_given else
-                       f'--batch_size (the default is {workdir}/config.json\'s eval.batch_size)')
-  source = input_pipeline.get_source(config.data, split)
-  params = jax.device_put(params, parallel.replicated(mesh))
-  step_fn = _jitted_eval_sums(model, recon_accuracy, mesh)
-  rng = jax.random.PRNGKey(seed)
-  total = None
-  num = -(-len(source) // batch_size)
-  if num_batches:
-    num = min(num, num_batches)
-  vocab = tuple(config.model.part_vocab)
-  class_counts = [np.zeros(v, np.int64) for v in vocab]  # targets per class, for the majority level
-  for i, local in enumerate(input_pipeline.eval_batches(source, global_batch=batch_size,
-                                                        num_batches=num_batches)):
-    real = local['tokens'][local['weights'] > 0]
-    for p, v in enumerate(vocab):
-      class_counts[p] += np.bincount(real[..., p].ravel(), minlength=v)
-    sums = step_fn(params, parallel.global_batch_array(local, mesh), jax.random.fold_in(rng, i))
-    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-    if verbose and logs.is_terminal(sys.stderr):
-      print(f'\rbatch {i + 1}/{num}', end='', file=sys.stderr, flush=True)
-  if verbose and logs.is_terminal(sys.stderr):
-    print(file=sys.stderr)
-  total = jax.device_get(total)
-  names = default_part_names(tuple(config.model.part_is_drums))
-  n = float(total['examples'])
-  results_metrics: dict[str, float | None] = {}
-  for group in ('next', 'recon', 'recon_greedy'):
-    if group in total:
-      for k, v in metrics.summarize(total[group], names).items():
-        key, _, part = k.partition('/')
-        results_metrics[f'{group}_{key}' + (f'/{part}' if part else '')] = _finite_or_none(v)
-  # What "always predict the most common class" scores (per process: on this host's rows).
-  results_metrics['majority_accuracy'] = _finite_or_none(
-      sum(int(c.max()) for c in class_counts) / max(sum(int(c.sum()) for c in class_counts), 1))
-  if len(names) > 1:
-    for name, c in zip(names, class_counts):
-      results_metrics[f'majority_accuracy/{name}'] = _finite_or_none(int(c.max()) / max(int(c.sum()), 1))
-  results_metrics['kl'] = float(total['kl']) / n if 'kl' in total else None
-  results_metrics['recon_loss'] = float(total['recon_loss']) / n
-  return {
-      'workdir': os.path.abspath(workdir), 'step': int(step), 'split': split,
-      'family': config.family, 'preset': config.preset, 'kind': config.data.kind,
-      'mode': config.data.mode, 'baseline': not config.model.use_encoder,
-      'scheduled_sampling': bool(config.train.scheduled_sampling), 'parts': list(names),
-      'examples': int(n), 'batch_size': batch_size, 'devices': int(mesh.devices.size),
-      'seed': seed, 'recon_accuracy': recon_accuracy, 'seconds': round(time.time() - t0, 2),
-      'metrics': results_metrics,
-  }
-
-
-def _fmt(v: float | None, digits: int = 3) -> str:
-  return '-' if v is None else f'{v:.{digits}f}'
-
-
-def table1_row(results: dict[str, Any]) -> str:
-  """One Markdown row in the layout of the paper's Table 1 (and SPEC section 7):
-
-  `| melody2:small (step 3000) | 0.986 / 0.951 / 72.9 |` = Next / Recon / KL; a baseline shows
-  Next / Recon; a trio shows `lead 0.818 / 0.653, bass ..., drums ... (KL 177.4)`. Recon is the
-  reference's variant (sampled feedback); '-' where it was not computed.
-  """
-  m = results['metrics']
-  name = f'{results["family"]}:{results["preset"]} (step {results["step"]})'
-  parts = results['parts']
-
-  def cell(suffix: str) -> str:
-    values = [_fmt(m.get(f'next_accuracy{suffix}')), _fmt(m.get(f'recon_accuracy{suffix}'))]
-    return ' / '.join(values)
-
-  if len(parts) > 1:
-    body = ', '.join(f'{p} {cell("/" + p)}' for p in parts)
-    if m.get('kl') is not None:
-      body += f' (KL {m["kl"]:.1f})'
-  else:
-    body = cell('')
-    if m.get('kl') is not None:
-      body += f' / {m["kl"]:.1f}'
-  return f'| {name} | {body} |'
-
-
-def details(results: dict[str, Any]) -> str:
-  """The other metrics, one line each, for the console."""
-  m = results['metrics']
-  header = (f'{results["family"]}:{results["preset"]} step {results["step"]} | {results["split"]} '
-            f'split, {results["examples"]} examples, {results["devices"]} device(s), '
-            f'{results["seconds"]:.1f}s')
-  lines = [header]
-  cols = ('next', 'recon', 'recon_greedy')
-  lines.append(f'{"":22s}' + ''.join(f'{c:>14s}' for c in cols))
-  suffixes = [''] + (['/' + p for p in results['parts']] if len(results['parts']) > 1 else [])
-  for kind in ('accuracy', 'event_accuracy', 'class_accuracy'):
-    for suffix in suffixes:
-      label = kind + suffix
-      lines.append(f'{label:22s}' + ''.join(f'{_fmt(m.get(f"{c}_{kind}{suffix}")):>14s}'
-                                            for c in cols))
-  majority = f'{"majority class level":22s}{_fmt(m.get("majority_accuracy")):>14s}'
-  if len(results['parts']) > 1:
-    majority += '  (' + ', '.join(f'{p} {_fmt(m.get(f"majority_accuracy/{p}"))}'
-                                  for p in results['parts']) + ')'
-  lines.append(majority + '  <- always predicting the most common class; the accuracies '
-               'must beat it')
-  lines.append(f'KL {_fmt(m.get("kl"), 2)} nats | teacher-forced cross-entropy '
-               f'{_fmt(m.get("recon_loss"), 2)} nats per example')
-  return '\n'.join(lines)
-
-
-def write_json(results: dict[str, Any], path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(results, f, indent=2, sort_keys=True)
-  os.replace(path + '.tmp', path)
-  return path
-
-
-# ----------------------------------------------------------------------------- the CLI
+from data_pipelines import console
+from mvae_jax import checkpoints, cli, evaluation, parallel
+from mvae_jax import run as run_lib
 
 FLAGS = flags.FLAGS
-_DEFINE = dict(allow_override=True)  # train / generate define some of the same names
-flags.DEFINE_string('workdir', None, 'Run directory of a trained model.', **_DEFINE)
-flags.DEFINE_integer('checkpoint_step', None, 'Checkpoint step (default: the latest).', **_DEFINE)
-flags.DEFINE_integer('seed', 0, 'Random seed of z draws and sampled tokens.', **_DEFINE)
-flags.DEFINE_bool('recon_accuracy', False, 'Also the free-running reconstruction accuracies '
-                  '(slower).')
-flags.DEFINE_integer('num_batches', 0, 'Global batches to evaluate (0 = the whole split).')
-flags.DEFINE_integer('batch_size', 0, 'Global batch (0 = config.eval.batch_size).')
-flags.DEFINE_string('split', 'eval', 'Dataset split: eval or train.')
-flags.DEFINE_string('output', None, 'JSON file (default <workdir>/eval_<step>.json); the table is '
-                    'printed first, so a failed write loses nothing.')
 
 
-def default_output(results: dict[str, Any]) -> str:
-  suffix = '' if results['split'] == 'eval' else f'_{results["split"]}'
-  return os.path.join(results['workdir'], f'eval_{results["step"]}{suffix}.json')
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+  """The command's flags, defined in `fv` (the program's flags unless a test passes its own)."""
+  flags.DEFINE_string('workdir', None, 'Run directory of a trained model.', flag_values=fv)
+  flags.DEFINE_integer('checkpoint_step', None, 'Checkpoint step (default: the latest).', flag_values=fv)
+  flags.DEFINE_integer('seed', 0, 'Random seed of z draws and sampled tokens.', flag_values=fv)
+  flags.DEFINE_bool('recon_accuracy', False, 'Also the free-running reconstruction accuracies '
+                    '(slower).', flag_values=fv)
+  flags.DEFINE_integer('num_batches', 0, 'Global batches to evaluate (0 = the whole split).', flag_values=fv)
+  flags.DEFINE_integer('batch_size', 0, 'Global batch (0 = config.eval.batch_size).', flag_values=fv)
+  flags.DEFINE_string('split', 'eval', 'Dataset split: eval or train.', flag_values=fv)
+  flags.DEFINE_string('output', None, 'JSON file (default <workdir>/eval_<step>.json); the table '
+                      'is printed first, so a failed write loses nothing.', flag_values=fv)
 
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    print(f'error: unexpected arguments {list(argv[1:])}', file=sys.stderr)
-    return 2
+    return cli.error(f'unexpected arguments {list(argv[1:])}', cli.EXIT_USAGE)
   if not FLAGS.workdir:
-    print('error: --workdir is required', file=sys.stderr)
-    return 2
-  logs.setup(FLAGS.workdir if os.path.isdir(FLAGS.workdir) else None, 'eval')
+    return cli.error('--workdir is required', cli.EXIT_USAGE)
+  console.setup(FLAGS.workdir if os.path.isdir(FLAGS.workdir) else None, 'eval')
   parallel.maybe_initialize_distributed()
   try:
-    results = evaluate_run(FLAGS.workdir, step=FLAGS.checkpoint_step,
-                           recon_accuracy=FLAGS.recon_accuracy, num_batches=FLAGS.num_batches,
-                           batch_size=FLAGS.batch_size or None, seed=FLAGS.seed,
-                           split=FLAGS.split, verbose=True)
-  except (FileNotFoundError, CheckpointMismatchError, checkpoints.DamagedCheckpointError,
+    results = evaluation.evaluate_run(
+        FLAGS.workdir, step=FLAGS.checkpoint_step, recon_accuracy=FLAGS.recon_accuracy,
+        num_batches=FLAGS.num_batches, batch_size=FLAGS.batch_size or None, seed=FLAGS.seed,
+        split=FLAGS.split, verbose=True)
+  except (FileNotFoundError, run_lib.CheckpointMismatchError, checkpoints.DamagedCheckpointError,
           ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+    return cli.error(str(e))
   if jax.process_index() == 0:
     # The table first: a failed write (read-only run directory, full disk) loses nothing shown.
-    print(details(results))
+    print(evaluation.details(results))
     print('| run | Next / Recon / KL |')
     print('|---|---|')
-    print(table1_row(results), flush=True)
-    path = os.path.abspath(FLAGS.output or default_output(results))
+    print(evaluation.table1_row(results), flush=True)
+    path = os.path.abspath(FLAGS.output or evaluation.default_output(results))
     try:
-      write_json(results, path)
+      evaluation.write_json(results, path)
     except OSError as e:
-      print(f'error: cannot write {path} ({e}); the results are printed above; '
-            'pass --output=<file> to write them elsewhere', file=sys.stderr)
-      return 1
+      return cli.error(f'cannot write {path} ({e}); the results are printed above; pass '
+                       '--output=<file> to write them elsewhere')
     print(f'wrote {path}')
   return 0
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -23,9 +23,7 @@ unexpected or of the wrong shape is a one-line error naming it, the expected and
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
-import pathlib
 import sys
 from typing import Any
 
@@ -34,7 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from mvae_jax import checkpoints, config_lib, logs, tf_checkpoint, train
+from data_pipelines import console
+from mvae_jax import checkpoints, cli, config_lib, tf_checkpoint
+from mvae_jax import run as run_lib
 from mvae_jax.models import default_part_names
 
 
@@ -61,20 +61,10 @@ CONFIGS = {
         f'core_decoder/core_decoder_{p}/decoder' for p in range(3))),
 }
 CONDUCTOR = 'decoder/hierarchical_level_0'
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 
 
 def _enc_cell(k: int, direction: str) -> str:
   return f'encoder/cell_{k}/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell'
-
-
-def load_preset(family: str, preset: str) -> Any:
-  """`configs/<family>.py:<preset>` as a ConfigDict."""
-  spec = importlib.util.spec_from_file_location(f'mvae_configs_{family}',
-                                                CONFIG_DIR / f'{family}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
 
 
 class _Variables:
@@ -200,7 +190,7 @@ def map_parameters(v: _Variables, structure: Structure, abstract: dict[str, Any]
 def build_config(config_name: str, sizes: dict[str, Any]) -> Any:
   """The `magenta` preset of the config name, with the checkpoint's sizes."""
   structure = CONFIGS[config_name]
-  config = load_preset(structure.family, structure.preset)
+  config = config_lib.from_file(f'{structure.family}:{structure.preset}')
   with config.unlocked():
     for key, value in sizes.items():
       config.model[key] = value
@@ -227,11 +217,7 @@ def convert(variables: dict[str, np.ndarray], config_name: str,
   structure = CONFIGS[config_name]
   v = _Variables(variables, config_name, source)
   config = build_config(config_name, model_sizes(v, structure))
-  model = train.create_model(config.model)
-  shape = (1, config_lib.time_steps(config.data.kind), len(config.model.part_vocab))
-  abstract = jax.eval_shape(lambda: model.init(
-      {'params': jax.random.PRNGKey(0), 'z': jax.random.PRNGKey(1),
-       'sample': jax.random.PRNGKey(2)}, jnp.zeros(shape, jnp.int32)))['params']
+  abstract = run_lib.abstract_params(run_lib.create_model(config.model), config)
   params = map_parameters(v, structure, abstract,
                           default_part_names(tuple(config.model.part_is_drums)))
   step = int(np.asarray(variables.get('global_step', 0)))
@@ -257,10 +243,10 @@ def import_checkpoint(checkpoint: str, config_name: str, workdir: str, *,
   variables = tf_checkpoint.read_checkpoint(checkpoint, verify=verify, skip_optimizer=True)
   config, params, step = convert(variables, config_name, checkpoint)
   params = jax.tree.map(jnp.asarray, params)
-  optimizer = train.create_optimizer(config)
-  state = train.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
-                           opt_state=optimizer.init(params))
-  train.write_config(config, workdir)
+  optimizer = run_lib.create_optimizer(config)
+  state = run_lib.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                             opt_state=optimizer.init(params))
+  run_lib.write_config(config, workdir)
   mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints, async_save=False)
   checkpoints.save(mgr, step, state, {'next_batch': step})
   mgr.wait_until_finished()
@@ -271,14 +257,15 @@ def import_checkpoint(checkpoint: str, config_name: str, workdir: str, *,
 FLAGS = flags.FLAGS
 
 
-def _define_flags() -> None:
-  """Only for the command line: `--config` here is a config name, while mvae_jax.train (imported
-  by this module) defines `--config` as a config file."""
-  flags.DEFINE_string('checkpoint', None, 'Magenta checkpoint: prefix, directory or .tar.')
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+  """`--config` here is a released config name (`mvae_jax.train`'s is a config file)."""
+  flags.DEFINE_string('checkpoint', None, 'Magenta checkpoint: prefix, directory or .tar.',
+                      flag_values=fv)
   flags.DEFINE_enum('config', None, sorted(CONFIGS), 'The released config it was trained with.',
-                    allow_override=True)
-  flags.DEFINE_string('workdir', None, 'New run directory to write.', allow_override=True)
-  flags.DEFINE_bool('verify', True, "Check every tensor's crc32c (about 10 s per GB).")
+                    flag_values=fv)
+  flags.DEFINE_string('workdir', None, 'New run directory to write.', flag_values=fv)
+  flags.DEFINE_bool('verify', True, "Check every tensor's crc32c (about 10 s per GB).",
+                    flag_values=fv)
 
 
 def main(argv):
@@ -288,13 +275,12 @@ def main(argv):
           '--workdir=RUN', file=sys.stderr)
     return 2
   # Library logging to a file in the temp dir: the import writes only config.json and the checkpoint.
-  logs.setup(None, 'import_magenta')
+  console.setup(None, 'import_magenta')
   try:
     config, step = import_checkpoint(FLAGS.checkpoint, FLAGS.config, FLAGS.workdir,
                                      verify=FLAGS.verify)
   except (tf_checkpoint.CheckpointError, ImportMismatchError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+    return cli.error(str(e))
   m = config.model
   sizes = f'enc {list(m.enc_sizes)}, z {m.z_size}, dec {list(m.dec_sizes)}'
   if m.decoder == 'hier':
@@ -304,5 +290,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  _define_flags()
+  define_flags()
   app.run(main)

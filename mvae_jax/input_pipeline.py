@@ -21,7 +21,8 @@ import grain
 import jax
 import numpy as np
 
-NOTE_ON_OFFSET = 2  # melody classes: 0 = NO_EVENT, 1 = NOTE_OFF, 2 + pitch - min_pitch = note-on
+from data_pipelines.kinds import NUM_SPECIAL as NOTE_ON_OFFSET  # first note-on class
+from data_pipelines import conversion
 
 
 def to_parts(tokens: np.ndarray) -> np.ndarray:
@@ -173,7 +174,7 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
     try:
       build.dataset_dir(**where)
     except FileNotFoundError:
-      data_dir = os.path.abspath(data.data_dir or build.default_data_dir())
+      data_dir = os.path.abspath(data.data_dir or conversion.default_data_dir())
       # Two trainings that need the same missing dataset (say, a sweep started at once) build it
       # once: the second waits for the first's build, then finds it.
       with _build_lock(data_dir, f'{data.source}-{data.kind}-{data.mode}'):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-NO_EVENT = 0  # melody: continue / hold; drums: no hit
+from data_pipelines.kinds import NO_EVENT  # melody: continue / hold; drums: no hit
 
 
 def accuracy_counts(logits, tokens: jax.Array,

@@ -24,13 +24,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2
-# The nine drum classes of the paper (bit i of a drum token), bottom row first.
-DRUM_NAMES = ('kick', 'snare', 'closed hi-hat', 'open hi-hat', 'low tom', 'mid tom', 'high tom',
-              'crash', 'ride')
+from data_pipelines.kinds import DRUM_NAMES, NO_EVENT, NUM_SPECIAL, STEPS_PER_BAR  # noqa: E402
+
 PART_COLOURS = ('tab:blue', 'tab:orange', 'tab:green')
 HIGHLIGHT_COLOUR = 'black'
-STEPS_PER_BAR = 16
 
 
 def melody_notes(tokens: np.ndarray) -> list[tuple[int, int, int]]:

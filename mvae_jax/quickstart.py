@@ -24,20 +24,25 @@ import time
 
 from absl import app, flags
 
-from mvae_jax import eval as eval_lib
-from mvae_jax import generate, logs, parallel, train
+from data_pipelines import console
+from mvae_jax import cli, evaluation, generation, parallel, trainer
 
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'melody2.py') + ':small'
-# --config and --workdir are mvae_jax.train's flags; only their defaults differ here.
-flags.DEFINE_integer('num_samples', 4, 'Samples to write.')
-flags.DEFINE_integer('interpolation_steps', 7, 'Points of the interpolation, endpoints included.')
 FLAGS = flags.FLAGS
+
+
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
+  """`--config` and `--workdir` as `mvae_jax.train` has them, with the quickstart's defaults."""
+  cli.define_config_flags(_DEFAULT, 'runs/melody2_small', fv=fv)
+  flags.DEFINE_integer('num_samples', 4, 'Samples to write.', flag_values=fv)
+  flags.DEFINE_integer('interpolation_steps', 7, 'Points of the interpolation, endpoints '
+                       'included.', flag_values=fv)
 
 
 def dataset_location(config) -> str:
   """Absolute folder the run's dataset is (or will be) written to."""
-  from data_pipelines import build  # pylint: disable=g-import-not-at-top
-  return os.path.abspath(config.data.data_dir or build.default_data_dir())
+  from data_pipelines import conversion  # pylint: disable=g-import-not-at-top
+  return os.path.abspath(config.data.data_dir or conversion.default_data_dir())
 
 
 def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7) -> dict:
@@ -48,21 +53,21 @@ def run(config, workdir: str, num_samples: int = 4, interpolation_steps: int = 7
   print(f'dataset: {config.data.source} {config.data.kind} ({config.data.mode}) in {data_dir} '
         '(default ~/tensorflow_datasets; set TFDS_DATA_DIR or --config.data.data_dir to change)')
   print(f'run directory: {workdir}')
-  train.train_and_evaluate(config, workdir)
-  results = eval_lib.evaluate_run(workdir, recon_accuracy=True)
-  eval_path = eval_lib.write_json(results, os.path.join(workdir, f'eval_{results["step"]}.json'))
-  print(eval_lib.details(results))
-  print(eval_lib.table1_row(results))
+  trainer.train_and_evaluate(config, workdir)
+  results = evaluation.evaluate_run(workdir, recon_accuracy=True)
+  eval_path = evaluation.write_json(results, evaluation.default_output(results))
+  print(evaluation.details(results))
+  print(evaluation.table1_row(results))
   outputs = {'eval': [eval_path]}
-  outputs['samples'] = generate.run_command('sample', workdir=workdir, num=num_samples)
+  outputs['samples'] = generation.run_command('sample', workdir=workdir, num=num_samples)
   if config.model.use_encoder:
-    outputs['interpolation'] = generate.run_command(
+    outputs['interpolation'] = generation.run_command(
         'interpolate', workdir=workdir, from_eval='0,1', steps=interpolation_steps)
   print('\nwritten:')
   for line in written_lines(outputs):
     print(f'  {line}')
   seconds = time.time() - t0
-  print(f'\ndone in {logs.duration(seconds)}. Next:')
+  print(f'\ndone in {console.duration(seconds)}. Next:')
   for line in next_steps(workdir, config.model.use_encoder):
     print(f'  {line}')
   return {'eval': results, 'outputs': outputs, 'dataset_dir': data_dir, 'seconds': seconds}
@@ -84,8 +89,8 @@ def written_lines(outputs: dict[str, list[str]]) -> list[str]:
     main = [p for p in paths if os.path.basename(p) == f'{name}.png']
     if main:
       lines.append(f'{"":14s} {main[0]}  (the whole {name} in one picture)')
-  if logs.log_path():
-    lines.append(f'{"library log":14s} {logs.log_path()}')
+  if console.log_path():
+    lines.append(f'{"library log":14s} {console.log_path()}')
   return lines
 
 
@@ -111,7 +116,7 @@ def next_steps(workdir: str, use_encoder: bool) -> list[str]:
 
 def main(argv):
   del argv
-  logs.setup(FLAGS.workdir, 'quickstart')
+  console.setup(FLAGS.workdir, 'quickstart')
   parallel.maybe_initialize_distributed()
   out = run(FLAGS.config, FLAGS.workdir, FLAGS.num_samples, FLAGS.interpolation_steps)
   with open(os.path.join(FLAGS.workdir, 'quickstart.json'), 'w') as f:
@@ -119,6 +124,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  FLAGS.set_default('config', _DEFAULT)
-  FLAGS.set_default('workdir', 'runs/melody2_small')
-  app.run(main)
+  define_flags()
+  app.run(main, flags_parser=cli.cli_flags_parser)

@@ -6,7 +6,6 @@ no download. Everything runs on the CPU.
 """
 import os
 import pathlib
-import sys
 
 import pytest
 
@@ -24,23 +23,11 @@ def tfds_dir(tmp_path_factory):
 
 
 def load_config(spec: str, data_dir: str | None = None, **overrides):
-  """`configs/<family>.py:<arg>` -> an unlocked copy with dotted overrides applied."""
-  import importlib.util
-  family, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location(family, CONFIG_DIR / f'{family}.py')
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(arg or None)
-  with config.unlocked():
-    if data_dir is not None:
-      config.data.data_dir = data_dir
-    for key, value in overrides.items():
-      node = config
-      *path, leaf = key.split('.')
-      for p in path:
-        node = node[p]
-      node[leaf] = value
-  return config
+  """`configs/<family>.py:<arg>` (as `melody2:smoke`) with dotted overrides applied, locked."""
+  from mvae_jax import config_lib
+  if data_dir is not None:
+    overrides = {'data.data_dir': data_dir, **overrides}
+  return config_lib.from_file(spec, overrides)
 
 
 @pytest.fixture(scope='session')

@@ -20,6 +20,7 @@ from data_pipelines import midi
 
 sys.path.insert(0, os.path.dirname(__file__))
 import make_bad_midi  # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_pipelines import conversion
 
 GOOD = ('freedoom1_D_INTROA.mid', 'freedoom2_D_DEAD2.mid', 'freedoom2_D_READ_M.mid')
 EMPTY_TRACK_BASE = 'freedoom1_D_VICTOR.mid'
@@ -33,8 +34,8 @@ def result(tmp_path_factory):
   bad_dir = midi_dir / 'bad'
   bad_dir.mkdir(parents=True)
   for f in GOOD:
-    shutil.copy(os.path.join(build.FREEDOOM_DIR, f), midi_dir / f)
-  make_bad_midi.write_corpus(str(bad_dir), os.path.join(build.FREEDOOM_DIR, EMPTY_TRACK_BASE))
+    shutil.copy(os.path.join(conversion.FREEDOOM_DIR, f), midi_dir / f)
+  make_bad_midi.write_corpus(str(bad_dir), os.path.join(conversion.FREEDOOM_DIR, EMPTY_TRACK_BASE))
   data_dir = str(root / 'tfds')
   t0 = time.monotonic()
   b = build.build('folder', 'mel_2bar', 'paper', data_dir, str(midi_dir), workers=2,
@@ -52,8 +53,8 @@ def result(tmp_path_factory):
 
 def _good_windows(tmp_path):
   rows = set()
-  paths = [os.path.join(build.FREEDOOM_DIR, f) for f in GOOD + (EMPTY_TRACK_BASE,)]
-  make_bad_midi.write_corpus(str(tmp_path), os.path.join(build.FREEDOOM_DIR, EMPTY_TRACK_BASE))
+  paths = [os.path.join(conversion.FREEDOOM_DIR, f) for f in GOOD + (EMPTY_TRACK_BASE,)]
+  make_bad_midi.write_corpus(str(tmp_path), os.path.join(conversion.FREEDOOM_DIR, EMPTY_TRACK_BASE))
   paths += [str(tmp_path / n) for n, allowed in make_bad_midi.EXPECTED.items()
             if allowed is None and n != 'empty_track_next_to_good.mid']
   for path in paths:

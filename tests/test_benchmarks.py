@@ -64,7 +64,7 @@ def test_bf16_accuracy_check_runs_on_real_windows(tfds_dir, tmp_path, capsys):
   assert abs(grads['loss_bfloat16'] - grads['loss_float32']) < 0.01 * grads['loss_float32']
   assert set(result['eval']) == {'float32', 'bfloat16', 'float32_seed1', 'bfloat16_seed1'}
   for metrics in result['eval'].values():
-    assert 0.0 <= metrics['eval/accuracy'] <= 1.0 and metrics['eval/examples'] == 8
+    assert 0.0 <= metrics['eval/next_accuracy'] <= 1.0 and metrics['eval/examples'] == 8
   # A different seed moves the training losses; the same seed in bfloat16 barely does.
   assert result['train']['median_relative_loss_gap_last_quarter_seed1'] > 0
   assert result['step_time']['bfloat16']['median_s'] > 0

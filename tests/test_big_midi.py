@@ -17,13 +17,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from data_pipelines import build
 from data_pipelines import encoding
 from data_pipelines import extract
 from data_pipelines import midi
 
 sys.path.insert(0, os.path.dirname(__file__))
 import make_big_midi  # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_pipelines import conversion
 
 FIXTURE = os.path.join(os.path.dirname(__file__), 'fixtures', 'magenta_big_windows.npz')
 # md5 of the generated files the fixture was made from: if the generator's output changes,
@@ -153,10 +153,10 @@ def test_filters_reproduce_the_preprocessing_script(big_dir):
 
 def test_build_finishes_without_a_skip_and_reports_slowest(big_dir, tmp_path, reference):
   kinds = ('mel_2bar', 'trio_16bar')
-  ext = build.extract('folder', kinds, 'magenta', str(tmp_path), big_dir, workers=2,
+  ext = conversion.extract('folder', kinds, 'magenta', str(tmp_path), big_dir, workers=2,
                       timeout_s=120, progress=False)
-  sels = {k: build.select(ext, k) for k in kinds}
-  rep = build.report(ext, sels)
+  sels = {k: conversion.select(ext, k) for k in kinds}
+  rep = conversion.report(ext, sels)
   assert rep['files_skipped'] == 0 and rep['files_read'] == 4
   assert [p for p, _ in rep['slowest_files']][:1] != []
   assert {p for p, _ in rep['slowest_files']} == set(MD5)
@@ -176,7 +176,7 @@ def test_malformed_and_extreme_files_match_reference(tmp_path):
   pretty_midi (hence the reference) cannot read at all, is skipped as `empty_track` here and read
   without that track in paper mode."""
   import make_bad_midi  # pylint: disable=g-import-not-at-top
-  base = os.path.join(build.FREEDOOM_DIR, 'freedoom1_D_VICTOR.mid')
+  base = os.path.join(conversion.FREEDOOM_DIR, 'freedoom1_D_VICTOR.mid')
   make_bad_midi.write_corpus(str(tmp_path), base)
   os.remove(tmp_path / 'hangs_on_open.mid')
   ref = np.load(BAD_FIXTURE)

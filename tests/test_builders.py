@@ -16,6 +16,7 @@ import pytest
 from data_pipelines import build
 from data_pipelines import encoding
 from data_pipelines import midi
+from data_pipelines import conversion
 
 # Small Freedoom files: one lands in eval (by content hash), E1M5 and E2M6 are byte-identical.
 FILES = ('freedoom2_D_DOOM.mid', 'freedoom2_D_READ_M.mid', 'freedoom1_D_E1M5.mid',
@@ -29,7 +30,7 @@ def midi_dir(tmp_path_factory):
   sub = d / 'sub'
   sub.mkdir()
   for i, f in enumerate(FILES):
-    shutil.copy(os.path.join(build.FREEDOOM_DIR, f), (sub if i % 2 else d) / f)
+    shutil.copy(os.path.join(conversion.FREEDOOM_DIR, f), (sub if i % 2 else d) / f)
   return str(d)
 
 
@@ -44,7 +45,7 @@ def _expected(midi_dir, kind, mode='paper'):
   """[(file id, rel path, window index, tokens bytes)] with a first-occurrence global dedup."""
   spec = encoding.window_spec(kind, mode)
   out, seen_rows, seen_files = [], set(), set()
-  for item in build.list_items('folder', midi_dir):
+  for item in conversion.list_items('folder', midi_dir):
     data = open(item.location, 'rb').read()
     fid = hashlib.md5(data).hexdigest()
     if fid in seen_files:
@@ -73,7 +74,7 @@ def _read_all(data_dir, kind, mode='paper', source='folder'):
 
 
 def test_items_sorted_relative_paths(midi_dir):
-  paths = [it.path for it in build.list_items('folder', midi_dir)]
+  paths = [it.path for it in conversion.list_items('folder', midi_dir)]
   assert paths == sorted(paths) and len(paths) == len(FILES)
   assert any(p.startswith('sub/') for p in paths)
 
@@ -91,7 +92,7 @@ def test_exact_windows_and_splits(built, midi_dir, kind):
   # Split by file: every file's windows are all in the split its content hash picks.
   for split, examples in got.items():
     for e in examples:
-      assert build.is_eval(e['source'].decode()) == (split == 'eval')
+      assert conversion.is_eval(e['source'].decode()) == (split == 'eval')
   train = {e['source'] for e in got.get('train', [])}
   assert not train & {e['source'] for e in got.get('eval', [])}
 
@@ -125,14 +126,14 @@ def test_report_written_beside_data(built):
 def test_selection_is_deterministic(built, midi_dir, tmp_path):
   """Same keys and rows whatever the worker count / arrival order; keys = `<file id>:<index>`."""
   data_dir, _ = built
-  ext_a = build.extract('folder', KINDS, 'paper', data_dir, midi_dir)  # the cached run
-  ext_b = build.extract('folder', KINDS, 'paper', str(tmp_path), midi_dir, workers=0,
+  ext_a = conversion.extract('folder', KINDS, 'paper', data_dir, midi_dir)  # the cached run
+  ext_b = conversion.extract('folder', KINDS, 'paper', str(tmp_path), midi_dir, workers=0,
                         progress=False)
   for kind in KINDS:
     ex_a = [(k, e['tokens'].tobytes()) for s in ('train', 'eval')
-            for k, e in build.select(ext_a, kind).examples(s)]
+            for k, e in conversion.select(ext_a, kind).examples(s)]
     ex_b = [(k, e['tokens'].tobytes()) for s in ('train', 'eval')
-            for k, e in build.select(ext_b, kind).examples(s)]
+            for k, e in conversion.select(ext_b, kind).examples(s)]
     assert ex_a == ex_b
     keys = [k for k, _ in ex_a]
     assert len(set(keys)) == len(keys)

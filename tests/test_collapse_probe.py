@@ -13,7 +13,8 @@ sys.path.insert(0, str(ROOT))
 
 from experiments import collapse_probe  # pylint: disable=g-import-not-at-top
 from mvae_jax import input_pipeline
-from mvae_jax import train
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 
 @pytest.fixture(scope='module')
@@ -21,7 +22,7 @@ def trio_run(make_config, tmp_path_factory):
   config = make_config('trio16:smoke', **{'train.num_steps': 2, 'train.checkpoint_every_steps': 1,
                                           'train.keep_checkpoints': 2, 'eval.every_steps': 0})
   workdir = str(tmp_path_factory.mktemp('probe') / 'run')
-  train.train_and_evaluate(config, workdir)
+  trainer.train_and_evaluate(config, workdir)
   return workdir
 
 
@@ -41,7 +42,8 @@ def test_probe_every_checkpoint_to_json(trio_run, tmp_path, capsys):
 
 def test_probe_sees_a_saturated_decoder(trio_run):
   """Blowing up the conductor's embedding layer (what a collapse does) shows as saturation."""
-  config, model, params, _ = train.load_run(trio_run)
+  loaded = run_lib.load(trio_run)
+  config, model, params = loaded.config, loaded.model, loaded.params
   source = input_pipeline.get_source(config.data, 'train')
   tokens = next(input_pipeline.eval_batches(source, global_batch=4, num_batches=1,
                                             process_index=0, process_count=1))['tokens']
@@ -60,6 +62,6 @@ def test_probe_sees_a_saturated_decoder(trio_run):
 
 def test_probe_refuses_a_flat_model(make_config, tmp_path):
   config = make_config('melody2:smoke')
-  model = train.create_model(config.model)
+  model = run_lib.create_model(config.model)
   with pytest.raises(ValueError, match='hierarchical'):
     collapse_probe.probe(model, {}, np.zeros((1, 32, 1), np.int32))

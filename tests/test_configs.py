@@ -1,11 +1,11 @@
 """Every config file x preset x modifier builds, is locked, and takes command-line overrides."""
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
 import pytest
 
+from data_pipelines import kinds
 from mvae_jax import config_lib
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
@@ -14,10 +14,7 @@ PRESETS = ('paper', 'magenta', 'small', 'smoke')
 
 
 def load(family):
-  spec = importlib.util.spec_from_file_location(family, CONFIG_DIR / f'{family}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(family)
 
 
 @pytest.mark.parametrize('family', FAMILIES)
@@ -34,7 +31,7 @@ def test_every_preset_builds(family, preset, modifier):
   assert len(vocab) == len(c.model.part_is_drums) == (3 if family == 'trio16' else 1)
   melody = 90 if c.data.mode == 'magenta' else 130
   assert all(v == (512 if d else melody) for v, d in zip(vocab, c.model.part_is_drums))
-  steps = config_lib.time_steps(c.data.kind)
+  steps = kinds.time_steps(c.data.kind)
   if c.model.decoder == 'hier':
     assert steps % c.model.num_segments == 0
   assert c.train.batch_size % 8 == 0 or preset != 'smoke'
@@ -46,10 +43,10 @@ def test_paper_sizes_follow_the_appendix():
   assert (m2.loss.free_bits, m2.loss.max_beta, m2.loss.beta_rate) == (48.0, 0.2, 0.99999)
   m32 = load('melody32').get_config('paper')
   assert (m32.model.decoder, m32.model.num_segments, m32.model.embedding_size) == ('hier', 16, 512)
-  assert config_lib.time_steps(m32.data.kind) // m32.model.num_segments == 32  # 2 bars a segment
+  assert kinds.time_steps(m32.data.kind) // m32.model.num_segments == 32  # 2 bars a segment
   assert (m32.loss.free_bits, m32.loss.max_beta, m32.train.num_steps) == (256.0, 1.0, 150_000)
   t16 = load('trio16').get_config('paper')
-  assert config_lib.time_steps(t16.data.kind) // t16.model.num_segments == 16  # 1 bar a segment
+  assert kinds.time_steps(t16.data.kind) // t16.model.num_segments == 16  # 1 bar a segment
   assert t16.model.part_vocab == (130, 130, 512)
   assert load('trio16').get_config('magenta').model.part_vocab == (90, 90, 512)
 
@@ -70,7 +67,7 @@ def test_unknown_preset_and_modifier_are_errors():
 def _parse_train_flags(*args):
   """Parses args with mvae_jax.train's own flags (the real command line) in a fresh process."""
   code = ('import sys; from absl import flags; from mvae_jax import train; '
-          'flags.FLAGS(sys.argv); c = flags.FLAGS.config; '
+          'train.define_flags(); flags.FLAGS(sys.argv); c = flags.FLAGS.config; '
           'print(c.model.z_size, tuple(c.model.dec_sizes))')
   return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True,
                         timeout=120)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from data_pipelines import console
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ABSL_LINE = re.compile(r'^[IWEF]\d{4} ', re.M)  # absl's record format: I1201 02:28:00.83 ...
@@ -73,15 +74,14 @@ def test_quickstart_prints_levels_paths_time_and_next_steps(make_config, tfds_di
 def test_setup_sends_library_logging_to_the_file(tmp_path):
   import logging
   from absl import logging as absl_logging
-  from mvae_jax import logs
-  path = logs.setup(str(tmp_path / 'run'), 'generate', verbose=False)
-  assert path == str(tmp_path / 'run' / 'generate.log') and logs.log_path() == path
+  path = console.setup(str(tmp_path / 'run'), 'generate', verbose=False)
+  assert path == str(tmp_path / 'run' / 'generate.log') and console.log_path() == path
   logging.getLogger('some.library').info('a library line')
   absl_logging.info('an absl line')
   text = open(path).read()
   assert 'a library line' in text and 'an absl line' in text
-  assert not logs.is_verbose()
+  assert not console.is_verbose()
   assert absl_logging.get_absl_handler().level == logging.ERROR  # the console: errors only
-  logs.setup(str(tmp_path / 'run'), 'generate', verbose=True)
-  assert logs.is_verbose() and absl_logging.get_absl_handler().level == logging.NOTSET
-  logs.setup(str(tmp_path / 'run'), 'generate', verbose=False)
+  console.setup(str(tmp_path / 'run'), 'generate', verbose=True)
+  assert console.is_verbose() and absl_logging.get_absl_handler().level == logging.NOTSET
+  console.setup(str(tmp_path / 'run'), 'generate', verbose=False)

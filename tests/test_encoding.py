@@ -8,6 +8,7 @@ import pytest
 
 from data_pipelines import encoding
 from data_pipelines import midi
+from data_pipelines import kinds
 
 STEP = 0.125  # seconds per step at 120 qpm
 
@@ -41,11 +42,11 @@ def on(pitch, spec=None):
 
 
 def test_window_specs():
-  assert encoding.KINDS == ('mel_2bar', 'drums_2bar', 'mel_16bar', 'mel_32bar', 'trio_16bar')
+  assert kinds.KINDS == ('mel_2bar', 'drums_2bar', 'mel_16bar', 'mel_32bar', 'trio_16bar')
   shapes = {'mel_2bar': (32,), 'drums_2bar': (32,), 'mel_16bar': (256,), 'mel_32bar': (512,),
             'trio_16bar': (256, 3)}
-  for kind in encoding.KINDS:
-    for mode in encoding.MODES:
+  for kind in kinds.KINDS:
+    for mode in kinds.MODES:
       assert encoding.window_spec(kind, mode).shape == shapes[kind]
   assert encoding.window_spec('mel_2bar', 'paper').part_vocab == (130,)
   assert encoding.window_spec('mel_2bar', 'magenta').part_vocab == (90,)
@@ -247,7 +248,7 @@ def trio_ns(leads=1, lead_gap=None, bars=16):
   return make_ns(notes, total_steps=16 * bars)
 
 
-@pytest.mark.parametrize('mode', encoding.MODES)
+@pytest.mark.parametrize('mode', kinds.MODES)
 def test_trio_cross_product(mode):
   spec = encoding.window_spec('trio_16bar', mode)
   w = encoding.extract_windows(trio_ns(leads=2, bars=17), spec)
@@ -329,14 +330,14 @@ def _round_trip_ok(window, spec):
   return True
 
 
-@pytest.mark.parametrize('mode', encoding.MODES)
+@pytest.mark.parametrize('mode', kinds.MODES)
 def test_round_trip(tmp_path, mode):
   """window -> NoteSequence -> MIDI -> read -> window gives the window back."""
   rng = np.random.default_rng(0)
   files = sorted(f for f in os.listdir(FREEDOOM) if f.endswith('.mid'))[:12:3]
   nss = [midi.read_midi(os.path.join(FREEDOOM, f)) for f in files]
   checked = 0
-  for kind in encoding.KINDS:
+  for kind in kinds.KINDS:
     spec = encoding.window_spec(kind, mode)
     pool = [w for ns in nss for w in encoding.extract_windows(ns, spec)]
     pool = [w for w in pool if _round_trip_ok(w, spec)]
@@ -348,7 +349,7 @@ def test_round_trip(tmp_path, mode):
       assert len(back) == 1, (kind, len(back))
       np.testing.assert_array_equal(back[0], pool[i])
       checked += 1
-  assert checked == 4 * len(encoding.KINDS)
+  assert checked == 4 * len(kinds.KINDS)
 
 
 FREEDOOM = os.path.join(os.path.dirname(encoding.__file__), 'freedoom')

@@ -2,7 +2,7 @@
 
 The pure metric functions (`metrics.accuracy_counts`, `summarize`, `slerp`) have their
 hand-computed tests in test_metrics.py; here: that `eval_sums` weights padding rows out, that
-batches add up exactly, that the free-running greedy variant agrees with `generate.Model`, the
+batches add up exactly, that the free-running greedy variant agrees with `trained_model.Model`, the
 trio's per-instrument numbers, the baseline's missing KL, determinism, the Table 1 row and the CLI.
 """
 import json
@@ -16,8 +16,13 @@ import numpy as np
 import pytest
 
 from mvae_jax import eval as eval_lib
-from mvae_jax import generate, input_pipeline, parallel
+from mvae_jax import input_pipeline, parallel
 from tests.test_generate import check_midi, run_cli, smoke_run
+from data_pipelines import inputs
+from mvae_jax import evaluation
+from mvae_jax import generation
+from mvae_jax import trained_model
+from mvae_jax import run as run_lib
 
 
 @pytest.fixture(scope='session')
@@ -28,8 +33,9 @@ def eval_runs_root(tmp_path_factory, tfds_dir):
 
 def test_padding_rows_count_nothing(eval_runs_root):
   """Rows of weight 0 (the padding of the last batch) count nothing, whatever they hold."""
-  _, model, params, _ = eval_lib.load_checkpoint(smoke_run('melody2', eval_runs_root))
-  step = eval_lib._jitted_eval_sums(model, True, parallel.make_mesh())  # as evaluate_run
+  loaded = run_lib.load(smoke_run('melody2', eval_runs_root))
+  model, params = loaded.model, loaded.params
+  step = evaluation._jitted_eval_sums(model, True, parallel.make_mesh())  # as evaluate_run
   rng = np.random.default_rng(0)
   real = rng.integers(0, 130, (4, 32, 1)).astype(np.int32)
   weights = jnp.asarray([1.0] * 4 + [0.0] * 4)
@@ -55,7 +61,7 @@ def test_padding_rows_count_nothing(eval_runs_root):
 
 def test_evaluate_run_melody2(eval_runs_root, tmp_path, capsys):
   workdir = smoke_run('melody2', eval_runs_root)
-  a = eval_lib.evaluate_run(workdir, recon_accuracy=True, batch_size=8, num_batches=2, seed=0)
+  a = evaluation.evaluate_run(workdir, recon_accuracy=True, batch_size=8, num_batches=2, seed=0)
   m = a['metrics']
   assert a['examples'] == 16 and a['step'] == 1 and a['parts'] == ['melody']
   assert not a['baseline']
@@ -67,18 +73,18 @@ def test_evaluate_run_melody2(eval_runs_root, tmp_path, capsys):
 
   # A fixed seed gives the same numbers twice; summing 2 batches of 8 equals 1 batch of 16
   # for the deterministic greedy variant.
-  b = eval_lib.evaluate_run(workdir, recon_accuracy=True, batch_size=8, num_batches=2, seed=0)
+  b = evaluation.evaluate_run(workdir, recon_accuracy=True, batch_size=8, num_batches=2, seed=0)
   assert b['metrics'] == m
-  c = eval_lib.evaluate_run(workdir, recon_accuracy=True, batch_size=16, num_batches=1, seed=0)
+  c = evaluation.evaluate_run(workdir, recon_accuracy=True, batch_size=16, num_batches=1, seed=0)
   assert c['examples'] == 16
   assert c['metrics']['recon_greedy_accuracy'] == pytest.approx(m['recon_greedy_accuracy'],
                                                                 abs=1e-6)
 
   # The same 16 eval windows through the generation API (encode -> mu -> greedy decode).
-  config = eval_lib.load_checkpoint(workdir)[0]
+  config = run_lib.load(workdir).config
   source = input_pipeline.get_source(config.data, 'eval')
   targets = np.stack([input_pipeline.to_parts(source[i]['tokens']) for i in range(16)])
-  model = generate.Model.load(workdir)
+  model = trained_model.Model.load(workdir)
   rec = model.reconstruct_tokens(targets)
   assert m['recon_greedy_accuracy'] == pytest.approx(float((rec == targets).mean()), abs=0.01)
   event = targets != 0
@@ -86,22 +92,22 @@ def test_evaluate_run_melody2(eval_runs_root, tmp_path, capsys):
       float((rec == targets)[event].mean()), abs=0.02)
 
   # Generation from eval-split examples (--from_eval) uses the same windows.
-  paths = generate.run_command('interpolate', workdir=workdir, from_eval='0,1', steps=3,
+  paths = generation.run_command('interpolate', workdir=workdir, from_eval='0,1', steps=3,
                                greedy=True, out=str(tmp_path / 'interp'))
   assert len([p for p in paths if p.endswith('.mid')]) == 6
   check_midi(tmp_path / 'interp' / 'input_a.mid', model.spec, expected_tokens=targets[0])
   check_midi(tmp_path / 'interp' / 'input_b.mid', model.spec, expected_tokens=targets[1])
-  paths = generate.run_command('reconstruct', workdir=workdir, from_eval='2',
+  paths = generation.run_command('reconstruct', workdir=workdir, from_eval='2',
                                out=str(tmp_path / 'recon'))
   assert any(p.endswith('reconstruction.mid') for p in paths)
-  with pytest.raises(generate.InputError, match='does not exist'):
-    generate.run_command('reconstruct', workdir=workdir, from_eval='100000')
+  with pytest.raises(inputs.InputError, match='does not exist'):
+    generation.run_command('reconstruct', workdir=workdir, from_eval='100000')
 
   # The CLI prints a Table 1 row and writes JSON next to the checkpoints.
   assert run_cli(eval_lib, [f'--workdir={workdir}', '--recon_accuracy', '--batch_size=8',
                             '--num_batches=2']) == 0
   out = capsys.readouterr().out
-  assert eval_lib.table1_row(a) in out
+  assert evaluation.table1_row(a) in out
   # The majority-class level is printed beside the accuracies, and the JSON path is absolute.
   assert re.search(rf'^majority class level +{m["majority_accuracy"]:.3f}  <- always predicting '
                    'the most common class', out, re.M)
@@ -115,7 +121,7 @@ def test_evaluate_run_melody2(eval_runs_root, tmp_path, capsys):
 
 
 def test_evaluate_trio_per_instrument(eval_runs_root):
-  r = eval_lib.evaluate_run(smoke_run('trio16', eval_runs_root), recon_accuracy=True,
+  r = evaluation.evaluate_run(smoke_run('trio16', eval_runs_root), recon_accuracy=True,
                             batch_size=8, num_batches=1)
   m = r['metrics']
   assert r['parts'] == ['lead', 'bass', 'drums']
@@ -124,31 +130,31 @@ def test_evaluate_trio_per_instrument(eval_runs_root):
       for part in ('', '/lead', '/bass', '/drums'):
         value = m[f'{group}_{kind}{part}']
         assert value is None or 0.0 <= value <= 1.0
-  row = eval_lib.table1_row(r)
+  row = evaluation.table1_row(r)
   assert row.startswith('| trio16:smoke (step 1) | lead ') and ', bass ' in row
   assert ', drums ' in row and '(KL ' in row
 
 
 def test_evaluate_baseline_has_no_kl(eval_runs_root):
-  r = eval_lib.evaluate_run(smoke_run('melody2,baseline', eval_runs_root), recon_accuracy=True,
+  r = evaluation.evaluate_run(smoke_run('melody2,baseline', eval_runs_root), recon_accuracy=True,
                             batch_size=8, num_batches=1)
   assert r['baseline'] and r['metrics']['kl'] is None
   assert 0.0 <= r['metrics']['recon_accuracy'] <= 1.0  # free-running generation vs targets
-  assert eval_lib.table1_row(r).count('/') == 1  # Next / Recon, no KL
+  assert evaluation.table1_row(r).count('/') == 1  # Next / Recon, no KL
 
 
 def test_table1_row_layout():
   base = {'family': 'melody2', 'preset': 'small', 'step': 3000, 'parts': ['melody']}
-  row = eval_lib.table1_row(dict(base, metrics={'next_accuracy': 0.9861, 'recon_accuracy': 0.951,
+  row = evaluation.table1_row(dict(base, metrics={'next_accuracy': 0.9861, 'recon_accuracy': 0.951,
                                                 'kl': 72.94}))
   assert row == '| melody2:small (step 3000) | 0.986 / 0.951 / 72.9 |'
-  row = eval_lib.table1_row(dict(base, metrics={'next_accuracy': 0.7231, 'kl': None}))
+  row = evaluation.table1_row(dict(base, metrics={'next_accuracy': 0.7231, 'kl': None}))
   assert row == '| melody2:small (step 3000) | 0.723 / - |'
   trio = dict(base, family='trio16', parts=['lead', 'bass', 'drums'], metrics={
       'next_accuracy/lead': 0.818, 'recon_accuracy/lead': 0.653, 'next_accuracy/bass': 0.882,
       'recon_accuracy/bass': 0.692, 'next_accuracy/drums': 0.926, 'recon_accuracy/drums': 0.808,
       'kl': 177.4})
-  assert eval_lib.table1_row(trio) == ('| trio16:small (step 3000) | lead 0.818 / 0.653, bass '
+  assert evaluation.table1_row(trio) == ('| trio16:small (step 3000) | lead 0.818 / 0.653, bass '
                                        '0.882 / 0.692, drums 0.926 / 0.808 (KL 177.4) |')
 
 

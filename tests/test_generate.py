@@ -1,8 +1,8 @@
 """Sampling, interpolation, reconstruction and their CLI on `smoke` checkpoints of every family.
 
 Checkpoints come from `smoke_run(family)`: a fresh `smoke`-size model saved through the training
-code's own state and checkpoint functions (`train.init_state`, `checkpoints.save`), which takes a
-second or two and no data; `trained=True` runs `train.train_and_evaluate` (4 steps on the Freedoom
+code's own state and checkpoint functions (`run_lib.init_state`, `checkpoints.save`), which takes a
+second or two and no data; `trained=True` runs `trainer.train_and_evaluate` (4 steps on the Freedoom
 songs) instead. Runs are cached for the whole test session (test_eval.py uses them too).
 """
 import functools
@@ -18,8 +18,14 @@ import pretty_midi
 import pytest
 
 from data_pipelines import encoding
-from mvae_jax import checkpoints, config_lib, generate, train
+from mvae_jax import checkpoints, generate
 from tests.conftest import load_config
+from data_pipelines import inputs
+from data_pipelines import kinds
+from mvae_jax import generation
+from mvae_jax import run as run_lib
+from mvae_jax import trained_model
+from mvae_jax import trainer
 
 FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16')
 FREEDOOM = pathlib.Path(__file__).resolve().parents[1] / 'data_pipelines' / 'freedoom'
@@ -39,12 +45,12 @@ def smoke_run(spec: str, root, *, trained: bool = False, data_dir: str | None = 
     config = load_config(f'{family}:smoke' + (f',{mods}' if mods else ''), data_dir)
     workdir = os.path.join(str(root), spec.replace(',', '_') + ('_trained' if trained else ''))
     if trained:
-      train.train_and_evaluate(config, workdir)
+      trainer.train_and_evaluate(config, workdir)
     else:
-      train.write_config(config, workdir)
-      model, optimizer = train.create_model(config.model), train.create_optimizer(config)
-      shape = (1, config_lib.time_steps(config.data.kind), len(config.model.part_vocab))
-      init = jax.jit(functools.partial(train.init_state, model=model, optimizer=optimizer,
+      run_lib.write_config(config, workdir)
+      model, optimizer = run_lib.create_model(config.model), run_lib.create_optimizer(config)
+      shape = (1, kinds.time_steps(config.data.kind), len(config.model.part_vocab))
+      init = jax.jit(functools.partial(run_lib.init_state, model=model, optimizer=optimizer,
                                        shape=shape))
       mgr = checkpoints.manager(workdir, async_save=False)
       checkpoints.save(mgr, 1, init(jax.random.PRNGKey(0)), {'next_batch': 1})
@@ -60,14 +66,17 @@ def runs_root(tmp_path_factory):
 
 
 def run_cli(module, argv):
-  """Runs `python -m <module> argv...` in this process; returns main's exit code."""
-  flags = module.FLAGS
-  flags.unparse_flags()
+  """Runs `python -m <module> argv...` in this process, with the command's own flags (defined
+  afresh, as the program defines them); returns main's exit code."""
+  from absl import flags
+  fv = flags.FlagValues()
+  module.define_flags(fv)
+  rest = fv([module.__name__] + list(argv))
+  saved, module.FLAGS = module.FLAGS, fv
   try:
-    rest = flags([module.__name__] + list(argv))
     return module.main(rest)
   finally:
-    flags.unparse_flags()
+    module.FLAGS = saved
 
 
 def check_midi(path, spec, num_windows=1, expected_tokens=None):
@@ -99,13 +108,13 @@ def check_midi(path, spec, num_windows=1, expected_tokens=None):
 @pytest.mark.parametrize('family', FAMILIES)
 def test_sample_interpolate_reconstruct(family, runs_root, tmp_path):
   workdir = smoke_run(family, runs_root)
-  model = generate.Model.load(workdir)
+  model = trained_model.Model.load(workdir)
   spec = model.spec
   assert model.step == 1
 
   # sample: N pieces at the paper's temperature, each a MIDI and a PNG.
   out = tmp_path / 'sample'
-  paths = generate.run_command('sample', workdir=workdir, num=2, out=str(out), seed=3)
+  paths = generation.run_command('sample', workdir=workdir, num=2, out=str(out), seed=3)
   mids = sorted(p for p in paths if p.endswith('.mid'))
   assert len(mids) == 2 and len([p for p in paths if p.endswith('.png')]) == 2
   tokens = model.sample_tokens(2, seed=3)
@@ -115,7 +124,7 @@ def test_sample_interpolate_reconstruct(family, runs_root, tmp_path):
 
   # interpolate between two MIDI files (greedy: deterministic, one compile less).
   out = tmp_path / 'interp'
-  paths = generate.run_command('interpolate', workdir=workdir, a=str(INPUT_A), b=str(INPUT_B),
+  paths = generation.run_command('interpolate', workdir=workdir, a=str(INPUT_A), b=str(INPUT_B),
                                steps=3, greedy=True, out=str(out))
   names = sorted(os.path.basename(p) for p in paths)
   assert names == ['input_a.mid', 'input_b.mid', 'interp_00.mid', 'interp_00.png',
@@ -136,7 +145,7 @@ def test_sample_interpolate_reconstruct(family, runs_root, tmp_path):
 
   # reconstruct a MIDI file: input and reconstruction, and a comparison picture.
   out = tmp_path / 'recon'
-  paths = generate.run_command('reconstruct', workdir=workdir, input_path=str(INPUT_B),
+  paths = generation.run_command('reconstruct', workdir=workdir, input_path=str(INPUT_B),
                                out=str(out))
   assert {os.path.basename(p) for p in paths} == {
       'input.mid', 'input.png', 'reconstruction.mid', 'reconstruction.png', 'comparison.png'}
@@ -146,18 +155,18 @@ def test_sample_interpolate_reconstruct(family, runs_root, tmp_path):
 
 
 def test_python_api(runs_root):
-  model = generate.Model.load(smoke_run('melody2', runs_root))
+  model = trained_model.Model.load(smoke_run('melody2', runs_root))
   mu, sigma = model.encode(str(INPUT_A))
   assert mu.shape == sigma.shape == (1, 8) and np.all(sigma > 0)
   # Same window as a NoteSequence, as tokens [time], [time, 1] and [batch, time, 1].
-  windows = generate.midi_windows(str(INPUT_A), model.spec)
+  windows = inputs.midi_windows(str(INPUT_A), model.spec)
   ns = note_seq.midi_file_to_note_sequence(str(INPUT_A))
   for x in (ns, windows[0, :, 0], windows[0], windows[:1]):
     np.testing.assert_allclose(model.encode(x)[0], mu, rtol=1e-5, atol=1e-6)
   assert model.encode(windows[:3])[0].shape == (3, 8)
   # `window` picks among several windows of a file (in time order; by default the first with
   # note onsets in both bars), also by the bar where it starts.
-  assert generate.input_windows(str(INPUT_A), model.spec).default == 0
+  assert inputs.input_windows(str(INPUT_A), model.spec).default == 0
   np.testing.assert_allclose(model.encode(str(INPUT_A), window=2)[0],
                              model.encode(windows[2])[0], rtol=1e-5, atol=1e-6)
   bars = model.windows(str(INPUT_A)).bars
@@ -190,22 +199,22 @@ def test_python_api(runs_root):
   shared = model.decode_tokens(np.stack([z[1], z[1]]), seed=1, shared_noise=True)
   np.testing.assert_array_equal(shared[0], shared[1])
 
-  path = generate.to_midi(pieces[0], os.path.join(model.workdir, 'api', 'x.mid'))
+  path = trained_model.to_midi(pieces[0], os.path.join(model.workdir, 'api', 'x.mid'))
   assert pretty_midi.PrettyMIDI(path).get_end_time() <= 4.0 + 1e-6
-  with pytest.raises(generate.InputError, match='is out of range'):
+  with pytest.raises(inputs.InputError, match='is out of range'):
     model.encode(str(INPUT_A), window=10**6)
-  with pytest.raises(generate.InputError, match='do not fit this model'):
+  with pytest.raises(inputs.InputError, match='do not fit this model'):
     model.encode(np.zeros((16,), np.int32))
-  with pytest.raises(generate.InputError, match='outside'):
+  with pytest.raises(inputs.InputError, match='outside'):
     model.encode(np.full((32,), 500, np.int32))
 
 
 def test_baseline_samples_but_cannot_encode(runs_root, tmp_path):
   workdir = smoke_run('melody2,baseline', runs_root)
-  model = generate.Model.load(workdir)
+  model = trained_model.Model.load(workdir)
   tokens = model.sample_tokens(2, seed=0)
   assert tokens.shape == (2, 32, 1)
-  paths = generate.run_command('sample', workdir=workdir, num=2, out=str(tmp_path))
+  paths = generation.run_command('sample', workdir=workdir, num=2, out=str(tmp_path))
   assert len(paths) == 4
   with pytest.raises(ValueError, match='baseline'):
     model.encode(str(INPUT_A))
@@ -216,7 +225,7 @@ def test_baseline_samples_but_cannot_encode(runs_root, tmp_path):
 
 def test_slerp_points_are_equally_spaced():
   a, b = np.array([2.0, 0.0, 0.0]), np.array([0.0, 2.0, 0.0])
-  points = generate.slerp_points(a, b, 5)
+  points = trained_model.slerp_points(a, b, 5)
   np.testing.assert_array_equal(points[0], a)
   np.testing.assert_array_equal(points[-1], b)
   np.testing.assert_allclose(np.linalg.norm(points, axis=1), 2.0, rtol=1e-6)
@@ -265,12 +274,12 @@ def test_unusable_inputs_say_why(tmp_path):
   (tmp_path / 'junk.mid').write_bytes(b'not a midi file at all')
   cases.append((str(tmp_path / 'junk.mid'), mel2, 'cannot read it as MIDI'))
   for path, spec, pattern in cases:
-    with pytest.raises(generate.InputError, match=pattern) as info:
-      generate.midi_windows(path, spec)
+    with pytest.raises(inputs.InputError, match=pattern) as info:
+      inputs.midi_windows(path, spec)
     assert os.path.basename(path) in str(info.value)
   # The trio with all three parts is fine.
   ok = _write_midi(tmp_path / 'trio.mid', seconds=40.0, extra=[(33, False, 40), (0, True, 36)])
-  assert generate.midi_windows(ok, trio).shape[1:] == (256, 3)
+  assert inputs.midi_windows(ok, trio).shape[1:] == (256, 3)
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -295,7 +304,7 @@ def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
 
   # Default output folder: <workdir>/samples/<command>-<input>-bar<N>-step<step>-<how>-seed<seed>
   # with the window's bar, and the next free index when the same call runs again.
-  windows = generate.input_windows(str(INPUT_A), encoding.window_spec('drums_2bar', 'paper'))
+  windows = inputs.input_windows(str(INPUT_A), encoding.window_spec('drums_2bar', 'paper'))
   bar = windows.bars[windows.default]
   folder = os.path.join(workdir, 'samples',
                         f'reconstruct-freedoom1_D_E1M1-bar{bar}-step1-greedy-seed0')
@@ -366,7 +375,7 @@ def _has_onsets(tokens, spec):
 def test_windows_of_a_real_file_in_time_order(kind):
   spec = encoding.window_spec(kind, 'paper')
   ns = note_seq.midi_file_to_note_sequence(str(INPUT_A))
-  windows = generate.input_windows(str(INPUT_A), spec)
+  windows = inputs.input_windows(str(INPUT_A), spec)
   # The same windows as the dataset extraction, numbered by where they start.
   extracted = encoding.extract_windows(ns, spec)
   ours = windows.tokens.astype(np.int16).reshape((len(windows),) + spec.shape)
@@ -392,8 +401,8 @@ def test_default_window_has_notes_on_every_freedoom_file():
   checked = 0
   for path in sorted(FREEDOOM.glob('*.mid')):
     try:
-      windows = generate.input_windows(str(path), spec)
-    except generate.InputError:
+      windows = inputs.input_windows(str(path), spec)
+    except inputs.InputError:
       continue
     checked += 1
     best = max(_has_onsets(t, spec) for t in windows.tokens)
@@ -411,7 +420,7 @@ def _melody_windows(path, notes, meters=((4, 4, 0.0),)):
   inst.notes.extend(pretty_midi.Note(80, pitch, start, end) for pitch, start, end in notes)
   pm.instruments.append(inst)
   pm.write(str(path))
-  return generate.input_windows(str(path), encoding.window_spec('mel_2bar', 'paper'))
+  return inputs.input_windows(str(path), encoding.window_spec('mel_2bar', 'paper'))
 
 
 def test_window_by_number_or_bar(tmp_path):
@@ -429,23 +438,23 @@ def test_window_by_number_or_bar(tmp_path):
                         '3, 4'), ('4', r'has 4 window\(s\) \(0..3\); window=4 is out of range'),
                        ('bar:x', 'bar:N needs a whole bar number'),
                        ('last', 'expected a window number K')):
-    with pytest.raises(generate.InputError, match=pattern):
+    with pytest.raises(inputs.InputError, match=pattern):
       windows.select(bad)
 
 
 def test_output_folder_never_overwrites(tmp_path):
   base = tmp_path / 'sample-step1-T0.5-seed0'
-  assert generate.output_folder(str(base), explicit=False, overwrite=False) == str(base)
+  assert generation.output_folder(str(base), explicit=False, overwrite=False) == str(base)
   base.mkdir()
-  assert generate.output_folder(str(base), explicit=False, overwrite=False) == str(base)  # empty
+  assert generation.output_folder(str(base), explicit=False, overwrite=False) == str(base)  # empty
   (base / 'a.mid').write_bytes(b'x')
-  assert generate.output_folder(str(base), explicit=False, overwrite=False) == f'{base}-2'
+  assert generation.output_folder(str(base), explicit=False, overwrite=False) == f'{base}-2'
   (tmp_path / 'sample-step1-T0.5-seed0-2').mkdir()
   (tmp_path / 'sample-step1-T0.5-seed0-2' / 'a.mid').write_bytes(b'x')
-  assert generate.output_folder(str(base), explicit=False, overwrite=False) == f'{base}-3'
-  assert generate.output_folder(str(base), explicit=False, overwrite=True) == str(base)
-  with pytest.raises(generate.InputError, match='already holds files; pass --overwrite'):
-    generate.output_folder(str(base), explicit=True, overwrite=False)
+  assert generation.output_folder(str(base), explicit=False, overwrite=False) == f'{base}-3'
+  assert generation.output_folder(str(base), explicit=False, overwrite=True) == str(base)
+  with pytest.raises(inputs.InputError, match='already holds files; pass --overwrite'):
+    generation.output_folder(str(base), explicit=True, overwrite=False)
 
 
 def test_bars_count_an_earlier_meter(tmp_path):

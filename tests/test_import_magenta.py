@@ -20,6 +20,11 @@ import pytest
 
 from mvae_jax import config_lib, import_magenta, losses, tf_checkpoint
 from mvae_jax.generate import Model
+from data_pipelines import kinds
+from mvae_jax import evaluation
+from mvae_jax import generation
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'magenta_checkpoints'
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / 'checkpoint').is_dir())
@@ -203,12 +208,10 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir, make_co
   assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
   assert 'expected shape' in r.stderr
 
-  from mvae_jax import eval as eval_lib
-  from mvae_jax import generate, train
-  results = eval_lib.evaluate_run(str(run), recon_accuracy=True, num_batches=1, batch_size=8)
+  results = evaluation.evaluate_run(str(run), recon_accuracy=True, num_batches=1, batch_size=8)
   assert results['step'] == 4242 and results['examples'] == 8
   assert 0.0 <= results['metrics']['recon_accuracy'] <= 1.0
-  paths = generate.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 'samples'))
+  paths = generation.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 'samples'))
   assert sum(p.endswith('.mid') for p in paths) == 2
 
   # Fine-tune: parameters from the imported run, fresh optimizer, step 0 (the smoke preset with
@@ -218,8 +221,9 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir, make_co
   cfg = make_config('drums2:smoke', **model_cfg, **{
       'data.mode': 'magenta', 'train.init_from': str(run), 'train.num_steps': 2})
   tuned = tmp_path / 'tuned'
-  train.train_and_evaluate(cfg, str(tuned))
-  _, _, params, step = train.load_run(str(tuned))
+  trainer.train_and_evaluate(cfg, str(tuned))
+  loaded = run_lib.load(str(tuned))
+  params, step = loaded.params, loaded.step
   assert step == 2
   base = Model.load(str(run)).params
   moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
@@ -228,23 +232,22 @@ def test_cli_imports_and_eval_generate_finetune_work(tmp_path, tfds_dir, make_co
 
 
 def test_init_from_shape_mismatch_is_a_one_line_error(imported, tmp_path):
-  from mvae_jax import train
   model, _, _ = imported('cat-mel_2bar_small')
   like = jax.tree.map(np.asarray, model.params)
-  assert jax.tree.all(jax.tree.map(np.array_equal, train.init_params_from(model.workdir, like),
+  assert jax.tree.all(jax.tree.map(np.array_equal, run_lib.init_params_from(model.workdir, like),
                                    like))
   like['encoder']['mu']['kernel'] = np.zeros((3, 3), np.float32)
   with pytest.raises(ValueError) as e:
-    train.init_params_from(model.workdir, like)
+    run_lib.init_params_from(model.workdir, like)
   msg = str(e.value)
   assert '\n' not in msg and "['encoder']['mu']['kernel']" in msg and '(3, 3)' in msg
   with pytest.raises(FileNotFoundError, match='init_from'):
-    train.init_params_from(str(tmp_path / 'nothing'), like)
+    run_lib.init_params_from(str(tmp_path / 'nothing'), like)
   own = model.config.model.to_dict()
   own['forget_bias'] = 0.0  # same shapes, but the biases would mean something else
   like = jax.tree.map(np.asarray, model.params)
   with pytest.raises(ValueError, match=r'model.forget_bias is 1.0.*--config.model.forget_bias=1.0'):
-    train.init_params_from(model.workdir, like, own)
+    run_lib.init_params_from(model.workdir, like, own)
 
 
 def test_forget_bias_option_is_the_same_function_as_a_shifted_bias():
@@ -322,7 +325,7 @@ def test_released_configs_import_at_real_size_and_presets_match_the_reference(na
       4 * s for s in ([info['hparams']['dec_rnn_size'][0]] if name.startswith('hierdec') else []))
   # The imported sizes are the preset's: the preset is the released config.
   s = import_magenta.CONFIGS[name]
-  preset = import_magenta.load_preset(s.family, s.preset)
+  preset = config_lib.from_file(f'{s.family}:{s.preset}')
   assert config.model.to_dict() == preset.model.to_dict()
   hp = info['hparams']
   m, c = preset.model, preset
@@ -350,7 +353,7 @@ def test_released_configs_import_at_real_size_and_presets_match_the_reference(na
     assert c.data.augment and (c.data.shift_min, c.data.shift_max) == REF_SHIFT[name]
   else:
     assert not c.data.augment
-  assert config_lib.time_steps(c.data.kind) == hp['max_seq_len'] and c.data.mode == 'magenta'
+  assert kinds.time_steps(c.data.kind) == hp['max_seq_len'] and c.data.mode == 'magenta'
 
 
 def test_runs_written_before_the_new_fields_still_load(imported, tmp_path):

@@ -14,13 +14,13 @@ import mido
 import numpy as np
 import pytest
 
-from data_pipelines import build
 from data_pipelines import midi
 from data_pipelines import midi_fast
 
 sys.path.insert(0, os.path.dirname(__file__))
 import make_bad_midi  # pylint: disable=g-import-not-at-top,wrong-import-position
 import make_big_midi  # pylint: disable=g-import-not-at-top,wrong-import-position
+from data_pipelines import conversion
 
 FIELDS = ('start', 'end', 'pitch', 'velocity', 'instrument', 'program', 'is_drum')
 
@@ -156,10 +156,10 @@ def test_running_status_and_sysex():
 
 
 def test_freedoom_equals_the_full_reader_and_takes_the_fast_path():
-  names = sorted(f for f in os.listdir(build.FREEDOOM_DIR) if f.endswith('.mid'))
+  names = sorted(f for f in os.listdir(conversion.FREEDOOM_DIR) if f.endswith('.mid'))
   assert len(names) > 60
   for name in names:
-    with open(os.path.join(build.FREEDOOM_DIR, name), 'rb') as f:
+    with open(os.path.join(conversion.FREEDOOM_DIR, name), 'rb') as f:
       data = f.read()
     assert _takes_fast_path(data), name
     _assert_same(data, name)
@@ -168,7 +168,7 @@ def test_freedoom_equals_the_full_reader_and_takes_the_fast_path():
 def test_big_and_malformed_corpora_equal_the_full_reader(tmp_path):
   make_big_midi.write_corpus(str(tmp_path / 'big'))
   make_bad_midi.write_corpus(str(tmp_path / 'bad'),
-                             os.path.join(build.FREEDOOM_DIR, 'freedoom1_D_VICTOR.mid'))
+                             os.path.join(conversion.FREEDOOM_DIR, 'freedoom1_D_VICTOR.mid'))
   os.remove(tmp_path / 'bad' / 'hangs_on_open.mid')
   for folder in ('big', 'bad'):
     for name in sorted(os.listdir(tmp_path / folder)):
@@ -178,7 +178,7 @@ def test_big_and_malformed_corpora_equal_the_full_reader(tmp_path):
 
 def test_corruptions_of_a_real_file_equal_the_full_reader():
   """Byte flips and cuts of a real file: the fast path accepts only what it reads exactly."""
-  with open(os.path.join(build.FREEDOOM_DIR, 'freedoom1_D_E1M1.mid'), 'rb') as f:
+  with open(os.path.join(conversion.FREEDOOM_DIR, 'freedoom1_D_E1M1.mid'), 'rb') as f:
     good = f.read()
   rng = np.random.default_rng(0)
   for k in range(40):

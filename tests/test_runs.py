@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 
 from data_pipelines import build
-from mvae_jax import checkpoints, config_lib, eval as eval_lib, logs, runlock, train
+from mvae_jax import checkpoints, config_lib, logs, runlock
+from data_pipelines import conversion
+from mvae_jax import evaluation
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +51,7 @@ def steps_of(workdir):
 def trained(make_config, tmp_path_factory):
   """A 4-step melody2:smoke run with checkpoints 2 and 4 (copy it before changing it)."""
   workdir = str(tmp_path_factory.mktemp('trained'))
-  train.train_and_evaluate(make_config('melody2:smoke'), workdir)
+  trainer.train_and_evaluate(make_config('melody2:smoke'), workdir)
   return workdir
 
 
@@ -103,11 +107,8 @@ def test_folder_source_needs_an_existing_midi_dir(make_config, tmp_path):
 
 
 def test_every_shipped_preset_validates():
-  import importlib.util
   for name in ('melody2', 'drums2', 'melody16', 'melody32', 'trio16'):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = config_lib.config_module(name)
     for preset in (p for p in module.PRESETS if p != 'common'):
       for arg in (preset, f'{preset},baseline', f'{preset},no_ss'):
         config_lib.validate(module.get_config(arg), num_devices=1)
@@ -119,8 +120,8 @@ def test_a_failed_start_leaves_no_config_json(make_config, tmp_path):
   empty.mkdir()
   config = make_config('melody2:smoke', **{'data.source': 'folder', 'data.midi_dir': str(empty),
                                            'data.data_dir': str(tmp_path / 'tfds')})
-  with pytest.raises(build.NothingFoundError, match=f'no MIDI files .* found under {empty}'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  with pytest.raises(conversion.NothingFoundError, match=f'no MIDI files .* found under {empty}'):
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run' / 'config.json').exists()
 
 
@@ -155,7 +156,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(make_config, tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
   (workdir / 'train.lock').write_text(f'{dead.pid} somehost 0\n')
-  train.train_and_evaluate(make_config('melody2:smoke', **{'train.num_steps': 2}), str(workdir))
+  trainer.train_and_evaluate(make_config('melody2:smoke', **{'train.num_steps': 2}), str(workdir))
   assert steps_of(workdir) == [2]
   assert (workdir / 'train.lock').read_text().split()[0] == str(os.getpid())
 
@@ -174,19 +175,20 @@ def test_lock_refuses_a_second_holder_but_not_the_other_hosts_of_one_run(tmp_pat
 
 def test_diverged_step_is_never_committed(make_config, tmp_path):
   workdir = str(tmp_path)
-  train.train_and_evaluate(make_config('melody2:smoke', **{
+  trainer.train_and_evaluate(make_config('melody2:smoke', **{
       'train.num_steps': 2, 'train.checkpoint_every_steps': 1}), workdir)
   huge = make_config('melody2:smoke', **{
       'optim.learning_rate': 1e30, 'optim.min_learning_rate': 1e30,
       'optim.clip_to_zero_norm': 1e38, 'train.num_steps': 30, 'train.log_every_steps': 7,
       'train.checkpoint_every_steps': 1, 'eval.every_steps': 0})
   # Step 3's loss is finite (computed before the update); its parameters are not.
-  with pytest.raises(train.NonFiniteLossError,
+  with pytest.raises(trainer.NonFiniteLossError,
                      match=r'diverged at step 3 .*stopped before saving it, a rerun resumes '
                            r'from checkpoint 2\.'):
-    train.train_and_evaluate(huge, workdir)
+    trainer.train_and_evaluate(huge, workdir)
   assert steps_of(workdir) == [1, 2]
-  _, _, params, step = train.load_run(workdir)
+  loaded = run_lib.load(workdir)
+  params, step = loaded.params, loaded.step
   assert step == 2
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(params)))
 
@@ -195,8 +197,8 @@ def test_divergence_before_any_checkpoint_says_the_rerun_starts_over(make_config
   config = make_config('melody2:smoke', **{
       'optim.learning_rate': 1e30, 'optim.min_learning_rate': 1e30,
       'optim.clip_to_zero_norm': 1e38, 'train.num_steps': 6})
-  with pytest.raises(train.NonFiniteLossError, match=r'at step 1 .*starts over'):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(trainer.NonFiniteLossError, match=r'at step 1 .*starts over'):
+    trainer.train_and_evaluate(config, str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints') or steps_of(tmp_path) == []
 
 
@@ -205,10 +207,10 @@ def test_train_step_flags_a_non_finite_optimizer_state(make_config):
   import functools
   import jax.numpy as jnp
   config = make_config('melody2:smoke')
-  model, optimizer = train.create_model(config.model), train.create_optimizer(config)
-  state = train.init_state(jax.random.PRNGKey(0), model=model, optimizer=optimizer,
+  model, optimizer = run_lib.create_model(config.model), run_lib.create_optimizer(config)
+  state = run_lib.init_state(jax.random.PRNGKey(0), model=model, optimizer=optimizer,
                            shape=(1, 32, 1))
-  step = jax.jit(functools.partial(train.train_step, model=model, optimizer=optimizer, cfg=config))
+  step = jax.jit(functools.partial(trainer.train_step, model=model, optimizer=optimizer, cfg=config))
   batch = {'tokens': jnp.asarray(np.random.default_rng(0).integers(0, 130, (8, 32, 1)), jnp.int32)}
   _, m = step(state, batch, jax.random.PRNGKey(1))
   assert bool(m['finite'])
@@ -243,17 +245,17 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(how, trained, make
   capsys.readouterr()
 
   # eval (and generate, which loads the same way) uses step 2 and says why, in one line.
-  results = eval_lib.evaluate_run(workdir, recon_accuracy=False, num_batches=1)
+  results = evaluation.evaluate_run(workdir, recon_accuracy=False, num_batches=1)
   assert results['step'] == 2
   assert all(v is None or np.isfinite(v) for v in results['metrics'].values())
   warned = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
   assert len(warned) == 1 and warned[0].startswith('warning: checkpoint ')
   assert 'checkpoints/4 is damaged' in warned[0] and warned[0].endswith('using step 2')
   with pytest.raises(checkpoints.DamagedCheckpointError, match='checkpoints/4 is damaged'):
-    eval_lib.load_checkpoint(workdir, 4)
+    run_lib.load(workdir, 4)
 
   # training resumes from step 2; the damaged step is set aside, never retained or reused.
-  train.train_and_evaluate(make_config('melody2:smoke', **{
+  trainer.train_and_evaluate(make_config('melody2:smoke', **{
       'train.num_steps': 6, 'train.keep_checkpoints': 2}), workdir)
   assert steps_of(workdir) == [4, 6]
   assert os.listdir(os.path.join(workdir, checkpoints.DAMAGED_DIR)) == ['4']
@@ -264,17 +266,18 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(how, trained, make
 def test_checkpoint_with_non_finite_values_is_skipped(trained, tmp_path, capsys):
   """A NaN state saved by an older version (or by hand) is never restored."""
   workdir = copy_run(trained, tmp_path / 'run')
-  _, _, params, _ = train.load_run(workdir)
-  config = config_lib.load_config(workdir)
-  model, optimizer = train.create_model(config.model), train.create_optimizer(config)
-  state = train.init_state(jax.random.PRNGKey(0), model=model, optimizer=optimizer,
+  params = run_lib.load(workdir).params
+  config = run_lib.load_config(workdir)
+  model, optimizer = run_lib.create_model(config.model), run_lib.create_optimizer(config)
+  state = run_lib.init_state(jax.random.PRNGKey(0), model=model, optimizer=optimizer,
                            shape=(1, 32, 1))
   state = state.replace(params=jax.tree.map(lambda x: x * np.nan, state.params))
   mgr = checkpoints.manager(workdir, async_save=False)
   checkpoints.save(mgr, 6, state, {'next_batch': 6})
   mgr.close()
   capsys.readouterr()
-  _, _, restored, step = train.load_run(workdir)
+  loaded = run_lib.load(workdir)
+  restored, step = loaded.params, loaded.step
   assert step == 4
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(params))
   assert 'checkpoints/6 is damaged (holds non-finite values); using step 4' in capsys.readouterr().err
@@ -285,7 +288,7 @@ def test_every_checkpoint_damaged_is_one_error(trained, tmp_path):
   _damage(workdir, 2, 'truncated')
   _damage(workdir, 4, 'overwritten')
   with pytest.raises(checkpoints.DamagedCheckpointError, match='every checkpoint in .* is damaged'):
-    train.load_run(workdir)
+    run_lib.load(workdir)
 
 
 # ----------------------------------------------------------------------------- failures
@@ -309,10 +312,10 @@ def test_metrics_are_logged_once_per_step_after_a_resume(trained, make_config, t
   workdir = copy_run(trained, tmp_path / 'run')
   # As if killed after logging steps 3 and 4 but before checkpoint 4 committed.
   shutil.rmtree(os.path.join(workdir, 'checkpoints', '4'))
-  train.train_and_evaluate(make_config('melody2:smoke'), workdir)
+  trainer.train_and_evaluate(make_config('melody2:smoke'), workdir)
   records = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
   assert [r['step'] for r in records if 'train/loss' in r] == [1, 2, 3, 4]
-  assert [r['step'] for r in records if 'eval/accuracy' in r] == [2, 4]
+  assert [r['step'] for r in records if 'eval/next_accuracy' in r] == [2, 4]
   # TensorBoard: the resumed writer's file starts by purging the replayed steps (3 and later).
   tb = os.path.join(workdir, 'tensorboard')
   newest = max((os.path.join(tb, f) for f in os.listdir(tb)), key=os.path.getmtime)
@@ -359,10 +362,10 @@ def _freedoom_files(n, *, eval_side):
   """The n smallest Freedoom files whose content hash puts them on the given side of the
   folder builder's 10% eval rule."""
   out = []
-  for name in sorted(os.listdir(build.FREEDOOM_DIR),
-                     key=lambda f: os.path.getsize(os.path.join(build.FREEDOOM_DIR, f))):
-    data = open(os.path.join(build.FREEDOOM_DIR, name), 'rb').read()
-    if build.is_eval(hashlib.md5(data).hexdigest()) == eval_side and data not in out:
+  for name in sorted(os.listdir(conversion.FREEDOOM_DIR),
+                     key=lambda f: os.path.getsize(os.path.join(conversion.FREEDOOM_DIR, f))):
+    data = open(os.path.join(conversion.FREEDOOM_DIR, name), 'rb').read()
+    if conversion.is_eval(hashlib.md5(data).hexdigest()) == eval_side and data not in out:
       out.append(data)
   return out[:n]
 
@@ -375,8 +378,8 @@ def test_nothing_found_lists_why(make_config, tmp_path):
   config = make_config('melody2:smoke', **{'data.source': 'folder', 'data.midi_dir': str(broken),
                                            'data.data_dir': str(tmp_path / 'tfds'),
                                            'data.workers': 1})
-  with pytest.raises(build.NothingFoundError) as info:
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  with pytest.raises(conversion.NothingFoundError) as info:
+    trainer.train_and_evaluate(config, str(tmp_path / 'run'))
   message = str(info.value)
   assert message.startswith(f'2 files under {broken}, none usable for mel_2bar: ')
   assert 'a.mid' in message and 'b.mid' in message and '\n' not in message
@@ -392,34 +395,34 @@ def test_small_folder_trains_without_eval_split(make_config, tmp_path):
   leftover.mkdir(parents=True)  # an interrupted earlier build
   base = {'data.source': 'folder', 'data.midi_dir': str(folder), 'data.data_dir': str(data_dir),
           'data.workers': 1, 'train.num_steps': 2}
-  with pytest.raises(train.DataError, match=r'no eval files.*--config\.eval\.every_steps=0'):
-    train.train_and_evaluate(make_config('melody2:smoke', **base), str(tmp_path / 'run'))
+  with pytest.raises(trainer.DataError, match=r'no eval files.*--config\.eval\.every_steps=0'):
+    trainer.train_and_evaluate(make_config('melody2:smoke', **base), str(tmp_path / 'run'))
   assert not leftover.exists()  # the build itself succeeded and cleaned up
-  out = train.train_and_evaluate(make_config('melody2:smoke', **base, **{'eval.every_steps': 0}),
+  out = trainer.train_and_evaluate(make_config('melody2:smoke', **base, **{'eval.every_steps': 0}),
                                  str(tmp_path / 'run'))
   assert np.isfinite(out['train/loss']) and not any(k.startswith('eval/') for k in out)
   assert steps_of(tmp_path / 'run') == [2]
 
 
 def test_split_rule_gives_a_handful_of_files_an_eval_file(tmp_path):
-  files = _freedoom_files(build.MIN_FILES_FOR_EVAL + 4, eval_side=False)  # some have no windows
+  files = _freedoom_files(conversion.MIN_FILES_FOR_EVAL + 4, eval_side=False)  # some have no windows
   folder = tmp_path / 'midi'
   folder.mkdir()
   for i, data in enumerate(files):
     (folder / f'song{i}.mid').write_bytes(data)
-  items = build.list_items('folder', str(folder))
-  ext = build.extract('folder', ['mel_2bar'], 'paper', str(tmp_path), str(folder), workers=0,
+  items = conversion.list_items('folder', str(folder))
+  ext = conversion.extract('folder', ['mel_2bar'], 'paper', str(tmp_path), str(folder), workers=0,
                       items=items, progress=False)
   assert not ext.reused and ext.convert_s > 0
-  sel = build.select(ext, 'mel_2bar')
-  assert sel.stats['files_with_windows'] >= build.MIN_FILES_FOR_EVAL, sel.stats
+  sel = conversion.select(ext, 'mel_2bar')
+  assert sel.stats['files_with_windows'] >= conversion.MIN_FILES_FOR_EVAL, sel.stats
   eval_files = set(sel.item[sel.is_eval].tolist())
   assert len(eval_files) == 1 and sel.stats['train'] > 0
   # A second build reuses the conversion: its report shows this build's time, none.
-  again = build.extract('folder', ['mel_2bar'], 'paper', str(tmp_path), str(folder), workers=0,
+  again = conversion.extract('folder', ['mel_2bar'], 'paper', str(tmp_path), str(folder), workers=0,
                         items=items, progress=False)
   assert again.reused and again.convert_s == 0
-  rep = build.report(again, {'mel_2bar': build.select(again, 'mel_2bar')})
+  rep = conversion.report(again, {'mel_2bar': conversion.select(again, 'mel_2bar')})
   assert rep['convert_s'] == 0 and rep['conversion_reused']
 
 

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from experiments import table1
+from mvae_jax import config_lib
 
 COLUMN_KEYS = ('next', 'recon', 'recon_greedy', 'kl', 'steps', 'train_windows', 'eval_windows',
                'majority', 'ss_rate', 'scheduled_sampling', 'train_wall_s', 'trend', 'params')
@@ -107,7 +108,7 @@ def test_interrupted_column_resumes(sweep, monkeypatch):
   from mvae_jax import train
   config, _, _ = table1.column_config(
       'melody2', 'vae', preset='smoke', steps=4, ss_rate=1.0,
-      sets=table1.parse_sets([f'data.data_dir={os.environ["TFDS_DATA_DIR"]}']),
+      sets=config_lib.parse_overrides([f'data.data_dir={os.environ["TFDS_DATA_DIR"]}']),
       baseline_ss=False, flat_dec_sizes=(16,))
   workdir = str(sweep['tmp'] / 'fake' / 'vae')
   os.makedirs(os.path.join(workdir, 'checkpoints', '2'))

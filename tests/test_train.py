@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from mvae_jax import checkpoints, train
+from mvae_jax import checkpoints
+from mvae_jax import trainer
+from mvae_jax import run as run_lib
 
 FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16')
 
@@ -23,12 +25,12 @@ def read_jsonl(path):
 @pytest.mark.parametrize('family', FAMILIES)
 def test_smoke_train_evaluate_and_resume(family, make_config, tmp_path):
   config = make_config(f'{family}:smoke')
-  out = train.train_and_evaluate(config, str(tmp_path))
+  out = trainer.train_and_evaluate(config, str(tmp_path))
   for key in ('train/loss', 'train/loss/recon', 'train/loss/kl', 'train/accuracy',
-              'train/learning_rate', 'train/beta', 'train/p_sample', 'eval/loss/recon',
-              'eval/accuracy'):
+              'train/learning_rate', 'train/beta', 'train/p_sample', 'eval/recon_loss',
+              'eval/next_accuracy'):
     assert key in out and np.isfinite(out[key]), key
-  assert 0.0 <= out['eval/accuracy'] <= 1.0
+  assert 0.0 <= out['eval/next_accuracy'] <= 1.0
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
   assert any(f.startswith('events') for f in os.listdir(tmp_path / 'tensorboard'))
   steps = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
@@ -38,23 +40,24 @@ def test_smoke_train_evaluate_and_resume(family, make_config, tmp_path):
 
   # Asking for more steps resumes from step 4 instead of starting over.
   more = make_config(f'{family}:smoke', **{'train.num_steps': 6})
-  train.train_and_evaluate(more, str(tmp_path))
+  trainer.train_and_evaluate(more, str(tmp_path))
   steps = [r['step'] for r in read_jsonl(tmp_path / 'metrics.jsonl') if 'train/loss' in r]
   assert steps == [1, 2, 3, 4, 5, 6]
   assert '6' in os.listdir(tmp_path / 'checkpoints')
 
 
 def _params(workdir):
-  _, _, params, step = train.load_run(str(workdir))
+  loaded = run_lib.load(str(workdir))
+  params, step = loaded.params, loaded.step
   return step, jax.device_get(params)
 
 
 def test_resumed_run_equals_uninterrupted_run(make_config, tmp_path):
   whole = make_config('melody2:smoke', **{'train.num_steps': 4})
-  train.train_and_evaluate(whole, str(tmp_path / 'whole'))
+  trainer.train_and_evaluate(whole, str(tmp_path / 'whole'))
   first = make_config('melody2:smoke', **{'train.num_steps': 2})
-  train.train_and_evaluate(first, str(tmp_path / 'split'))
-  train.train_and_evaluate(whole, str(tmp_path / 'split'))
+  trainer.train_and_evaluate(first, str(tmp_path / 'split'))
+  trainer.train_and_evaluate(whole, str(tmp_path / 'split'))
   step_a, a = _params(tmp_path / 'whole')
   step_b, b = _params(tmp_path / 'split')
   assert step_a == step_b == 4
@@ -62,18 +65,18 @@ def test_resumed_run_equals_uninterrupted_run(make_config, tmp_path):
 
 
 def test_changed_model_config_is_refused(make_config, tmp_path):
-  train.train_and_evaluate(make_config('melody2:smoke'), str(tmp_path))
+  trainer.train_and_evaluate(make_config('melody2:smoke'), str(tmp_path))
   other = make_config('melody2:smoke', **{'model.z_size': 12})
   with pytest.raises(ValueError, match='different config.model'):
-    train.train_and_evaluate(other, str(tmp_path))
+    trainer.train_and_evaluate(other, str(tmp_path))
 
 
 def test_non_finite_loss_stops_with_the_step(make_config, tmp_path):
   config = make_config('melody2:smoke', **{
       'optim.learning_rate': 1e30, 'optim.min_learning_rate': 1e30, 'optim.clip_to_zero_norm': 1e38,
       'train.num_steps': 6})
-  with pytest.raises(train.NonFiniteLossError, match=r'at step \d'):
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(trainer.NonFiniteLossError, match=r'at step \d'):
+    trainer.train_and_evaluate(config, str(tmp_path))
 
 
 def test_kill_9_then_resume_matches_uninterrupted(make_config, tmp_path, tfds_dir):
@@ -106,8 +109,8 @@ def test_kill_9_then_resume_matches_uninterrupted(make_config, tmp_path, tfds_di
   target = last + 2
   overrides = {'train.num_steps': target, 'train.checkpoint_every_steps': 3,
                'eval.every_steps': 100000}
-  train.train_and_evaluate(make_config('melody2:smoke', **overrides), str(workdir))
-  train.train_and_evaluate(make_config('melody2:smoke', **overrides), str(tmp_path / 'whole'))
+  trainer.train_and_evaluate(make_config('melody2:smoke', **overrides), str(workdir))
+  trainer.train_and_evaluate(make_config('melody2:smoke', **overrides), str(tmp_path / 'whole'))
   step_a, a = _params(workdir)
   step_b, b = _params(tmp_path / 'whole')
   assert step_a == step_b == target
@@ -115,8 +118,8 @@ def test_kill_9_then_resume_matches_uninterrupted(make_config, tmp_path, tfds_di
 
 
 def test_bfloat16_emulation_is_named_only_on_cpus_without_native_support():
-  assert train.emulated_bfloat16('bfloat16', 'cpu', ['avx2', 'fma'])
-  assert not train.emulated_bfloat16('bfloat16', 'cpu', ['avx512f', 'avx512_bf16'])
-  assert not train.emulated_bfloat16('bfloat16', 'cpu', ['amx_bf16'])
-  assert not train.emulated_bfloat16('bfloat16', 'gpu', [])
-  assert not train.emulated_bfloat16('float32', 'cpu', [])
+  assert trainer.emulated_bfloat16('bfloat16', 'cpu', ['avx2', 'fma'])
+  assert not trainer.emulated_bfloat16('bfloat16', 'cpu', ['avx512f', 'avx512_bf16'])
+  assert not trainer.emulated_bfloat16('bfloat16', 'cpu', ['amx_bf16'])
+  assert not trainer.emulated_bfloat16('bfloat16', 'gpu', [])
+  assert not trainer.emulated_bfloat16('float32', 'cpu', [])

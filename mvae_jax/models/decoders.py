@@ -361,8 +361,9 @@ class FlatDecoder(_SegmentedDecoder):
   num_segments = 1
 
   def setup(self):
-    self.parts = [PartDecoder(vocab, self.sizes, self.z_size, self.dtype, self.unroll,
-                              self.forget_bias, name=name)
+    self.parts = [PartDecoder(vocab=vocab, sizes=self.sizes, cond_size=self.z_size,
+                              dtype=self.dtype, unroll=self.unroll,
+                              forget_bias=self.forget_bias, name=name)
                   for vocab, name in zip(self.part_vocab, self.part_names)]
 
   def conditioning(self, z, batch_size):
@@ -394,12 +395,15 @@ class HierarchicalDecoder(_SegmentedDecoder):
   forget_bias: float = 0.0
 
   def setup(self):
-    self.conductor = Conductor(self.conductor_sizes, self.z_size, self.num_segments,
-                               self.embedding_size, self.dtype, self.unroll, self.forget_bias,
+    self.conductor = Conductor(sizes=self.conductor_sizes, z_size=self.z_size,
+                               num_segments=self.num_segments,
+                               embedding_size=self.embedding_size, dtype=self.dtype,
+                               unroll=self.unroll, forget_bias=self.forget_bias,
                                name='conductor')
     cond_size = self.embedding_size or self.conductor_sizes[-1]
-    self.parts = [PartDecoder(vocab, self.sizes, cond_size, self.dtype, self.unroll,
-                              self.forget_bias, name=name)
+    self.parts = [PartDecoder(vocab=vocab, sizes=self.sizes, cond_size=cond_size,
+                              dtype=self.dtype, unroll=self.unroll,
+                              forget_bias=self.forget_bias, name=name)
                   for vocab, name in zip(self.part_vocab, self.part_names)]
 
   def conditioning(self, z, batch_size):

@@ -79,17 +79,19 @@ class MusicVAE(nn.Module):
     names = default_part_names(self.part_is_drums)
     if self.use_encoder:
       self.encoder = encoder_lib.BidirectionalLSTMEncoder(
-          tuple(self.part_vocab), tuple(self.part_is_drums), tuple(self.enc_sizes), self.z_size,
-          self.sigma_param, dtype, self.unroll, self.drum_input, self.forget_bias, name='encoder')
+          part_vocab=tuple(self.part_vocab), part_is_drums=tuple(self.part_is_drums),
+          sizes=tuple(self.enc_sizes), z_size=self.z_size, sigma_param=self.sigma_param,
+          dtype=dtype, unroll=self.unroll, drum_input=self.drum_input,
+          forget_bias=self.forget_bias, name='encoder')
+    shared = dict(part_vocab=tuple(self.part_vocab), part_names=names,
+                  sizes=tuple(self.dec_sizes), z_size=z_size, dtype=dtype, unroll=self.unroll,
+                  forget_bias=self.forget_bias, name='decoder')
     if self.decoder == 'flat':
-      self.dec = decoders.FlatDecoder(tuple(self.part_vocab), names, tuple(self.dec_sizes),
-                                      z_size, dtype, self.unroll, self.forget_bias,
-                                      name='decoder')
+      self.dec = decoders.FlatDecoder(**shared)
     elif self.decoder == 'hier':
       self.dec = decoders.HierarchicalDecoder(
-          tuple(self.part_vocab), names, tuple(self.dec_sizes), tuple(self.conductor_sizes),
-          self.num_segments, self.embedding_size, z_size, dtype, self.unroll, self.forget_bias,
-          name='decoder')
+          conductor_sizes=tuple(self.conductor_sizes), num_segments=self.num_segments,
+          embedding_size=self.embedding_size, **shared)
     else:
       raise ValueError(f"decoder must be 'flat' or 'hier', got {self.decoder!r}")
 

@@ -12,18 +12,21 @@ import numpy as np
 
 sys.path.insert(0, sys.argv[1])  # repo root, for tests.conftest
 from tests.conftest import load_config  # noqa: E402
-from mvae_jax import config_lib, parallel, train  # noqa: E402
+from mvae_jax import parallel  # noqa: E402
+from data_pipelines import kinds
+from mvae_jax import run as run_lib
+from mvae_jax import trainer
 
 
 def run(config, devices, tokens):
   mesh = parallel.make_mesh(devices)
-  model = train.create_model(config.model)
-  opt = train.create_optimizer(config)
+  model = run_lib.create_model(config.model)
+  opt = run_lib.create_optimizer(config)
   repl, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  init = jax.jit(functools.partial(train.init_state, model=model, optimizer=opt,
+  init = jax.jit(functools.partial(run_lib.init_state, model=model, optimizer=opt,
                                    shape=(1,) + tokens.shape[1:]), out_shardings=repl)
   state = init(jax.random.PRNGKey(0))
-  step = jax.jit(functools.partial(train.train_step, model=model, optimizer=opt, cfg=config),
+  step = jax.jit(functools.partial(trainer.train_step, model=model, optimizer=opt, cfg=config),
                  in_shardings=(repl, data, repl), out_shardings=(repl, repl))
   batch = {'tokens': jax.device_put(tokens, data)}
   for _ in range(2):
@@ -36,7 +39,7 @@ def main():
   out = {}
   for family in sys.argv[2].split(','):
     config = load_config(f'{family}:smoke')
-    t = config_lib.time_steps(config.data.kind)
+    t = kinds.time_steps(config.data.kind)
     vocab = config.model.part_vocab
     rng = np.random.default_rng(0)
     tokens = np.stack([rng.integers(0, v, size=(16, t)) for v in vocab], -1).astype(np.int32)

@@ -1,0 +1,108 @@
+"""What a command prints, and where everything else goes; shared by every command line.
+
+`setup(log_dir, name)`: every command line entry point (train, eval, generate, quickstart,
+`data_pipelines.build`, ...) calls it first. The console then holds our own lines only (progress
+with ETA, metrics, results, our warnings, errors); library logging (Orbax, absl, TFDS, JAX's
+backend probing, Python warnings) goes to `<log_dir>/<name>.log`. Library records at ERROR still
+reach the console. With `--verbosity=N` (absl's flag; `-v`) the library lines are shown on the
+console too. Progress bars of libraries (TFDS's tqdm) are off unless verbose on a terminal; our
+own progress lines use no escape codes when stdout / stderr is not a terminal.
+"""
+from __future__ import annotations
+
+import logging as py_logging
+import math
+import os
+import sys
+import tempfile
+import time
+from typing import TextIO
+
+from absl import flags, logging
+
+
+def duration(seconds: float) -> str:
+  """`7m20s`, `1h05m`."""
+  if not math.isfinite(seconds):
+    return '?'
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+_STATE = {'verbose': False, 'handler': None, 'path': None}
+_FORMAT = '%(levelname).1s%(asctime)s %(name)s %(filename)s:%(lineno)d] %(message)s'
+
+
+def _verbosity_given() -> bool:
+  """True when the user passed absl's --verbosity / -v (after flags are parsed)."""
+  try:
+    return bool(flags.FLAGS['verbosity'].present)
+  except KeyError:
+    return False
+
+
+def setup(log_dir: str | None, name: str, verbose: bool | None = None) -> str:
+  """Sends library logging to `<log_dir>/<name>.log` (appended); returns that path (absolute).
+
+  Args:
+    log_dir: the run directory (train, eval, generate, quickstart) or the data directory (build);
+      created if missing. None, or a directory that cannot be written: a file in the temp dir.
+    name: the command, the log file's stem.
+    verbose: also show library logging on the console; None = whether --verbosity was given.
+  """
+  verbose = _verbosity_given() if verbose is None else verbose
+  _STATE['verbose'] = verbose
+  path = None
+  for folder in ([log_dir] if log_dir else []) + [tempfile.gettempdir()]:
+    candidate = os.path.abspath(os.path.join(
+        folder, f'{name}.log' if folder == log_dir else f'mvae_jax-{name}.log'))
+    try:
+      os.makedirs(folder, exist_ok=True)
+      handler = py_logging.FileHandler(candidate, mode='a', encoding='utf-8')
+      path = candidate
+      break
+    except OSError:
+      continue
+  root = py_logging.getLogger()
+  if _STATE['handler'] is not None:
+    root.removeHandler(_STATE['handler'])
+    _STATE['handler'].close()
+    _STATE['handler'] = None
+  if path is not None:
+    handler.setFormatter(py_logging.Formatter(_FORMAT))
+    handler.setLevel(py_logging.DEBUG if verbose else py_logging.INFO)
+    root.addHandler(handler)
+    _STATE['handler'], _STATE['path'] = handler, path
+    handler.stream.write(f'==== {name} started {time.strftime("%Y-%m-%d %H:%M:%S")} '
+                         f'(pid {os.getpid()}): {" ".join(sys.argv)}\n')
+  if not verbose:
+    # absl's verbosity is also the absl logger's level: INFO, so that the file gets it.
+    logging.set_verbosity(logging.INFO)
+    root.setLevel(py_logging.INFO)
+  absl_handler = logging.get_absl_handler()
+  absl_handler.setLevel(py_logging.NOTSET if verbose else py_logging.ERROR)
+  # Any other console handler on the root logger (e.g. a library's basicConfig) too.
+  for h in root.handlers:
+    if (h is not _STATE['handler'] and h is not absl_handler
+        and isinstance(h, py_logging.StreamHandler)
+        and not isinstance(h, py_logging.FileHandler)):
+      h.setLevel(py_logging.NOTSET if verbose else py_logging.ERROR)
+  py_logging.captureWarnings(True)  # library warnings -> logger 'py.warnings' -> the file
+  return path or ''
+
+
+def is_verbose() -> bool:
+  """Whether library logging is shown on the console (see `setup`)."""
+  return _STATE['verbose']
+
+
+def log_path() -> str | None:
+  """The file `setup` sends library logging to (None before `setup`)."""
+  return _STATE['path']
+
+
+def is_terminal(stream: TextIO | None = None) -> bool:
+  stream = sys.stderr if stream is None else stream
+  return bool(getattr(stream, 'isatty', None) and stream.isatty())
+

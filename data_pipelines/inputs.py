@@ -1,0 +1,218 @@
+"""The windows of an input a user gives a trained model: a MIDI file or a NoteSequence.
+
+The same extraction as the datasets (`encoding.located_windows`: `extract_windows` with where each
+window starts, for the model's window kind and mode), numbered in time order, with the default a
+user would pick and the ways to pick another (`--window=K` or `--window=bar:N`). A file without a
+usable window raises `InputError` naming the reason (no 4/4 section, too short, no drums, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Union
+
+import note_seq
+import numpy as np
+
+from data_pipelines import encoding, midi
+
+
+class InputError(ValueError):
+  """An input (MIDI file, NoteSequence or token array) the model cannot encode; says why."""
+
+
+def _why_no_window(ns: note_seq.NoteSequence, spec: encoding.WindowSpec) -> str:
+  """The most likely reason `extract_windows(ns, spec)` found nothing, in words."""
+  parts = midi.quantized_parts(ns, spec.steps_per_quarter, spec.steps_per_bar)
+  if not parts:
+    sigs = sorted({f'{t.numerator}/{t.denominator}' for t in ns.time_signatures}) or ['4/4']
+    return ('no section in 4/4 (or 2/2, 8/8) with a steady tempo that fits the 16th-note grid '
+            f'(time signatures in the file: {", ".join(sigs)})')
+  bars = max(p.total_steps for p in parts) / spec.steps_per_bar
+  if bars < spec.num_bars:
+    return (f'too short: its longest 4/4 section is {bars:.1f} bars, the model needs '
+            f'{spec.num_bars}')
+  drums = any(bool((p.is_drum & (encoding.DRUM_PITCH_TO_CLASS[np.clip(p.pitch, 0, 127)] >= 0)
+                    & (p.velocity > 0)).any()) for p in parts)
+
+  def melody_ok(programs):
+    return any(bool((~p.is_drum & (p.velocity > 0) & (p.pitch >= spec.min_pitch)
+                     & (p.pitch <= spec.max_pitch)
+                     & ((p.program >= programs[0]) & (p.program < programs[1])
+                        if programs else True)).any()) for p in parts)
+
+  pitch_range = f'pitches {spec.min_pitch}..{spec.max_pitch}'
+  if spec.parts == ('drums',):
+    if not drums:
+      return 'no drums: no General MIDI drum notes on channel 10'
+  elif spec.parts == ('melody',):
+    if not any(bool((~p.is_drum).any()) for p in parts):
+      return 'no melody: every note is a drum (channel 10)'
+    if not melody_ok(None):
+      return f'no non-drum notes in the melody range ({pitch_range})'
+    if spec.programs and not melody_ok(spec.programs):
+      return (f'no non-drum notes with a GM program in {spec.programs[0]}..'
+              f'{spec.programs[1] - 1} (piano, chromatic percussion, organ, guitar), which this '
+              'model is trained on')
+  else:
+    missing = [name for name, ok in (
+        (f'lead (program {encoding.LEAD_PROGRAMS[0]}..{encoding.LEAD_PROGRAMS[1] - 1})',
+         melody_ok(encoding.LEAD_PROGRAMS)),
+        (f'bass (program {encoding.BASS_PROGRAMS[0]}..{encoding.BASS_PROGRAMS[1] - 1})',
+         melody_ok(encoding.BASS_PROGRAMS)),
+        ('drums (channel 10)', drums)) if not ok]
+    if missing:
+      return f'a trio needs lead, bass and drums; missing: {", ".join(missing)}'
+    return (f'no {spec.num_bars}-bar stretch where lead, bass and drums all play with at most '
+            'one bar of rest in a row')
+  return (f'no {spec.num_bars}-bar stretch without a silence of a bar or more (a melody or drum '
+          'track ends at a one-bar gap)')
+
+
+WindowChoice = Union[int, str, None]  # None: the default window; K; 'bar:N'
+
+
+def _onset_bars(tokens: np.ndarray, spec: encoding.WindowSpec) -> np.ndarray:
+  """Per window, the fewest bars with a note onset (drums: a hit) of any part: int [n]."""
+  t = tokens.reshape(tokens.shape[0], spec.num_bars, spec.steps_per_bar, -1)
+  is_drums = np.array([p == 'drums' for p in spec.parts])
+  onset = np.where(is_drums, t >= 1, t >= 2)  # melody: classes 0 (hold) and 1 (off) are not
+  return onset.any(axis=2).sum(axis=1).min(axis=-1)
+
+
+def default_window(tokens: np.ndarray, spec: encoding.WindowSpec) -> int:
+  """The window a user would pick: the first (in time) with a note onset in every bar of every
+  part (a 2-bar melody: in both bars; a trio: lead, bass and drums in every bar). Without one,
+  the first of those with the most such bars, so a silent or all-hold window is never the
+  default while a better one exists."""
+  score = _onset_bars(np.asarray(tokens), spec)
+  return int(np.flatnonzero(score == score.max())[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class InputWindows:
+  """The windows of one input (MIDI file or NoteSequence), numbered in time order."""
+  label: str             # the file's name (or the NoteSequence's)
+  tokens: np.ndarray     # int32 [n, time, parts], in order of start time
+  bars: np.ndarray       # int [n]: bar of the input where each window starts, from 1
+  seconds: np.ndarray    # float [n]: where each window starts, in seconds
+  num_bars: int          # bars per window
+  default: int           # `default_window` of `tokens`
+  complete_bars: int     # the default window's bars with onsets (the fewest over its parts)
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+  def describe(self, i: int) -> str:
+    """`window 3 (bars 9-10, from 0:17.4)`."""
+    m, sec = divmod(float(self.seconds[i]), 60.0)
+    return (f'window {i} (bars {self.bars[i]}-{self.bars[i] + self.num_bars - 1}, from '
+            f'{int(m)}:{sec:04.1f})')
+
+  def select(self, window: WindowChoice = None) -> int:
+    """The index of `window`: None / '' = `default`; K (int or digits) = the K-th window in time
+    (0-based); 'bar:N' = the window that starts at bar N of the input."""
+    n = len(self.tokens)
+    if window is None or (isinstance(window, str) and not window.strip()):
+      return self.default
+    text = str(window).strip()
+    if text.lower().startswith('bar:'):
+      try:
+        bar = int(text[4:])
+      except ValueError:
+        raise InputError(f'--window={text}: bar:N needs a whole bar number N') from None
+      hits = np.flatnonzero(self.bars == bar)
+      if not len(hits):
+        starts = sorted(set(self.bars.tolist()))
+        shown = ', '.join(map(str, starts[:24])) + (', ...' if len(starts) > 24 else '')
+        raise InputError(f'{self.label}: no {self.num_bars}-bar window starts at bar {bar}; '
+                         f'windows start at bars {shown}')
+      return int(hits[0])
+    try:
+      index = int(text)
+    except ValueError:
+      raise InputError(f'--window={text}: expected a window number K (0..{n - 1}) or bar:N '
+                       '(the window starting at bar N)') from None
+    if not 0 <= index < n:
+      raise InputError(f'{self.label} has {n} window(s) (0..{n - 1}); window={index} is out '
+                       'of range')
+    return index
+
+  def summary(self, chosen: int, asked: WindowChoice = None) -> str:
+    """What a command prints about the window it used, and how to pick another."""
+    n = len(self.tokens)
+    head = (f'{self.label}: {n} window{"s" if n != 1 else ""} of {self.num_bars} bars, in '
+            f'time order (window 0 starts at bar {self.bars[0]}'
+            + (f', window {n - 1} at bar {self.bars[-1]})' if n > 1 else ')'))
+    if asked is None or (isinstance(asked, str) and not asked.strip()):
+      if self.complete_bars == self.num_bars:
+        why = 'the first with notes starting in every bar' + (
+            ' of every part' if self.tokens.shape[-1] > 1 else '')
+      else:
+        why = (f'no window has notes starting in every bar; this is the first with the most '
+               f'({self.complete_bars} of {self.num_bars})')
+    else:
+      why = f'as asked (--window={asked})'
+    pick = (f'pick another with --window=K (0..{n - 1}) or --window=bar:N' if n > 1
+            else 'it is the only one')
+    return f'{head}; using {self.describe(chosen)}, {why}; {pick}.'
+
+
+def input_windows(source: str | os.PathLike | note_seq.NoteSequence,
+                  spec: encoding.WindowSpec) -> InputWindows:
+  """The windows of a MIDI file or NoteSequence as the datasets extract them, in time order.
+
+  Raises:
+    InputError: unreadable file, or no usable window (the message says why).
+  """
+  if isinstance(source, note_seq.NoteSequence):
+    return _windows(source, source.filename or 'the NoteSequence', spec)
+  label = os.fspath(source)
+  if not os.path.exists(label):
+    raise InputError(f'{label}: no such file')
+  stat = os.stat(label)
+  return _file_windows(label, stat.st_mtime_ns, stat.st_size, spec)
+
+
+def midi_windows(source: str | note_seq.NoteSequence, spec: encoding.WindowSpec) -> np.ndarray:
+  """Every window of a MIDI file or NoteSequence, as the datasets extract them, in time order.
+
+  Returns:
+    int32 [n, time, parts], n >= 1.
+  Raises:
+    InputError: unreadable file, or no usable window (the message says why).
+  """
+  return input_windows(source, spec).tokens.copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _file_windows(path: str, mtime_ns: int, size: int, spec: encoding.WindowSpec
+                  ) -> InputWindows:
+  """Windows of a file, cached while the file is unchanged (interactive use re-reads often)."""
+  del mtime_ns, size  # part of the cache key only
+  try:
+    ns = midi.read_midi(path)
+  except midi.MidiError as e:
+    raise InputError(f'{path}: cannot read it as MIDI ({e.reason}'
+                     + (f': {e.detail}' if e.detail else '') + ')') from e
+  return _windows(ns, path, spec)
+
+
+def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec) -> InputWindows:
+  try:
+    windows, bars, seconds = encoding.located_windows(ns, spec)
+  except midi.MidiError as e:
+    raise InputError(f'{label}: {e.reason} {e.detail}'.strip()) from e
+  if len(windows) == 0:
+    raise InputError(f'{label}: no usable {spec.num_bars}-bar window for a {spec.kind} '
+                     f'({spec.mode} mode) model: {_why_no_window(ns, spec)}')
+  w = np.asarray(windows, np.int32)
+  w = w[..., None] if w.ndim == 2 else w
+  bars = np.floor(bars + 1e-6).astype(np.int64) + 1
+  for a in (w, bars, seconds):  # shared by every caller of the cache
+    a.setflags(write=False)
+  best = default_window(w, spec)
+  return InputWindows(label=os.path.basename(label), tokens=w, bars=bars, seconds=seconds,
+                      num_bars=spec.num_bars, default=best,
+                      complete_bars=int(_onset_bars(w[best:best + 1], spec)[0]))

@@ -1,0 +1,197 @@
+r"""The generate command's work as a library function: `run_command('sample', workdir=...)`.
+
+Each command writes MIDI files and piano-roll PNGs (WAV too with `wav=True`) into a new folder
+`<workdir>/samples/<command>[-<input>-bar<N>]-step<step>-<T0.5|greedy>-seed<seed>[-<k>]/` (the
+next free index `-2`, `-3`, ... when the name is taken; or `out`, refused when it holds files
+unless `overwrite`) and returns their absolute paths. The command line is `mvae_jax.generate`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Sequence
+
+import note_seq
+import numpy as np
+
+from data_pipelines.inputs import InputError, WindowChoice
+from mvae_jax import plotting
+from mvae_jax.trained_model import (DEFAULT_TEMPERATURE, Model, concatenate, render_wav,
+                                    to_midi)
+
+COMMANDS = ('sample', 'interpolate', 'reconstruct')
+
+
+def _eval_examples(model: Model, indices: Sequence[int]) -> list[np.ndarray]:
+  from mvae_jax import input_pipeline
+  source = input_pipeline.get_source(model.config.data, 'eval')
+  out = []
+  for i in indices:
+    if not 0 <= i < len(source):
+      raise InputError(f'eval example {i} does not exist (the eval split has {len(source)})')
+    ex = source[i]
+    out.append(input_pipeline.to_parts(ex['tokens'] if isinstance(ex, dict) else ex))
+  return out
+
+
+def _parse_indices(text: str, count: int) -> list[int]:
+  try:
+    idx = [int(v) for v in text.split(',')]
+  except ValueError:
+    idx = []
+  if len(idx) != count:
+    raise InputError(f'--from_eval={text!r}: expected {count} comma-separated integer(s)')
+  return idx
+
+
+def _slug(text: str, limit: int = 40) -> str:
+  """A file name's stem as a safe folder-name part: `My Song (v2).mid` -> `My_Song_v2`."""
+  stem = os.path.splitext(os.path.basename(text))[0]
+  return re.sub(r'[^A-Za-z0-9.-]+', '_', stem).strip('_.')[:limit] or 'input'
+
+
+def output_folder(base: str, *, explicit: bool, overwrite: bool) -> str:
+  """Where a command writes: never over earlier outputs unless asked.
+
+  An explicit `--out` that already holds files is refused without `overwrite`. A default folder
+  name that is taken gets the next free index (`<base>-2`, `<base>-3`, ...), or is reused with
+  `overwrite`.
+  """
+  base = os.path.abspath(base)
+
+  def taken(path):
+    return os.path.isdir(path) and bool(os.listdir(path)) or os.path.isfile(path)
+
+  if overwrite or not taken(base):
+    return base
+  if explicit:
+    raise InputError(f'{base} already holds files; pass --overwrite to write over them, or '
+                     'choose another --out')
+  k = 2
+  while taken(f'{base}-{k}'):
+    k += 1
+  return f'{base}-{k}'
+
+
+class _Writer:
+  """Writes MIDI (+ WAV) and PNG files into one folder and remembers their paths. Every piece of
+  one command is drawn with the same pitch range (`pitch_ranges`), so the pictures compare."""
+
+  def __init__(self, model: Model, out: str, wav: bool):
+    self.model, self.out, self.wav, self.paths = model, out, wav, []
+    self.pitch_ranges = None
+    os.makedirs(out, exist_ok=True)
+
+  def share_range(self, pieces: Sequence[np.ndarray]) -> None:
+    self.pitch_ranges = plotting.pitch_ranges(pieces, self.model.part_is_drums,
+                                              self.model.spec.min_pitch)
+
+  def midi(self, ns: note_seq.NoteSequence, name: str) -> None:
+    path = to_midi(ns, os.path.join(self.out, name + '.mid'))
+    self.paths.append(path)
+    if self.wav:
+      self.paths.append(render_wav(path))
+
+  def piece(self, tokens: np.ndarray, name: str, title: str) -> None:
+    self.midi(self.model.to_note_sequence(tokens), name)
+    self.plot([tokens], name + '.png', title=title)
+
+  def plot(self, pieces: Sequence[np.ndarray], name: str, **kwargs) -> None:
+    self.paths.append(self.model.plot(pieces, os.path.join(self.out, name),
+                                      pitch_ranges=self.pitch_ranges, **kwargs))
+
+
+def _say(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
+
+
+def _file_input(model: Model, path: str, window: WindowChoice) -> tuple[np.ndarray, str]:
+  """(tokens [1, time, parts], folder-name part) of a MIDI file's chosen window; prints which
+  window it is and how to pick another."""
+  windows = model.windows(path)
+  i = windows.select(window)
+  _say(windows.summary(i, window))
+  return windows.tokens[i:i + 1].copy(), f'{_slug(path)}-bar{windows.bars[i]}'
+
+
+def run_command(command: str, *, workdir: str, step: int | None = None, out: str | None = None,
+                seed: int = 0, num: int = 8, temperature: float = DEFAULT_TEMPERATURE,
+                greedy: bool | None = None, a: str | None = None, b: str | None = None,
+                from_eval: str | None = None, steps: int = 7, with_inputs: bool = True,
+                input_path: str | None = None, window: WindowChoice = None,
+                window_a: WindowChoice = None, window_b: WindowChoice = None,
+                wav: bool = False, overwrite: bool = False) -> list[str]:
+  """The CLI's work: writes the outputs of `command` and returns their paths (absolute).
+
+  Default output folder: `<workdir>/samples/<command>[-<input>-bar<N>...]-step<step>-<how>-
+  seed<seed>`, with the next free index appended when it exists (see `output_folder`).
+  """
+  if command not in COMMANDS:
+    raise InputError(f'unknown command {command!r}; choose one of {COMMANDS}')
+  # Check the inputs before loading anything.
+  if command == 'interpolate' and not from_eval and not (a and b):
+    raise InputError('interpolate needs --a and --b (MIDI files) or --from_eval=I,J')
+  if command == 'reconstruct' and not from_eval and not input_path:
+    raise InputError('reconstruct needs --input (a MIDI file) or --from_eval=I')
+  model = Model.load(workdir, step)
+  if command != 'sample':
+    model._need_encoder(command)  # pylint: disable=protected-access
+  if greedy is None:
+    greedy = command == 'reconstruct'
+  how = 'greedy' if greedy else f'T{temperature:g}'
+  name = f'{model.config.family}:{model.config.preset} step {model.step}'
+  what = ''  # the inputs, in the folder's name
+  if command == 'interpolate':
+    if from_eval:
+      ia, ib = _parse_indices(from_eval, 2)
+      ta, tb = (model.tokens(t) for t in _eval_examples(model, [ia, ib]))
+      labels, what = (f'eval {ia}', f'eval {ib}'), f'-eval{ia}-eval{ib}'
+    else:
+      ta, part_a = _file_input(model, a, window if window_a is None else window_a)
+      tb, part_b = _file_input(model, b, window if window_b is None else window_b)
+      labels, what = (os.path.basename(a), os.path.basename(b)), f'-{part_a}-{part_b}'
+  elif command == 'reconstruct':
+    if from_eval:
+      [i] = _parse_indices(from_eval, 1)
+      tx, label, what = model.tokens(_eval_examples(model, [i])[0]), f'eval {i}', f'-eval{i}'
+    else:
+      tx, part = _file_input(model, input_path, window)
+      label, what = os.path.basename(input_path), f'-{part}'
+  base = out or os.path.join(model.workdir, 'samples',
+                             f'{command}{what}-step{model.step}-{how}-seed{seed}')
+  out = output_folder(base, explicit=bool(out), overwrite=overwrite)
+  w = _Writer(model, out, wav)
+  if command == 'sample':
+    tokens = model.sample_tokens(num, temperature, greedy, seed)
+    w.share_range(tokens)
+    for i, t in enumerate(tokens):
+      w.piece(t, f'sample_{i:03d}', f'{name} | sample {i} ({how}, seed {seed})')
+  elif command == 'interpolate':
+    tokens = model.interpolate_tokens(ta, tb, steps, temperature, greedy, seed)
+    pieces = list(tokens)
+    w.share_range(pieces + [ta[0], tb[0]])
+    for i, t in enumerate(tokens):
+      w.piece(t, f'interp_{i:02d}', f'{name} | interpolation step {i}/{steps - 1} ({how})')
+    tags = [f'{i}' for i in range(steps)]
+    tags[0], tags[-1] = f'0 (A)', f'{steps - 1} (B)'
+    highlight = ()
+    if with_inputs:
+      pieces = [ta[0]] + pieces + [tb[0]]
+      tags = ['A: ' + labels[0]] + tags + ['B: ' + labels[1]]
+      highlight = (0, len(pieces) - 1)
+      w.midi(model.to_note_sequence(ta[0]), 'input_a')
+      w.midi(model.to_note_sequence(tb[0]), 'input_b')
+    w.midi(concatenate(model.to_note_sequences(np.stack(pieces))), 'interpolation')
+    w.plot(pieces, 'interpolation.png', highlight=highlight, labels=tags,
+           title=f'{name} | {labels[0]} -> {labels[1]}, {steps} steps ({how}, inputs in black)')
+  else:  # reconstruct
+    rec = model.reconstruct_tokens(tx, temperature, greedy, seed)[0]
+    w.share_range([tx[0], rec])
+    w.piece(tx[0], 'input', f'{name} | input: {label}')
+    w.piece(rec, 'reconstruction', f'{name} | reconstruction of {label} ({how})')
+    acc = float((rec == tx[0]).mean())
+    w.plot([tx[0], rec], 'comparison.png', highlight=(0,),
+           labels=['input', f'reconstruction ({acc:.0%} of steps equal)'],
+           title=f'{name} | {label}')
+  return [os.path.abspath(p) for p in w.paths]

@@ -1,0 +1,315 @@
+r"""A trained MusicVAE as a Python object: `Model`, for notebooks and every tool built on it.
+
+  from mvae_jax.trained_model import Model, to_midi
+  m = Model.load('runs/mel2')                     # latest checkpoint (or step=...)
+  pieces = m.sample(4, temperature=0.5, seed=0)    # list of NoteSequences
+  mu, sigma = m.encode('tune.mid')                 # float32 [1, z_size] each
+  mu, sigma = m.encode('tune.mid', window='bar:9') # bars 9-10 of the file
+  logits = m.logits(tokens, mu)                    # teacher forced: float32 [b, time, vocab] per part
+  greedy = m.decode_tokens(mu, greedy=True)        # int32 [b, time, parts]
+  steps = m.interpolate('a.mid', 'b.mid', steps=7)
+  to_midi(steps[3], 'middle.mid')
+
+Input MIDI goes through the datasets' own extraction (`data_pipelines.inputs`); a file without a
+usable window raises `InputError` naming the reason. Every operation is jit-compiled once per
+shape (batch sizes are padded to powers of two) and shared by every `Model` of one architecture.
+The command line over this is `mvae_jax.generate`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import note_seq
+import numpy as np
+
+from data_pipelines import encoding, kinds
+from data_pipelines.inputs import InputError, InputWindows, WindowChoice, input_windows
+from mvae_jax import metrics, plotting
+from mvae_jax import run as run_lib
+from mvae_jax.models import MusicVAE, default_part_names
+
+DEFAULT_TEMPERATURE = 0.5  # the paper's sampling temperature
+QPM = 120.0
+
+
+# ----------------------------------------------------------------------------- jitted functions
+
+def _encode(params: Any, tokens: jax.Array, *, model: MusicVAE) -> tuple[jax.Array, jax.Array]:
+  return model.apply({'params': params}, tokens, method=MusicVAE.encode)
+
+
+def _decode(params: Any, z: jax.Array | None, rng: jax.Array, temperature: jax.Array, *,
+            model: MusicVAE, time: int, greedy: bool, batch_size: int | None = None) -> jax.Array:
+  """z [batch, z_size] (or None and `batch_size` for a baseline) -> int32 [batch, time, parts]."""
+  tokens, _ = model.apply({'params': params}, z,
+                          batch_size=batch_size if z is None else z.shape[0], time=time,
+                          temperature=temperature, greedy=greedy, rngs={'sample': rng},
+                          method=MusicVAE.decode)
+  return tokens
+
+
+def _decode_shared_noise(params: Any, z: jax.Array, rng: jax.Array, temperature: jax.Array, *,
+                         model: MusicVAE, time: int, greedy: bool) -> jax.Array:
+  """Decodes every row of z with the same sampling noise (smooth interpolations)."""
+  one = functools.partial(_decode, model=model, time=time, greedy=greedy)
+  return jax.vmap(lambda zi: one(params, zi[None], rng, temperature)[0])(z)
+
+
+def _teacher_forced_logits(params: Any, tokens: jax.Array, z: jax.Array | None, *,
+                           model: MusicVAE) -> tuple[jax.Array, ...]:
+  return model.apply({'params': params}, tokens, z, method=MusicVAE.decode_teacher_forced)
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(fn: Any, model: MusicVAE, **static: Any) -> Any:
+  """One jitted function per (function, model, static arguments): every `Model` of the same
+  architecture shares the compiled code."""
+  return jax.jit(functools.partial(fn, model=model, **static))
+
+
+def _bucket(n: int) -> int:
+  """Batch sizes are padded to a power of two (at least 4), so varying n rarely recompiles."""
+  return max(4, 1 << (max(n, 1) - 1).bit_length())
+
+
+def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  return np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) \
+      if rows > len(x) else x
+
+
+def slerp_points(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
+  """`steps` points at equal steps of slerp from a to b, endpoints included: [steps, d]."""
+  return np.asarray(metrics.slerp(a, b, np.linspace(0.0, 1.0, steps)), np.float32)
+
+
+# ----------------------------------------------------------------------------- the API
+
+class Model:
+  """A trained MusicVAE with its config and parameters; every method works on numpy / NoteSequences.
+
+  Inputs `x` of `encode` / `interpolate` / `reconstruct` may be a MIDI file path, a NoteSequence
+  (both go through the dataset extraction; their windows are numbered in time order and `window`
+  picks one: K, 'bar:N' or None for `default_window`, the first with note onsets in every bar),
+  or tokens int [time], [time, parts] or [batch, time, parts].
+  """
+
+  def __init__(self, config: Any, module: MusicVAE, params: Any, step: int | None = None,
+               workdir: str | None = None):
+    self.config, self.module, self.params = config, module, params
+    self.step, self.workdir = step, workdir
+    self.spec = encoding.window_spec(config.data.kind, config.data.mode)
+    self.time = kinds.time_steps(config.data.kind)
+    self.part_vocab = tuple(config.model.part_vocab)
+    self.part_is_drums = tuple(config.model.part_is_drums)
+    self.part_names = default_part_names(self.part_is_drums)
+    self.z_size = int(config.model.z_size)
+
+  @classmethod
+  def load(cls, workdir: str, step: int | None = None) -> 'Model':
+    """The latest (or `step`) checkpoint of a run directory."""
+    run = run_lib.load(workdir, step)
+    return cls(run.config, run.model, run.params, run.step, run.workdir)
+
+  @property
+  def use_encoder(self) -> bool:
+    return bool(self.config.model.use_encoder)
+
+  def _need_encoder(self, what: str) -> None:
+    if not self.use_encoder:
+      raise ValueError(f'{what} needs an encoder, but this run is a baseline '
+                       '(model.use_encoder=False): it can only sample')
+
+  # -- inputs
+  def windows(self, x: str | os.PathLike | note_seq.NoteSequence) -> InputWindows:
+    """The windows of a MIDI file or NoteSequence for this model, in time order."""
+    return input_windows(x, self.spec)
+
+  def tokens(self, x: Any, window: WindowChoice = None) -> np.ndarray:
+    """`x` as model input: int32 [batch, time, parts]."""
+    if isinstance(x, (str, os.PathLike, note_seq.NoteSequence)):
+      windows = self.windows(x)
+      i = windows.select(window)
+      return windows.tokens[i:i + 1].copy()
+    t = np.asarray(x)
+    if t.ndim == 1:
+      t = t[None, :, None]
+    elif t.ndim == 2:
+      t = t[:, :, None] if len(self.part_vocab) == 1 and t.shape[1] != 1 else t[None]
+    if t.ndim != 3 or t.shape[1:] != (self.time, len(self.part_vocab)):
+      raise InputError(f'tokens of shape {np.asarray(x).shape} do not fit this model '
+                       f'([batch,] {self.time}, {len(self.part_vocab)})')
+    if not np.issubdtype(t.dtype, np.integer):
+      raise InputError(f'tokens must be integers, got {t.dtype}')
+    for p, vocab in enumerate(self.part_vocab):
+      if t[..., p].min() < 0 or t[..., p].max() >= vocab:
+        raise InputError(f'part {self.part_names[p]} has tokens outside [0, {vocab})')
+    return t.astype(np.int32)
+
+  # -- the model
+  def encode(self, x: Any, window: WindowChoice = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of q(z|x), float32 [batch, z_size] each."""
+    self._need_encoder('encode')
+    tokens = self.tokens(x, window)
+    n = len(tokens)
+    mu, sigma = _jitted(_encode, self.module)(self.params,
+                                              jnp.asarray(_pad_rows(tokens, _bucket(n))))
+    return np.asarray(mu)[:n], np.asarray(sigma)[:n]
+
+  def logits(self, x: Any, z: np.ndarray | None = None, window: int = 0) -> list[np.ndarray]:
+    """Teacher-forced next-step logits of `x` given z: one float32 [batch, time, vocab_p] per
+    part. The input of step t is the token of step t - 1 (nothing at t = 0), as in training.
+
+    Args:
+      x: as `encode` (tokens int [batch, time, parts], a MIDI file, ...).
+      z: float [batch, z_size]; None = mu of q(z|x) (a baseline takes no z).
+    """
+    tokens = self.tokens(x, window)
+    n = len(tokens)
+    if self.use_encoder:
+      z = self.encode(tokens)[0] if z is None else np.asarray(z, np.float32).reshape(-1,
+                                                                                   self.z_size)
+      if len(z) != n:
+        raise InputError(f'z has {len(z)} rows for {n} input sequence(s)')
+      z = jnp.asarray(_pad_rows(z, _bucket(n)))
+    elif z is not None:
+      raise ValueError('this run is a baseline (model.use_encoder=False): it takes no z')
+    out = _jitted(_teacher_forced_logits, self.module)(
+        self.params, jnp.asarray(_pad_rows(tokens, _bucket(n))), z)
+    return [np.asarray(lg, np.float32)[:n] for lg in out]
+
+  def decode_tokens(self, z: np.ndarray | None, *, temperature: float = DEFAULT_TEMPERATURE,
+                    greedy: bool = False, seed: int = 0, num: int | None = None,
+                    shared_noise: bool = False) -> np.ndarray:
+    """Free-running decoding of z float [batch, z_size] (None and `num` for a baseline) ->
+    int32 [batch, time, parts]. Every step samples softmax(logits / temperature), or takes
+    the argmax when `greedy`. `shared_noise` gives every row the same sampling noise."""
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    temp = jnp.float32(temperature)
+    if z is None:
+      if self.use_encoder:
+        raise ValueError('decode needs z for a VAE (use sample() to draw it from the prior)')
+      fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, batch_size=_bucket(num))
+      return np.asarray(fn(self.params, None, rng, temp))[:num]
+    self._need_encoder('decoding a given z')
+    z = np.asarray(z, np.float32).reshape(-1, self.z_size)
+    n = len(z)
+    fn = _jitted(_decode_shared_noise if shared_noise else _decode, self.module, time=self.time,
+                 greedy=greedy)
+    return np.asarray(fn(self.params, jnp.asarray(_pad_rows(z, _bucket(n))), rng, temp))[:n]
+
+  def decode(self, z: np.ndarray, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
+             seed: int = 0) -> list[note_seq.NoteSequence]:
+    """z float [batch, z_size] -> one NoteSequence per row."""
+    return self.to_note_sequences(self.decode_tokens(z, temperature=temperature, greedy=greedy,
+                                                     seed=seed))
+
+  def sample_tokens(self, num: int, temperature: float = DEFAULT_TEMPERATURE,
+                    greedy: bool = False, seed: int = 0) -> np.ndarray:
+    """`num` pieces from z ~ N(0, I) (the baseline: from its decoder alone): int32
+    [num, time, parts]."""
+    if not self.use_encoder:
+      return self.decode_tokens(None, temperature=temperature, greedy=greedy, seed=seed, num=num)
+    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0), (num, self.z_size))
+    return self.decode_tokens(np.asarray(z), temperature=temperature, greedy=greedy, seed=seed)
+
+  def sample(self, num: int, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
+             seed: int = 0) -> list[note_seq.NoteSequence]:
+    return self.to_note_sequences(self.sample_tokens(num, temperature, greedy, seed))
+
+  def interpolation_z(self, a: Any, b: Any, steps: int = 7, window_a: WindowChoice = None,
+                      window_b: WindowChoice = None) -> np.ndarray:
+    """mu of a and b, and the points between at equal steps of slerp: float32 [steps, z_size],
+    endpoints included (row 0 = mu_a, row steps-1 = mu_b)."""
+    self._need_encoder('interpolate')
+    if steps < 2:
+      raise ValueError(f'steps must be at least 2 (the two endpoints), got {steps}')
+    mu_a, _ = self.encode(a, window_a)
+    mu_b, _ = self.encode(b, window_b)
+    if len(mu_a) != 1 or len(mu_b) != 1:
+      raise InputError('interpolate takes one sequence for a and one for b')
+    return slerp_points(mu_a[0], mu_b[0], steps)
+
+  def interpolate_tokens(self, a: Any, b: Any, steps: int = 7,
+                         temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
+                         seed: int = 0, window_a: WindowChoice = None,
+                         window_b: WindowChoice = None) -> np.ndarray:
+    """Decoded interpolation, int32 [steps, time, parts]. Every point is decoded with the same
+    sampling noise, so neighbouring points differ only through z."""
+    z = self.interpolation_z(a, b, steps, window_a, window_b)
+    return self.decode_tokens(z, temperature=temperature, greedy=greedy, seed=seed,
+                              shared_noise=not greedy)
+
+  def interpolate(self, a: Any, b: Any, steps: int = 7, temperature: float = DEFAULT_TEMPERATURE,
+                  greedy: bool = False, seed: int = 0) -> list[note_seq.NoteSequence]:
+    """`steps` NoteSequences decoded at equal slerp steps from mu_a to mu_b (endpoints included)."""
+    return self.to_note_sequences(self.interpolate_tokens(a, b, steps, temperature, greedy, seed))
+
+  def reconstruct_tokens(self, x: Any, temperature: float = DEFAULT_TEMPERATURE,
+                         greedy: bool = True, seed: int = 0,
+                         window: WindowChoice = None) -> np.ndarray:
+    """Encode to mu and decode (greedy by default): int32 [batch, time, parts]."""
+    mu, _ = self.encode(x, window)
+    return self.decode_tokens(mu, temperature=temperature, greedy=greedy, seed=seed)
+
+  def reconstruct(self, x: Any, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = True,
+                  seed: int = 0, window: WindowChoice = None) -> list[note_seq.NoteSequence]:
+    return self.to_note_sequences(self.reconstruct_tokens(x, temperature, greedy, seed, window))
+
+  # -- outputs
+  def to_note_sequence(self, tokens: np.ndarray, qpm: float = QPM) -> note_seq.NoteSequence:
+    """One piece, int [time] or [time, parts] -> NoteSequence (total_time = the whole window)."""
+    tokens = np.asarray(tokens)
+    ns = encoding.windows_to_note_sequence(tokens[:, 0] if tokens.ndim == 2 and
+                                           tokens.shape[1] == 1 else tokens, self.spec, qpm=qpm)
+    ns.total_time = len(tokens) * 60.0 / qpm / self.spec.steps_per_quarter
+    return ns
+
+  def to_note_sequences(self, tokens: np.ndarray, qpm: float = QPM) -> list[note_seq.NoteSequence]:
+    return [self.to_note_sequence(t, qpm) for t in np.asarray(tokens)]
+
+  def plot(self, pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
+    """Piano roll of token arrays (see `plotting.plot_pieces`)."""
+    return plotting.plot_pieces(pieces, path, part_names=self.part_names,
+                                part_is_drums=self.part_is_drums,
+                                min_pitch=self.spec.min_pitch, **kwargs)
+
+
+def to_midi(ns: note_seq.NoteSequence, path: str) -> str:
+  """Writes a NoteSequence as a MIDI file; returns the path."""
+  encoding.write_midi(ns, path)
+  return path
+
+
+def concatenate(sequences: Sequence[note_seq.NoteSequence]) -> note_seq.NoteSequence:
+  """Pieces one after another, each taking its whole window (trailing rests kept)."""
+  return note_seq.sequences_lib.concatenate_sequences(
+      list(sequences), [s.total_time for s in sequences])
+
+
+def soundfont_path() -> str:
+  """The General MIDI soundfont pretty_midi ships (TimGM6mb.sf2)."""
+  import pretty_midi
+  return os.path.join(os.path.dirname(pretty_midi.__file__), 'TimGM6mb.sf2')
+
+
+def render_wav(midi_path: str, wav_path: str | None = None, soundfont: str | None = None) -> str:
+  """Renders a MIDI file to WAV (48 kHz stereo) with the `midirenderer` package
+  (`pip install 'mvae_jax[audio]'`) and a GM soundfont (default: pretty_midi's)."""
+  try:
+    import midirenderer
+  except ImportError as e:
+    raise ImportError('--wav needs the midirenderer package: pip install midirenderer (or '
+                      "pip install -e '.[audio]'); or render with fluidsynth: "
+                      'fluidsynth -ni -F out.wav SOUNDFONT.sf2 in.mid') from e
+  wav_path = wav_path or os.path.splitext(midi_path)[0] + '.wav'
+  with open(soundfont or soundfont_path(), 'rb') as f:
+    sf = f.read()
+  with open(midi_path, 'rb') as f:
+    data = f.read()
+  with open(wav_path, 'wb') as f:
+    f.write(midirenderer.render_wave_from(sf, data))
+  return wav_path
