@@ -11,7 +11,7 @@ float32. This script measures what that costs in accuracy, on real windows of th
 1. Gradients at the same initial parameters and the same real batch: the global relative error
    |g_bf16 - g_f32| / |g_f32|, the lowest per-tensor cosine similarity, and the two losses.
 2. Training: both dtypes from the same initial parameters on the same batches (same data order,
-   same RNG) for --steps steps with the real `mvae_jax.train.train_step`, then the eval split's
+   same RNG) for --steps steps with the real `mvae_jax.trainer.train_step`, then the eval split's
    loss and next-step accuracy (`mvae_jax.evaluation.evaluate`, --eval_batches batches) for each, and
    the median relative gap of the training losses over the last quarter of the steps, and the
    training-loss curve (block means). Both dtypes also run from a second seed (initial

@@ -11,8 +11,8 @@ variant's training step is timed first (`benchmarks/train_step.py`'s `benchmark`
 seconds per step, synthetic batch), then steps = cpu_minutes * 60 / cpu_s_per_step. The
 schedules follow the budget, as in experiments/table1.py: the sampling rate k puts
 p_sample = 0.99 at half the steps, and beta_rate = 0.05 ** (1 / steps) brings beta to 95% of its
-maximum at the end. Each variant then trains with `mvae_jax.train.train_and_evaluate` in
-`<root>/<name>/` (resumable) and is evaluated with `mvae_jax.eval.evaluate_run` (Recon, Recon
+maximum at the end. Each variant then trains with `mvae_jax.trainer.train_and_evaluate` in
+`<root>/<name>/` (resumable) and is evaluated with `mvae_jax.evaluation.evaluate_run` (Recon, Recon
 greedy, Next, KL, eval loss) on the first --eval_num_batches batches of the held-out split.
 Results go to `<root>/<name>/learning_speed.json`; --render_only collects them into --out_json
 and --out_md.
@@ -144,8 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   ap.add_argument('--worker', default='0/1', help='i/n: run every n-th variant from the i-th')
   ap.add_argument('--only', default='', help='comma-separated variant names')
   ap.add_argument('--eval_num_batches', type=int, default=4)
-  ap.add_argument('--out_json', default='docs/learning_speed.json')
-  ap.add_argument('--out_md', default='docs/learning_speed.md')
+  ap.add_argument('--out_json', default='docs/results/learning_speed.json')
+  ap.add_argument('--out_md', default='docs/results/learning_speed.md')
   ap.add_argument('--render_only', action='store_true')
   args = ap.parse_args(argv)
   args.cpu_model = cpu_info()['cpu_model']

@@ -5,11 +5,11 @@ r"""The paper's Table 1 on our data: one model family, its columns trained and e
   python experiments/table1.py --family=melody16           # 16-bar melody: flat vs hierarchical
   python experiments/table1.py --family=trio16             # 16-bar trio (Freedoom), per instrument
   python experiments/table1.py --family=melody32           # 32-bar melody: 3 columns + flat decoder
-  python experiments/table1.py --render_only               # docs/table1.md from docs/table1.json
+  python experiments/table1.py --render_only               # docs/results/table1.md from docs/results/table1.json
 
 Flags: --preset=small (any preset of the config file), --steps=N (default: the preset's
 train.num_steps), --ss_rate=K (default: scaled to the step budget, see below),
---root=runs/table1, --out_json=docs/table1.json, --out_md=docs/table1_<family>.md,
+--root=runs/table1, --out_json=docs/results/table1.json, --out_md=docs/results/table1_<family>.md,
 --set section.field=value (repeatable; applied to every column), --columns=a,b (a subset),
 --flat_dec_sizes=256,256 (melody16's flat column), --baseline_ss (scheduled sampling for the
 baseline too; default teacher forcing), --eval_num_batches / --eval_batch_size / --eval_seed.
@@ -25,12 +25,12 @@ Columns (identical data, sizes, step budget, seed and schedules apart from what 
                    same encoder and z with a flat LSTM decoder of --flat_dec_sizes, VAE + SS):
                    vae_ss against flat is the paper's claim that a flat decoder does not scale.
 
-Each column trains in `<root>/<family>/<column>/` with `mvae_jax.train.train_and_evaluate`, one
+Each column trains in `<root>/<family>/<column>/` with `mvae_jax.trainer.train_and_evaluate`, one
 after another. Resuming is free: a column whose final checkpoint and evaluation are on disk is
 skipped; an interrupted one resumes from its latest checkpoint (train.py's resume, data position
 included). A column directory made with a different config (other than a larger step budget) is
 refused rather than silently mixed. Every kept checkpoint (the last `train.keep_checkpoints`) is
-evaluated with `mvae_jax.eval.evaluate_run(recon_accuracy=True)` on the eval split; evaluations
+evaluated with `mvae_jax.evaluation.evaluate_run(recon_accuracy=True)` on the eval split; evaluations
 are cached in `<workdir>/table1_eval_<step>.json`, so the ordering can be checked over the end of
 training as well as at the final step. After every column the family's entry is merged into
 --out_json (read-modify-write under a lock; other families are kept) and --out_md is rewritten.
@@ -649,9 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
   ap.add_argument('--ss_rate', type=float, default=None,
                   help='k of the inverse-sigmoid schedule (default: p = 0.99 at half the budget)')
   ap.add_argument('--root', default='runs/table1', help='run directories: ROOT/FAMILY/COLUMN')
-  ap.add_argument('--out_json', default='docs/table1.json')
+  ap.add_argument('--out_json', default='docs/results/table1.json')
   ap.add_argument('--out_md', default=None,
-                  help='default docs/table1_<family>.md (docs/table1.md with --render_only)')
+                  help='default docs/results/table1_<family>.md (docs/results/table1.md with --render_only)')
   ap.add_argument('--set', action='append', default=[], metavar='SECTION.FIELD=VALUE',
                   help='config override for every column (repeatable)')
   ap.add_argument('--columns', default='', help='comma-separated subset of the columns')

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Table 1, 2-bar melody, at the reference's cat-mel_2bar_small sizes with the paper's schedules,
 # on one GPU in about 8 minutes: baseline, VAE and VAE + scheduled sampling, trained and evaluated
-# like every other family (experiments/table1.py), written to docs/table1_gpu.json (family melody2).
+# like every other family (experiments/table1.py), written to docs/results/table1_gpu.json (family melody2).
 #
 #   bash experiments/table1_gpu.sh              # on a GPU machine (after benchmarks/gpu.sh installed)
 #   bash experiments/table1_gpu.sh --dry_run    # the same commands on the CPU, smoke sizes, 2 steps
@@ -24,5 +24,5 @@ if [[ $dry == 1 ]]; then
     --out_md="${OUT_MD:-/tmp/table1_gpu_dry.md}" --eval_num_batches=2
 fi
 exec "$py" experiments/table1.py --family=melody2 --preset=magenta --steps="${STEPS:-4000}" \
-  --ss_rate="${K:-1000}" --root="$root" --out_json="${OUT_JSON:-docs/table1_gpu.json}" \
-  --out_md="${OUT_MD:-docs/table1_gpu_melody2.md}" --set train.checkpoint_every_steps=1000
+  --ss_rate="${K:-1000}" --root="$root" --out_json="${OUT_JSON:-docs/results/table1_gpu.json}" \
+  --out_md="${OUT_MD:-docs/results/table1_gpu_melody2.md}" --set train.checkpoint_every_steps=1000
