@@ -69,6 +69,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from typing import Any, Mapping, Sequence
 
@@ -355,6 +356,21 @@ def part_names_for(num_parts: int) -> tuple[str, ...]:
   return DEFAULT_PART_NAMES.get(num_parts, tuple(f'part{i}' for i in range(num_parts)))
 
 
+def _part_measures(part: np.ndarray, drums: bool, min_pitch: int, steps_per_bar: int
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Every measure of one part int [n, time]: ({metric: float64 [n]}, similarity [n, bars, bars])."""
+  n, t = part.shape
+  onset = (part != 0) if drums else (part >= NUM_SPECIAL)
+  values = {'empty_bars': 1.0 - onset.reshape(n, t // steps_per_bar, steps_per_bar).any(
+      axis=2).mean(axis=1)}
+  values.update(repetition(part, drums, steps_per_bar))
+  sim = self_similarity(part, drums, min_pitch, steps_per_bar)
+  values.update(lag_similarity(sim))
+  if not drums:
+    values['tonal_distance'] = tonal_distance(part, min_pitch, SPAN_BARS, steps_per_bar)
+  return {k: np.asarray(values[k], np.float64) for k in METRICS if k in values}, sim
+
+
 def piece_measures(tokens: Any, part_is_drums: Sequence[bool], *, min_pitch: int = 0,
                    part_names: Sequence[str] | None = None,
                    steps_per_bar: int = STEPS_PER_BAR) -> dict[str, np.ndarray]:
@@ -373,21 +389,11 @@ def piece_measures(tokens: Any, part_is_drums: Sequence[bool], *, min_pitch: int
   x = as_batch(tokens, steps_per_bar)
   part_is_drums = _check_parts(x, part_is_drums)
   names = tuple(part_names) if part_names is not None else part_names_for(x.shape[2])
-  n, t, _ = x.shape
-  bars = t // steps_per_bar
   out = {}
   for p, drums in enumerate(part_is_drums):
     prefix = f'{names[p]}/' if x.shape[2] > 1 else ''
-    part = x[:, :, p]
-    onset = (part != 0) if drums else (part >= NUM_SPECIAL)
-    values = {'empty_bars': 1.0 - onset.reshape(n, bars, steps_per_bar).any(axis=2).mean(axis=1)}
-    values.update(repetition(part, drums, steps_per_bar))
-    values.update(lag_similarity(self_similarity(part, drums, min_pitch, steps_per_bar)))
-    if not drums:
-      values['tonal_distance'] = tonal_distance(part, min_pitch, SPAN_BARS, steps_per_bar)
-    for name in METRICS:
-      if name in values:
-        out[prefix + name] = np.asarray(values[name], np.float64)
+    values, _ = _part_measures(x[:, :, p], drums, min_pitch, steps_per_bar)
+    out.update({prefix + k: v for k, v in values.items()})
   return out
 
 
@@ -406,29 +412,39 @@ def summarize(per_piece: Mapping[str, np.ndarray]) -> dict[str, dict[str, float 
   return out
 
 
+def example_indices(n: int, k: int) -> np.ndarray:
+  """`k` piece indices spread evenly over a set of `n` (the first, the last and between), so
+  that pictures do not show k overlapping windows of one song."""
+  return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64)) if k > 0 else \
+      np.zeros(0, np.int64)
+
+
 def measure_set(tokens: Any, part_is_drums: Sequence[bool], *, min_pitch: int = 0,
                 part_names: Sequence[str] | None = None, pictures: int = 4,
                 steps_per_bar: int = STEPS_PER_BAR) -> dict[str, Any]:
   """The summary of a set of pieces and what its pictures need.
 
-  Returns {'pieces': n, 'bars': bars per piece, 'metrics': `summarize(...)`,
+  Returns {'pieces': n, 'bars': bars per piece, 'metrics': `summarize(piece_measures(...))`,
   'mean_similarity': {part: float [bars, bars]} (NaN-ignoring mean over the pieces),
-  'example_similarity': {part: float [k, bars, bars]} of the first `pictures` pieces}.
+  'examples': int [k] (`example_indices(n, pictures)`),
+  'example_similarity': {part: float [k, bars, bars]} of those pieces}.
   """
   x = as_batch(tokens, steps_per_bar)
   part_is_drums = _check_parts(x, part_is_drums)
   names = tuple(part_names) if part_names is not None else part_names_for(x.shape[2])
   if len(x) == 0:
     raise ValueError('no pieces to measure')
-  result = {'pieces': int(len(x)), 'bars': int(x.shape[1] // steps_per_bar),
-            'metrics': summarize(piece_measures(x, part_is_drums, min_pitch=min_pitch,
-                                                part_names=names, steps_per_bar=steps_per_bar)),
-            'mean_similarity': {}, 'example_similarity': {}}
+  examples = example_indices(len(x), pictures)
+  per_piece, mean_sim, example_sim = {}, {}, {}
   for p, drums in enumerate(part_is_drums):
-    sim = self_similarity(x[:, :, p], drums, min_pitch, steps_per_bar)
-    result['mean_similarity'][names[p]] = _nanmean_rows(np.moveaxis(sim, 0, -1))
-    result['example_similarity'][names[p]] = sim[:pictures]
-  return result
+    prefix = f'{names[p]}/' if x.shape[2] > 1 else ''
+    values, sim = _part_measures(x[:, :, p], drums, min_pitch, steps_per_bar)
+    per_piece.update({prefix + k: v for k, v in values.items()})
+    mean_sim[names[p]] = _nanmean_rows(np.moveaxis(sim, 0, -1))
+    example_sim[names[p]] = sim[examples]
+  return {'pieces': int(len(x)), 'bars': int(x.shape[1] // steps_per_bar),
+          'metrics': summarize(per_piece), 'mean_similarity': mean_sim, 'examples': examples,
+          'example_similarity': example_sim}
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -633,9 +649,10 @@ def plot_similarity(sets: Mapping[str, Mapping[str, Any]], part: str, path: str)
       ax.set_xticks(ticks)
       ax.set_yticks(ticks)
       ax.tick_params(labelsize=5, length=2)
-      ax.set_title('mean over pieces' if c == 0 else f'piece {c - 1}', fontsize=7)
+      ax.set_title('mean over pieces' if c == 0 else
+                   f'piece {sets[name]["examples"][c - 1]}', fontsize=7)
       if c == 0:
-        ax.set_ylabel(name if len(name) <= 28 else name[:27] + '…', fontsize=7)
+        ax.set_ylabel('\n'.join(textwrap.wrap(name, 24)), fontsize=7)
   fig.suptitle(f'bar x bar similarity ({part}); bars from 0', fontsize=9)
   if image is not None:
     fig.colorbar(image, ax=axes, shrink=0.6, fraction=0.02)
@@ -672,7 +689,8 @@ def write_report(sets: Mapping[str, Mapping[str, Any]], out_dir: str, *,
       'reference': reference, 'baseline': baseline,
       'metric_help': METRIC_HELP,
       'sets': {name: {'pieces': s['pieces'], 'bars': s['bars'], 'metrics': s['metrics'],
-                      'mean_similarity': s['mean_similarity']} for name, s in sets.items()},
+                      'mean_similarity': s['mean_similarity'], 'examples': s['examples']}
+               for name, s in sets.items()},
       'positions': (positions(sets, reference, baseline)
                     if reference in sets and baseline in sets else {}),
   }
@@ -773,6 +791,7 @@ def dataset_tokens(data: Any, split: str, *, limit: int = 0, seed: int = 0) -> n
     rows += [input_pipeline.to_parts(item['tokens'] if isinstance(item, dict) else item)
              for item in items]
     progress.update(len(rows))
+  _say(f'read {len(rows)} windows of the {data.source} {data.kind} ({data.mode}) {split} split')
   return np.stack(rows).astype(np.int64)
 
 
@@ -802,7 +821,10 @@ def midi_tokens(midi_dir: str, spec: Any) -> tuple[np.ndarray, dict[str, int]]:
   if not rows:
     raise ValueError(f'no {spec.kind} window in the {len(paths)} MIDI files of {midi_dir} '
                      f'({counts["unreadable"]} unreadable)')
-  return np.concatenate(rows).astype(np.int64), counts
+  tokens = np.concatenate(rows).astype(np.int64)
+  _say(f'read {midi_dir}: {len(tokens)} {spec.kind} windows from {counts["with_windows"]} of '
+       f'{len(paths)} files ({counts["unreadable"]} unreadable)')
+  return tokens, counts
 
 
 def sample_run(model: Any, num: int, *, temperature: float, seed: int, batch_size: int,
@@ -956,7 +978,8 @@ def run(args: Any) -> tuple[list[str], str]:
 
   raw: dict[str, tuple[np.ndarray, int]] = {}   # name -> (tokens, min_pitch)
   info: dict[str, Any] = {'kind': kind, 'mode': mode, 'seed': args.seed,
-                          'temperature': args.temperature, 'argv': sys.argv[1:], 'sets': {}}
+                          'temperature': args.temperature, 'arguments': dict(vars(args)),
+                          'sets': {}}
   reference = baseline = None
   rng = np.random.default_rng(args.seed)
 

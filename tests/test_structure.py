@@ -301,33 +301,45 @@ def test_report_written_and_read_back(tmp_path):
 # ----------------------------------------------------------------------------- the command
 
 def test_cli_on_freedoom_trios(tmp_path, capsys):
+  # Eight Freedoom songs (one without a trio window) and a file that is no MIDI file.
+  songs = tmp_path / 'songs'
+  songs.mkdir()
+  for name in ('BUNNY', 'E1M1', 'E1M2', 'E1M4', 'E1M6', 'E1M7', 'E1M9', 'E2M2'):
+    (songs / f'freedoom1_D_{name}.mid').write_bytes((FREEDOOM / f'freedoom1_D_{name}.mid')
+                                                    .read_bytes())
+  (songs / 'junk.mid').write_bytes(b'not a MIDI file')
   out = tmp_path / 'trio'
-  assert S.main([f'--midi_dir={FREEDOOM}', '--kind=trio_16bar', f'--out={out}',
+  assert S.main([f'--midi_dir={songs}', '--kind=trio_16bar', f'--out={out}',
                  '--pictures=2']) == 0
   printed = capsys.readouterr()
   assert '| lead/repeat_4bar |' in printed.out
+  assert 'read ' in printed.err and '331 trio_16bar windows from 7 of 9 files' in printed.err
   back = S.read_report(str(out))
-  assert list(back['sets']) == ['MIDI (freedoom)', 'MIDI (freedoom), bars shuffled']
-  data = back['sets']['MIDI (freedoom)']
-  assert data['pieces'] > 50 and data['bars'] == 16
-  shuffled = back['sets']['MIDI (freedoom), bars shuffled']
+  assert list(back['sets']) == ['MIDI (songs)', 'MIDI (songs), bars shuffled']
+  assert '331 windows from 7 of 9 files (1 unreadable)' in back['info']['sets']['MIDI (songs)']
+  data = back['sets']['MIDI (songs)']
+  assert data['pieces'] == 331 and data['bars'] == 16
+  shuffled = back['sets']['MIDI (songs), bars shuffled']
   # Real songs repeat 4-bar phrases; shuffled bars much less.
-  assert data['metrics']['drums/repeat_4bar']['mean'] > \
-      shuffled['metrics']['drums/repeat_4bar']['mean'] + 0.1
+  for part in ('lead', 'bass', 'drums'):
+    assert data['metrics'][f'{part}/repeat_4bar']['mean'] > \
+        shuffled['metrics'][f'{part}/repeat_4bar']['mean'] + 0.1
+    assert (out / f'self_similarity_{part}.png').stat().st_size > 1000
   assert data['metrics']['lead/similarity_lag8']['mean'] > \
       shuffled['metrics']['lead/similarity_lag8']['mean']
-  for part in ('lead', 'bass', 'drums'):
-    assert (out / f'self_similarity_{part}.png').stat().st_size > 1000
 
 
 def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
   from mvae_jax import train
   from tests.test_generate import smoke_run
   workdir = str(tmp_path / 'mel16')
-  train.train_and_evaluate(make_config('melody16:smoke', **{'train.num_steps': 2}), workdir)
+  # One step, no periodic eval: the command needs a checkpoint, not a good model.
+  train.train_and_evaluate(make_config('melody16:smoke', **{
+      'train.num_steps': 1, 'train.checkpoint_every_steps': 1, 'eval.every_steps': 0}), workdir)
   short = smoke_run('melody2', tmp_path / 'runs')  # an initialised 2-bar model
   capsys.readouterr()
-  assert S.main([f'--workdir={workdir}', '--num=6', '--batch_size=4', f'--concat_from={short}',
+  # Two batches of 4 (8 x 8 2-bar samples in two of 32): one compiled decoder per model.
+  assert S.main([f'--workdir={workdir}', '--num=8', '--batch_size=4', f'--concat_from={short}',
                  '--pictures=1']) == 0
   printed = capsys.readouterr()
   out = os.path.join(workdir, 'structure')
@@ -335,10 +347,10 @@ def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
   names = list(back['sets'])
   assert names[:2] == ['data (freedoom eval)', 'data (freedoom eval), bars shuffled']
   assert names[2] == 'samples (mel16, T=0.5)' and names[3].startswith('2-bar samples joined')
-  assert back['sets']['samples (mel16, T=0.5)']['pieces'] == 6
-  assert back['sets'][names[3]]['pieces'] == 6 and back['sets'][names[3]]['bars'] == 16
+  assert back['sets']['samples (mel16, T=0.5)']['pieces'] == 8
+  assert back['sets'][names[3]]['pieces'] == 8 and back['sets'][names[3]]['bars'] == 16
   assert back['reference'] == names[0] and back['baseline'] == names[1]
-  assert 'sampling samples (mel16, T=0.5): 4/6' in printed.err
+  assert 'sampling samples (mel16, T=0.5): 4/8' in printed.err
   assert printed.out.splitlines()[-1].endswith('self_similarity.png')
   # Bad command lines: one line, status 2; a missing run: status 1.
   for argv, status, words in (
