@@ -81,6 +81,7 @@ LAGS = (1, 2, 4, 8, 16)
 PHRASE_BARS = (1, 2, 4)   # repetition of bars, 2-bar and 4-bar phrases
 SPAN_BARS = 4             # tonal stability: spans of this many bars against the whole piece
 CHUNK = 512               # pieces per vectorised block (bounds memory at [CHUNK, bars, bars, 16])
+MAX_PICTURES = 16         # example pieces per set in a similarity picture
 
 # The metrics of `piece_measures`, per part, in table order. Drums have no transposed repeats
 # and no tonal stability (None in the summaries).
@@ -358,7 +359,8 @@ def part_names_for(num_parts: int) -> tuple[str, ...]:
 
 def _part_measures(part: np.ndarray, drums: bool, min_pitch: int, steps_per_bar: int
                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """Every measure of one part int [n, time]: ({metric: float64 [n]}, similarity [n, bars, bars])."""
+  """Every measure of one part int [n, time]: ({metric: float64 [n]}, the similarity matrices
+  float32 [n, bars, bars])."""
   n, t = part.shape
   onset = (part != 0) if drums else (part >= NUM_SPECIAL)
   values = {'empty_bars': 1.0 - onset.reshape(n, t // steps_per_bar, steps_per_bar).any(
@@ -926,9 +928,8 @@ def run(args: Any) -> tuple[list[str], str]:
     raise UsageError('give --workdir or --config, not both (a run names its own dataset)')
   if args.split and not (args.workdir or args.config):
     raise UsageError('--split needs --workdir or --config (they name the dataset)')
-  if args.concat_from and not args.workdir and not (args.config or args.midi_dir):
-    raise UsageError('--concat_from needs pieces to match in length: --workdir, --config or '
-                     '--midi_dir')
+  if args.pictures > MAX_PICTURES:
+    raise UsageError(f'--pictures={args.pictures}: at most {MAX_PICTURES} pieces per set')
   config = None
   if args.workdir:
     config = config_lib.load_config(args.workdir)
@@ -958,7 +959,9 @@ def run(args: Any) -> tuple[list[str], str]:
   out = os.path.abspath(args.out or (os.path.join(args.workdir, 'structure') if args.workdir
                                      else f'structure_{kind}'))
   from mvae_jax import logs  # pylint: disable=g-import-not-at-top
-  logs.setup(out, 'structure')
+  # Library logging to <out>/structure.log when that folder exists, else to the temp dir: a
+  # command that fails early leaves no new folder behind.
+  logs.setup(out if os.path.isdir(out) else None, 'structure')
 
   # Load (and check) the runs first: a wrong --concat_from fails before any slow work.
   model = short = None

@@ -10,7 +10,8 @@ import pytest
 
 from mvae_jax import structure as S
 
-FREEDOOM = pathlib.Path(__file__).resolve().parents[1] / 'data_pipelines' / 'freedoom'
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FREEDOOM = ROOT / 'data_pipelines' / 'freedoom'
 C4 = 2 + 60  # note-on class of MIDI pitch 60 in paper mode (min_pitch 0)
 
 
@@ -233,9 +234,11 @@ def test_trio_parts_measured_separately_and_shuffled_together():
   assert m['lead/repeat_4bar'][0] == 1.0 and m['drums/repeat_bar'][0] == pytest.approx(14 / 15)
   shuffled = S.shuffle_bars(trio, rng, (False, False, True))
   # One permutation per piece for all parts: the (lead, bass, drums) bars stay together.
-  bars = lambda t: {tuple(np.concatenate([_bar_states(t[:, :, 0])[i, b],  # noqa: E731
-                                          _bar_states(t[:, :, 1])[i, b], t[i, b * 16:b * 16 + 16, 2]]))
-                    for i in range(n) for b in range(16)}
+  def bars(t):
+    lead, bass = _bar_states(t[:, :, 0]), _bar_states(t[:, :, 1])
+    drum_bars = t[:, :, 2].reshape(n, 16, 16)
+    return {tuple(np.concatenate([lead[i, b], bass[i, b], drum_bars[i, b]]))
+            for i in range(n) for b in range(16)}
   assert bars(shuffled) == bars(trio)
   ms = S.summarize(S.piece_measures(shuffled, (False, False, True)))
   assert ms['lead/repeat_4bar']['mean'] < 0.5 and ms['drums/repeat_4bar']['mean'] < 1.0
@@ -362,7 +365,7 @@ def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
       ([f'--midi_dir={FREEDOOM}', '--kind=trio_16bar', f'--concat_from={short}'], 2,
        'no 2-bar model'),
       ([f'--workdir={tmp_path / "nope"}'], 1, 'not a mvae_jax run'),
-      ([f'--config=configs/melody16.py:smoke', '--split=train', f'--data_dir={tmp_path}/x'], 1,
+      ([f'--config={ROOT / "configs" / "melody16.py"}:smoke', '--split=train', f'--data_dir={tmp_path}/x'], 1,
        'no built dataset')):
     assert S.main(argv) == status, argv
     err = capsys.readouterr().err.strip().splitlines()
