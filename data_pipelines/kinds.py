@@ -96,3 +96,16 @@ def part_vocab(name: str, mode: str) -> tuple[int, ...]:
 
 def part_is_drums(name: str) -> tuple[bool, ...]:
   return kind(name).part_is_drums
+
+
+def part_names(part_is_drums: tuple[bool, ...] | list[bool]) -> tuple[str, ...]:
+  """Names of the parts: ('melody',), ('drums',), ('lead', 'bass', 'drums') for the trio layout,
+  else ('part0', 'part1', ...). They name the model's part decoders and per-part metrics."""
+  drums = tuple(bool(d) for d in part_is_drums)
+  if drums == (False,):
+    return ('melody',)
+  if drums == (True,):
+    return ('drums',)
+  if drums == (False, False, True):
+    return ('lead', 'bass', 'drums')
+  return tuple(f'part{i}' for i in range(len(drums)))

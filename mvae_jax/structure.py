@@ -75,8 +75,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2  # melody classes (data_pipelines.encoding)
-STEPS_PER_BAR = 16
+from data_pipelines import console, kinds
+from data_pipelines.kinds import NO_EVENT, NOTE_OFF, NUM_SPECIAL, STEPS_PER_BAR
+
 LAGS = (1, 2, 4, 8, 16)
 PHRASE_BARS = (1, 2, 4)   # repetition of bars, 2-bar and 4-bar phrases
 SPAN_BARS = 4             # tonal stability: spans of this many bars against the whole piece
@@ -110,7 +111,6 @@ METRIC_HELP = {
     'tonal_distance': 'Jensen-Shannon divergence (bits) of 4-bar pitch-class histograms from '
                       "the piece's",
 }
-DEFAULT_PART_NAMES = {1: ('melody',), 3: ('lead', 'bass', 'drums')}
 
 
 # ----------------------------------------------------------------------------- layout
@@ -353,10 +353,6 @@ def tonal_distance(part: np.ndarray, min_pitch: int = 0, span_bars: int = SPAN_B
 
 # ----------------------------------------------------------------------------- all measures
 
-def part_names_for(num_parts: int) -> tuple[str, ...]:
-  return DEFAULT_PART_NAMES.get(num_parts, tuple(f'part{i}' for i in range(num_parts)))
-
-
 def _part_measures(part: np.ndarray, drums: bool, min_pitch: int, steps_per_bar: int
                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
   """Every measure of one part int [n, time]: ({metric: float64 [n]}, the similarity matrices
@@ -390,7 +386,7 @@ def piece_measures(tokens: Any, part_is_drums: Sequence[bool], *, min_pitch: int
   """
   x = as_batch(tokens, steps_per_bar)
   part_is_drums = _check_parts(x, part_is_drums)
-  names = tuple(part_names) if part_names is not None else part_names_for(x.shape[2])
+  names = tuple(part_names) if part_names is not None else kinds.part_names(part_is_drums)
   out = {}
   for p, drums in enumerate(part_is_drums):
     prefix = f'{names[p]}/' if x.shape[2] > 1 else ''
@@ -433,7 +429,7 @@ def measure_set(tokens: Any, part_is_drums: Sequence[bool], *, min_pitch: int = 
   """
   x = as_batch(tokens, steps_per_bar)
   part_is_drums = _check_parts(x, part_is_drums)
-  names = tuple(part_names) if part_names is not None else part_names_for(x.shape[2])
+  names = tuple(part_names) if part_names is not None else kinds.part_names(part_is_drums)
   if len(x) == 0:
     raise ValueError('no pieces to measure')
   examples = example_indices(len(x), pictures)
@@ -750,22 +746,6 @@ class _Progress:
     _say(f'{self.label}: {done}/{self.total} {self.unit} ({rate:.1f}/s{eta_text})')
 
 
-def load_config_file(spec: str) -> Any:
-  """`configs/melody16.py:small` -> the ConfigDict of that config file and argument."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise UsageError(f'--config={spec}: no such config file {path}')
-  module_spec = importlib.util.spec_from_file_location(
-      os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UsageError(f'--config={spec}: cannot load it ({type(e).__name__}: {e})') from e
-
-
 def dataset_tokens(data: Any, split: str, *, limit: int = 0, seed: int = 0) -> np.ndarray:
   """The windows of a built dataset split (`config.data`): int [n, time, parts].
 
@@ -922,6 +902,7 @@ def run(args: Any) -> tuple[list[str], str]:
   """The command's work on parsed arguments; returns (paths written, the Markdown table)."""
   from data_pipelines import encoding  # pylint: disable=g-import-not-at-top
   from mvae_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from mvae_jax import run as run_lib  # pylint: disable=g-import-not-at-top
   if not (args.workdir or args.config or args.midi_dir):
     raise UsageError('nothing to measure: give --workdir, --config or --midi_dir')
   if args.workdir and args.config:
@@ -932,9 +913,12 @@ def run(args: Any) -> tuple[list[str], str]:
     raise UsageError(f'--pictures={args.pictures}: at most {MAX_PICTURES} pieces per set')
   config = None
   if args.workdir:
-    config = config_lib.load_config(args.workdir)
+    config = run_lib.load_config(args.workdir)
   elif args.config:
-    config = load_config_file(args.config)
+    try:
+      config = config_lib.from_file(args.config)
+    except Exception as e:  # pylint: disable=broad-except
+      raise UsageError(f'--config={args.config}: cannot load it ({type(e).__name__}: {e})') from e
   if config is not None:
     kind, mode = config.data.kind, config.data.mode
     if (args.kind and args.kind != kind) or (args.mode and args.mode != mode):
@@ -955,21 +939,20 @@ def run(args: Any) -> tuple[list[str], str]:
     raise UsageError(f'{kind} pieces have {spec.num_bars} bars; structure needs 4 or more '
                      '(16- and 32-bar kinds)')
   part_is_drums = tuple(p == 'drums' for p in spec.parts)
-  names = part_names_for(len(spec.parts))
+  names = kinds.part_names(part_is_drums)
   out = os.path.abspath(args.out or (os.path.join(args.workdir, 'structure') if args.workdir
                                      else f'structure_{kind}'))
-  from mvae_jax import logs  # pylint: disable=g-import-not-at-top
   # Library logging to <out>/structure.log when that folder exists, else to the temp dir: a
   # command that fails early leaves no new folder behind.
-  logs.setup(out if os.path.isdir(out) else None, 'structure')
+  console.setup(out if os.path.isdir(out) else None, 'structure')
 
   # Load (and check) the runs first: a wrong --concat_from fails before any slow work.
   model = short = None
   if args.workdir:
-    from mvae_jax.generate import Model  # pylint: disable=g-import-not-at-top
+    from mvae_jax.trained_model import Model  # pylint: disable=g-import-not-at-top
     model = Model.load(args.workdir, args.checkpoint_step)
   if args.concat_from:
-    from mvae_jax.generate import Model  # pylint: disable=g-import-not-at-top
+    from mvae_jax.trained_model import Model  # pylint: disable=g-import-not-at-top
     want = {('melody',): 'mel_2bar'}.get(spec.parts)
     if want is None:
       raise UsageError(f'--concat_from: there is no 2-bar model of the parts of a {kind} '

@@ -9,21 +9,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from data_pipelines.kinds import part_names as default_part_names
 from mvae_jax.models import decoders
 from mvae_jax.models import encoder as encoder_lib
-
-
-def default_part_names(part_is_drums: Sequence[bool]) -> tuple[str, ...]:
-  """Parameter names of the part decoders: ('melody',), ('drums',), ('lead', 'bass', 'drums')
-  for the trio layout, else ('part0', 'part1', ...)."""
-  drums = tuple(part_is_drums)
-  if drums == (False,):
-    return ('melody',)
-  if drums == (True,):
-    return ('drums',)
-  if drums == (False, False, True):
-    return ('lead', 'bass', 'drums')
-  return tuple(f'part{i}' for i in range(len(drums)))
 
 
 class MusicVAE(nn.Module):
