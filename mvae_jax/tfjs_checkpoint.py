@@ -257,8 +257,9 @@ def read_tfjs(folder: str) -> tuple[dict[str, np.ndarray], dict[str, Any] | None
     files = [_inside(folder, p, MANIFEST) for p in group.paths]
     for f in files:
       if not os.path.isfile(f):
-        raise TfjsCheckpointError(f'{f}: missing shard (group {g} of {os.path.join(folder, MANIFEST)} '
-                                  f'lists {len(files)} shard file(s))')
+        raise TfjsCheckpointError(f'{f}: missing shard (group {g} of '
+                                  f'{os.path.join(folder, MANIFEST)} lists {len(files)} shard '
+                                  'file(s))')
     sizes = [os.path.getsize(f) for f in files]
     need, have = sum(w.nbytes for w in group.weights), sum(sizes)
     if need != have:
@@ -266,9 +267,11 @@ def read_tfjs(folder: str) -> tuple[dict[str, np.ndarray], dict[str, Any] | None
           os.path.join(folder, MANIFEST)
       what = ('short or truncated shard' if have < need
               else 'extra bytes: the manifest does not describe these shards')
+      listed = (' + '.join(f'{p} ({s})' for p, s in zip(group.paths, sizes)) if len(files) <= 6
+                else f'{len(files)} shard files') or 'no shard files'
       raise TfjsCheckpointError(
-          f'{suspect}: {what} (group {g}: {len(files)} shard file(s) hold {have} bytes, its '
-          f'{len(group.weights)} weights need {need})')
+          f'{suspect}: {what} (group {g}: {listed} = {have} bytes, its {len(group.weights)} '
+          f'weights need {need})')
     with contextlib.ExitStack() as stack:
       data, offset = _Bytes(files, sizes, stack), 0
       for w in group.weights:
@@ -395,3 +398,107 @@ def converter_spec(config: Any, source: str = CONFIG) -> ConverterSpec:
       bass_pitch=_pitch_range(args.get('bassArgs'), source, 'TrioConverter bassArgs'),
       drum_pitch_classes=_drum_classes(args.get('drumsArgs', {}), source,
                                        'TrioConverter drumsArgs'))
+
+
+# ----------------------------------------------------------------------------- structure
+
+_ENC_FLAT = 'encoder/cell_{k}/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel'
+_ENC_HIER = 'encoder/hierarchical_level_{k}/cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/' \
+    'lstm_cell/kernel'
+_CONDUCTOR = 'decoder/hierarchical_level_0/'
+_PROJECTION = '/output_projection/bias'
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightLayout:
+  """The model structure that a checkpoint's variable names and shapes show.
+
+  encoder: 'flat' (`encoder/cell_k/...`: k stacked bidirectional layers over the whole window) or
+    'hierarchical' (`encoder/hierarchical_level_k/...`: level 0 reads each segment, level 1 the
+    segment embeddings; what magenta.js expects whenever config.json has numSegments).
+  encoder_layers: stacked layers (flat) or levels (hierarchical).
+  conductor: whether a conductor (`decoder/hierarchical_level_0/...`) is present.
+  part_prefixes: the TF scope of each part's bottom decoder, in part order.
+  part_depths: their output classes (`output_projection/bias` sizes).
+  nade: whether a decoder has a NADE output layer (`<part>/nade/...`).
+  """
+  encoder: str
+  encoder_layers: int
+  conductor: bool
+  part_prefixes: tuple[str, ...]
+  part_depths: tuple[int, ...]
+  nade: bool
+
+
+def _count(variables: dict[str, np.ndarray], pattern: str) -> int:
+  k = 0
+  while pattern.format(k=k) in variables:
+    k += 1
+  return k
+
+
+def weight_layout(variables: dict[str, np.ndarray], source: str) -> WeightLayout:
+  """The structure of a checkpoint's variables (`read_tfjs`'s output).
+
+  Raises:
+    TfjsCheckpointError: no encoder or no decoder output layer, so not a MusicVAE.
+  """
+  flat, hier = _count(variables, _ENC_FLAT), _count(variables, _ENC_HIER)
+  if not (flat or hier) or (flat and hier):
+    raise TfjsCheckpointError(
+        f'{source}: not a MusicVAE checkpoint: expected the encoder variables '
+        f'{_ENC_FLAT.format(k=0)} or {_ENC_HIER.format(k=0)} (exactly one of the two kinds), '
+        f'found {"both" if flat else "neither"}')
+  prefixes = tuple(sorted(n[:-len(_PROJECTION)] for n in variables if n.endswith(_PROJECTION)))
+  if not prefixes:
+    raise TfjsCheckpointError(f'{source}: not a MusicVAE checkpoint: no decoder output layer '
+                              f'(<decoder>{_PROJECTION})')
+  depths = tuple(int(np.asarray(variables[p + _PROJECTION]).shape[0]) for p in prefixes)
+  return WeightLayout(
+      encoder='hierarchical' if hier else 'flat', encoder_layers=hier or flat,
+      conductor=any(n.startswith(_CONDUCTOR) for n in variables), part_prefixes=prefixes,
+      part_depths=depths, nade=any(p + '/nade/w_enc' in variables for p in prefixes))
+
+
+def check_layout(spec: ConverterSpec, layout: WeightLayout, source: str) -> None:
+  """Raises TfjsCheckpointError (one line) when config.json and the weights disagree, or when
+  they describe a model mvae_jax has no counterpart for (a NADE decoder, chord conditioning)."""
+  if layout.nade:
+    raise TfjsCheckpointError(f'{source}: a NADE decoder ({layout.part_prefixes[0]}/nade/w_enc, '
+                              'as drums_2bar_nade_9_q2): mvae_jax has no such model')
+  if spec.chord_encoder is not None:
+    raise TfjsCheckpointError(f'{source}: a chord-conditioned model (chordEncoder '
+                              f'{spec.chord_encoder}): mvae_jax has no such model')
+  if layout.conductor != (spec.num_segments is not None):
+    said = (f'numSegments {spec.num_segments} (a hierarchical decoder)' if spec.num_segments
+            else 'no numSegments (a flat decoder)')
+    found = 'a conductor' if layout.conductor else 'no conductor'
+    raise TfjsCheckpointError(f'{source}: config.json gives {said}, the weights have {found} '
+                              f'({_CONDUCTOR}...)')
+  if layout.part_depths != spec.part_depths:
+    raise TfjsCheckpointError(
+        f'{source}: config.json\'s {spec.converter} has {len(spec.part_depths)} part(s) of '
+        f'{list(spec.part_depths)} classes, the weights\' output layers '
+        f'({", ".join(p + _PROJECTION for p in layout.part_prefixes)}) have '
+        f'{list(layout.part_depths)}')
+
+
+def read_magenta_js(folder: str) -> tuple[dict[str, np.ndarray], ConverterSpec, WeightLayout]:
+  """`read_tfjs` + `converter_spec` + `weight_layout` + `check_layout`: a magenta.js MusicVAE
+  checkpoint folder, its window structure and its model structure, checked against each other.
+
+  Raises:
+    TfjsCheckpointError: anything `read_tfjs` refuses, no config.json (it is the only record of
+      the window length and pitch range), or config and weights that disagree.
+  """
+  variables, config = read_tfjs(folder)
+  if os.path.basename(folder) == MANIFEST:
+    folder = os.path.dirname(folder) or '.'
+  config_path = os.path.join(folder, CONFIG)
+  if config is None:
+    raise TfjsCheckpointError(f'{config_path}: no such file (magenta.js checkpoints come with '
+                              'one; it gives the window length and pitch range)')
+  spec = converter_spec(config, config_path)
+  layout = weight_layout(variables, folder)
+  check_layout(spec, layout, folder)
+  return variables, spec, layout
