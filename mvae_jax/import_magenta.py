@@ -394,9 +394,15 @@ def tfjs_structure(spec: tfjs_checkpoint.ConverterSpec, layout: tfjs_checkpoint.
 
 
 def is_tfjs(path: str) -> bool:
-  """Whether `path` is a magenta.js checkpoint folder (or its weights_manifest.json)."""
-  return (os.path.basename(path) == tfjs_checkpoint.MANIFEST and os.path.isfile(path)) or (
-      os.path.isdir(path) and os.path.isfile(os.path.join(path, tfjs_checkpoint.MANIFEST)))
+  """Whether `path` is (meant as) a magenta.js checkpoint folder: its weights_manifest.json, or
+  a folder with one or with a config.json (a folder missing its manifest is then reported as
+  such)."""
+  path = os.fspath(path)
+  if os.path.basename(path) == tfjs_checkpoint.MANIFEST:
+    return True
+  return os.path.isdir(path) and any(
+      os.path.isfile(os.path.join(path, f)) for f in (tfjs_checkpoint.MANIFEST,
+                                                      tfjs_checkpoint.CONFIG))
 
 
 def _check_named(named: Structure, found: Structure, source: str) -> Structure:
@@ -503,6 +509,12 @@ def main(argv):
     print('usage: python -m mvae_jax.import_magenta --checkpoint=PATH [--config=NAME] '
           '--workdir=RUN  (--config is required for a TensorFlow checkpoint)', file=sys.stderr)
     return cli.EXIT_USAGE
+  if FLAGS.config is None and not is_tfjs(FLAGS.checkpoint):
+    if os.path.exists(FLAGS.checkpoint) or os.path.exists(FLAGS.checkpoint + '.index'):
+      return cli.error(f'{FLAGS.checkpoint} is a TensorFlow checkpoint: --config is required '
+                       f'(one of {", ".join(sorted(CONFIGS))})', cli.EXIT_USAGE)
+    return cli.error(f'{FLAGS.checkpoint}: no such checkpoint (a magenta.js folder with '
+                     f'{tfjs_checkpoint.MANIFEST}, or a TensorFlow checkpoint with --config)')
   # Library logging to a file in the temp dir: the import writes only config.json and the checkpoint.
   console.setup(None, 'import_magenta')
   try:

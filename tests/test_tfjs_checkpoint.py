@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mvae_jax import import_magenta, losses, tfjs_checkpoint, train
-from mvae_jax.generate import Model
+from mvae_jax import import_magenta, losses, tfjs_checkpoint
+from mvae_jax import run as run_lib
+from mvae_jax.trained_model import Model
 from mvae_jax.tfjs_checkpoint import TfjsCheckpointError
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'magenta_checkpoints'
@@ -170,7 +171,7 @@ def test_converted_f32_form_reproduces_magenta(case, highest_precision):
   variables, spec, _ = tfjs_checkpoint.read_magenta_js(str(TFJS / case / 'f32'))
   config, params, step = import_magenta.convert(variables, case, str(TFJS / case / 'f32'))
   assert step == 0  # magenta.js checkpoints carry no global step
-  model = Model(config, train.create_model(config.model), jax.tree.map(jnp.asarray, params), step)
+  model = Model(config, run_lib.create_model(config.model), jax.tree.map(jnp.asarray, params), step)
   assert model.time == spec.num_steps and model.part_vocab == spec.part_depths
   inputs = np.load(FIXTURES / case / 'inputs.npz')
   outputs = np.load(FIXTURES / case / 'outputs.npz')
