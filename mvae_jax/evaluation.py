@@ -200,7 +200,8 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
     if verbose:
       print(f'extracting {config.data.kind} ({config.data.mode} mode) windows from the MIDI '
             f'files under {os.path.abspath(midi_dir)}...', flush=True)
-    folder = inputs.folder_windows(midi_dir, spec, workers=workers, progress=verbose)
+    folder = inputs.folder_windows(midi_dir, spec, workers=workers,
+                                   progress=verbose and console.is_terminal(sys.stderr))
     if verbose:
       print(folder.describe(), flush=True)
     source, split = [{'tokens': t} for t in folder.tokens], 'midi_dir'

@@ -323,7 +323,7 @@ def _finetune_config(make_config, run, spec, **overrides):
   fields = {f'model.{k}': tuple(v) if isinstance(v, list) else v for k, v in model.items()}
   return make_config(spec, **fields, **{'data.mode': 'magenta', 'data.source': 'freedoom',
                                         'train.init_from': str(run), 'train.num_steps': 2,
-                                        **overrides})
+                                        'eval.every_steps': 0, **overrides})
 
 
 def _moved(tuned, run):
@@ -335,9 +335,9 @@ def _moved(tuned, run):
 def test_imported_4bar_trio_evaluates_generates_and_fine_tunes(imported, make_config, tmp_path):
   run = imported('hier-trio_4bar', 'q1')
   # Its own kind of data: the Freedoom trio_4bar windows (magenta mode), built on first use.
-  results = evaluation.evaluate_run(str(run), recon_accuracy=True, num_batches=1, batch_size=8)
+  results = evaluation.evaluate_run(str(run), recon_accuracy=False, num_batches=1, batch_size=8)
   assert results['kind'] == 'trio_4bar' and 0 < results['examples'] <= 8
-  assert 0.0 <= results['metrics']['recon_accuracy/drums'] <= 1.0
+  assert 0.0 <= results['metrics']['next_accuracy/drums'] <= 1.0 and results['metrics']['kl'] > 0
   paths = generation.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 's'))
   assert sum(p.endswith('.mid') for p in paths) == 2
   tuned = tmp_path / 'tuned'
