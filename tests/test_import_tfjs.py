@@ -314,6 +314,28 @@ def test_released_shard_layout_imports(tmp_path):
     np.testing.assert_array_equal(np.asarray(g), w)
 
 
+@pytest.mark.parametrize('segments', [16, 4])
+def test_16bar_trio_with_a_hierarchical_encoder(segments, tmp_path, capsys):
+  """magenta.js's trio_16bar has the hierarchical encoder; its weights' shapes do not depend on
+  the length, so the 4-bar trio's, with config.json saying 256 steps, stand in for it (with 16
+  segments, and with the 4 that checkpoints.json's description mentions)."""
+  folder = _copy(tmp_path, 'hier-trio_4bar', 'q1')
+  _edit(folder, 'config.json', lambda c: c['dataConverter']['args'].update(
+      numSteps=256, numSegments=segments))
+  run = tmp_path / 'run'
+  assert _import(folder, run) == 0
+  assert f'trio_16bar windows, hierarchical encoder, hierarchical decoder, {segments} segments' \
+      in capsys.readouterr().out
+  config = json.loads((run / 'config.json').read_text())
+  assert (config['family'], config['model']['num_segments']) == ('trio16', segments)
+  assert config['preset'].startswith('magenta_hier (imported')
+  model = Model.load(str(run))
+  tokens = model.decode_tokens(np.zeros((1, model.z_size), np.float32), greedy=True)
+  assert tokens.shape == (1, 256, 3)
+  mu, _ = model.encode(tokens)
+  assert mu.shape == (1, model.z_size) and np.isfinite(mu).all()
+
+
 # ----------------------------------------------------------------------------- using the imports
 
 def _finetune_config(make_config, run, spec, **overrides):
@@ -385,3 +407,16 @@ def test_eval_midi_dir_names_what_it_skips(imported, tmp_path, capsys):
   assert run_cli(eval_cli, [f'--workdir={run}', f'--midi_dir={folder}', '--workers=1']) == 1
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and 'broken.mid' in err and 'none usable' in err
+
+
+def test_build_estimate_says_what_and_how_long(tmp_path):
+  """The line printed before a missing dataset is built (`input_pipeline.get_source`)."""
+  from data_pipelines import build
+  assert build.build_estimate('freedoom', None, 2) == '67 MIDI files, under a minute'
+  for i in range(200):
+    (tmp_path / f'{i:03d}.mid').write_bytes(b'')
+  slow, fast = build.BUILD_RATES['midi']
+  line = build.build_estimate('folder', str(tmp_path), 1)
+  from data_pipelines import console
+  assert line == (f'200 MIDI files, about {console.duration(200 / fast)} to '
+                  f'{console.duration(200 / slow)} with 1 worker process')
