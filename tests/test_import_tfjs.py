@@ -354,10 +354,22 @@ def _moved(tuned, run):
       lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()), after, before)))
 
 
-def test_imported_4bar_trio_evaluates_generates_and_fine_tunes(imported, make_config, tmp_path):
+def test_imported_4bar_trio_evaluates_generates_and_fine_tunes(imported, make_config, tmp_path,
+                                                               tfds_dir, capsys):
+  from data_pipelines import build
   run = imported('hier-trio_4bar', 'q1')
-  # Its own kind of data: the Freedoom trio_4bar windows (magenta mode), built on first use.
+  try:
+    build.dataset_dir('freedoom', 'trio_4bar', 'magenta', tfds_dir)
+    missing = False
+  except FileNotFoundError:
+    missing = True
+  # Its own kind of data: the Freedoom trio_4bar windows (magenta mode), built on first use after
+  # a line saying so.
+  capsys.readouterr()
   results = evaluation.evaluate_run(str(run), recon_accuracy=False, num_batches=1, batch_size=8)
+  printed = capsys.readouterr().out
+  assert ('building the freedoom trio_4bar (magenta) dataset (once) in ' in printed) == missing
+  assert ('67 MIDI files, under a minute' in printed) == missing
   assert results['kind'] == 'trio_4bar' and 0 < results['examples'] <= 8
   assert 0.0 <= results['metrics']['next_accuracy/drums'] <= 1.0 and results['metrics']['kl'] > 0
   paths = generation.run_command('sample', workdir=str(run), num=2, out=str(tmp_path / 's'))
