@@ -336,6 +336,21 @@ def test_16bar_trio_with_a_hierarchical_encoder(segments, tmp_path, capsys):
   assert mu.shape == (1, model.z_size) and np.isfinite(mu).all()
 
 
+def test_fine_tuning_keeps_the_hierarchical_encoders_segments(imported):
+  """The segment count changes what the encoder's parameters mean but not their shapes, so
+  `init_from` refuses another one (and accepts the same count written out)."""
+  run = imported('hier-mel_4bar', 'q1')
+  model = Model.load(str(run))
+  like = jax.tree.map(np.asarray, model.params)
+  own = model.config.model.to_dict()
+  own['enc_segments'] = 16
+  with pytest.raises(ValueError, match=r'reads 4 segments, .* --config.model.enc_segments=4'):
+    run_lib.init_params_from(str(run), like, own)
+  own['enc_segments'] = 4  # = num_segments, what None means
+  got = run_lib.init_params_from(str(run), like, own)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, got, like)))
+
+
 # ----------------------------------------------------------------------------- using the imports
 
 def _finetune_config(make_config, run, spec, **overrides):
