@@ -4,7 +4,8 @@ r"""16-bar trios (lead, bass, drums): one conductor, three bottom decoders (pape
 
 Presets: paper (appendix sizes, 16 segments of 1 bar, free bits 256, beta 0 -> 0.2 at rate 0.99999;
 default), magenta (the reference's hierdec-trio_16bar: encoder 2 x 2048, batch 256, teacher forcing
-only), small, smoke. Modifiers: `,baseline`, `,no_ss`. Data: the Freedoom songs shipped with the project.
+only), magenta_hier (the reference's hier-trio_16bar, the structure of magenta.js's trio_16bar: a
+hierarchical encoder, a 1024 BiLSTM per bar and one over the bar summaries), small, smoke. Modifiers: `,baseline`, `,no_ss`. Data: the Freedoom songs shipped with the project.
 """
 from mvae_jax import config_lib as lib
 
@@ -15,6 +16,8 @@ PRESETS = {
     # The reference's trio encoder reads the drums as a 512-way one-hot (its TrioConverter).
     'magenta': {**lib.HIER_MAGENTA, 'model.drum_input': 'one_hot', 'train.batch_size': 256,
                 'train.num_steps': 50_000},
+    'magenta_hier': {**lib.HIER_ENC_MAGENTA, 'model.drum_input': 'one_hot',
+                     'train.batch_size': 256, 'train.num_steps': 50_000},
     'small': {**lib.HIER_SMALL, 'train.batch_size': 16, 'eval.batch_size': 64},
     'smoke': lib.HIER_SMOKE,
 }

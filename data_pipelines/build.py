@@ -91,6 +91,31 @@ def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = No
   return b
 
 
+# Conversion rates per worker process, (slow, fast), inputs per second, measured on this
+# project's 2-core development machine: folk tunes 4.0 (the shared 12,947-tune folk build:
+# 1,607 s with 2 workers under load) to 11.3 (benchmarks/RESULTS.md section 4: 573 s); MIDI
+# files 1.4 (the shared Freedoom builds: 67 files in 24 s with 2 workers, start-up included) to
+# 7.8 (section 4b's build: 4.3 s). Files much larger than Freedoom's take longer.
+BUILD_RATES = {'folk': (4.0, 11.3), 'midi': (1.4, 7.8)}
+
+
+def build_estimate(source: str, midi_dir: str | None = None, workers: int | None = None) -> str:
+  """What a build of `source` converts and about how long it takes, for a line printed before
+  it starts: `12947 folk tunes, about 9m32s to 26m58s with 2 worker processes`."""
+  try:
+    n = len(conversion.list_items(source, midi_dir))
+  except (OSError, ValueError):
+    return f'{source} inputs'  # the build itself says what is wrong
+  workers = workers or os.cpu_count() or 1
+  slow, fast = BUILD_RATES['folk' if source == 'folk' else 'midi']
+  what = 'folk tunes' if source == 'folk' else 'MIDI files'
+  low, high = n / (fast * workers), n / (slow * workers)
+  if high < 60:
+    return f'{n} {what}, under a minute'
+  return (f'{n} {what}, about {console.duration(low)} to {console.duration(high)} with '
+          f'{workers} worker process{"es" if workers > 1 else ""}')
+
+
 def remove_incomplete(config_dir: str) -> None:
   """Deletes the `incomplete.*` folders that interrupted TFDS builds left beside a now complete
   dataset (`<data_dir>/<builder>/<config>/`)."""

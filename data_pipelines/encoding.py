@@ -1,8 +1,9 @@
 """Melody / drum encodings, extraction of training windows, and decoding back to MIDI.
 
 Token arrays (the contract with the model, see docs/ARCHITECTURE.md):
-  mel_2bar [32], drums_2bar [32], mel_16bar [256], mel_32bar [512]: int16 [time];
-  trio_16bar [256, 3]: int16 [time, (lead, bass, drums)].
+  mel_2bar [32], drums_2bar [32], mel_4bar [64], drums_4bar [64], mel_16bar [256],
+  mel_32bar [512]: int16 [time]; trio_16bar [256, 3], trio_4bar [64, 3]: int16 [time, (lead,
+  bass, drums)].
 Melody classes: 0 = NO_EVENT (hold what sounds / stay silent), 1 = NOTE_OFF, 2 + pitch - min_pitch
 = note-on. Drum classes: sum of 2**i over the drum classes i hit on the step (0 = no hit).
 
@@ -104,7 +105,10 @@ def window_spec(kind: str, mode: str = 'paper') -> WindowSpec:
 
   magenta mode (bit-compatible with the reference converters):
     * pitches 21..108 (90 classes); notes outside are removed before extraction;
-    * mel_2bar: programs 0..31 only; mel_16bar / mel_32bar: any non-drum program;
+    * mel_2bar: programs 0..31 only; mel_4bar / mel_16bar / mel_32bar: any non-drum program
+      (the 4-bar kinds are the reference converters with 4-bar slices, the lengths of
+      magenta.js's 4-bar models: their melody converter has no program rule, and the windows of
+      the 4-bar test fixtures, flat and hierarchical, are among ours);
     * melody windows: NOTE_OFFs before the window's first note-on are written as NO_EVENT (a
       window is a self-contained sequence); trio windows keep them;
     * extracted melodies / drum tracks are truncated to 100 bars before windowing;

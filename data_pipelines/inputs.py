@@ -216,3 +216,78 @@ def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec) -
   return InputWindows(label=os.path.basename(label), tokens=w, bars=bars, seconds=seconds,
                       num_bars=spec.num_bars, default=best,
                       complete_bars=int(_onset_bars(w[best:best + 1], spec)[0]))
+
+
+# ----------------------------------------------------------------------------- a folder of MIDI
+
+@dataclasses.dataclass(frozen=True)
+class FolderWindows:
+  """Every window of one kind in a folder of MIDI files (`folder_windows`).
+
+  tokens: int32 [n, time, parts], ordered by file path, then as the file's extraction gives them.
+  files: MIDI files found; used: those that gave windows.
+  skipped: {relative path: reason} of the files that could not be read (the reasons of
+    `conversion.SKIP_HINTS`); no_windows: relative paths of files read without a window (a
+    copy of an earlier file counts as neither).
+  """
+  midi_dir: str
+  tokens: np.ndarray
+  files: int
+  used: int
+  skipped: dict
+  no_windows: tuple
+
+  def describe(self) -> str:
+    """One line: how many windows from how many files, the skipped ones named."""
+    line = (f'{len(self.tokens)} windows from {self.used} of {self.files} MIDI files under '
+            f'{self.midi_dir}')
+    if self.no_windows:
+      line += f'; {len(self.no_windows)} without a window of this kind'
+    if self.skipped:
+      shown = ', '.join(f'{p} ({r})' for p, r in sorted(self.skipped.items())[:5])
+      more = f', ... {len(self.skipped) - 5} more' if len(self.skipped) > 5 else ''
+      line += f'; {len(self.skipped)} skipped: {shown}{more}'
+    return line
+
+
+def folder_windows(midi_dir: str, spec: encoding.WindowSpec, *, workers: int | None = None,
+                   progress: bool = False) -> FolderWindows:
+  """The windows of `spec`'s kind and mode in every MIDI file under `midi_dir`, extracted now.
+
+  The datasets' conversion (`conversion.extract`: the worker pool with its per-file time and
+  memory bounds, a broken file skipped with its reason, never the end of the run), kept in a
+  temporary folder and in memory: nothing is written under `midi_dir` or any data dir. Every
+  window is kept (no per-file cap, no split); files with the same content count once.
+
+  Raises:
+    InputError: no such folder, no MIDI file in it, or no window of the kind in any file (the
+      message names the files and their reasons).
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from data_pipelines import conversion  # pylint: disable=g-import-not-at-top
+  midi_dir = os.path.abspath(midi_dir)
+  if not os.path.isdir(midi_dir):
+    raise InputError(f'{midi_dir}: no such folder')
+  items = conversion.list_items('folder', midi_dir)
+  if not items:
+    raise InputError(f'{midi_dir}: no MIDI files ({", ".join(conversion.MIDI_EXTENSIONS)}) in it')
+  with tempfile.TemporaryDirectory(prefix='mvae_midi_dir_') as tmp:
+    ext = conversion.extract('folder', [spec.kind], spec.mode, tmp, midi_dir, workers,
+                             items=items, progress=progress)
+    sel = conversion.select(ext, spec.kind, max_per_file=None, dedup=False)
+    rows = np.asarray(ext.rows(spec.kind))[sel.rows] if len(sel.rows) else \
+        np.zeros((0,) + spec.shape, np.int16)
+  skipped = {r['path']: r['reason'] + (f': {r["detail"]}' if r['detail'] else '')
+             for r in ext.items if r['reason'] is not None}
+  used = set(int(i) for i in sel.item)
+  seen, empty = set(), []
+  for i, r in enumerate(ext.items):
+    if r['reason'] is None and r['file_id'] not in seen and i not in used:
+      empty.append(r['path'])
+    seen.add(r['file_id'])
+  empty = tuple(empty)
+  if not len(rows):
+    raise InputError(conversion.nothing_found_message('folder', ext.items, midi_dir, spec.kind))
+  tokens = np.asarray(rows, np.int32)
+  tokens = tokens[..., None] if tokens.ndim == 2 else tokens
+  return FolderWindows(midi_dir, tokens, len(items), len(used), skipped, empty)

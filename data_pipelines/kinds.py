@@ -57,6 +57,10 @@ _KINDS = (
     Kind('mel_16bar', ('melody',), 16),
     Kind('mel_32bar', ('melody',), 32),
     Kind('trio_16bar', ('melody', 'melody', 'drums'), 16),
+    # The lengths only magenta.js's released models have (4-bar melodies, drums and trios).
+    Kind('mel_4bar', ('melody',), 4),
+    Kind('drums_4bar', ('drums',), 4),
+    Kind('trio_4bar', ('melody', 'melody', 'drums'), 4),
 )
 KINDS = tuple(k.name for k in _KINDS)
 _BY_NAME = {k.name: k for k in _KINDS}

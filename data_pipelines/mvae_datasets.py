@@ -7,7 +7,8 @@ Builders (TFDS names) and their sources:
                       TFDS's `manual_dir`; Apache Beam capable (`beam=True`)
 
 One `WindowConfig` per window kind and mode: `mel_2bar`, `drums_2bar`, `mel_16bar`, `mel_32bar`,
-`trio_16bar` (paper mode) and the same names with `_magenta` (magenta mode). Features:
+`trio_16bar`, `mel_4bar`, `drums_4bar`, `trio_4bar` (paper mode) and the same names with
+`_magenta` (magenta mode). Features:
   tokens  int16 [T] or [T, 3] (trio): class indices, see docs/ARCHITECTURE.md
   source  text: content hash of the file (md5 of a MIDI file's bytes; of a folk tune's text)
   path    text: the file's path relative to the source root (folk: `<collection>/<file>.abc#<n>`)

@@ -54,7 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.part_vocab = (130,)         # output classes per part
   c.model.part_is_drums = (False,)    # drums parts get the 10-value roll as encoder input
   c.model.z_size = 256                # latent dimensions
-  c.model.enc_sizes = (2048,)         # stacked bidirectional LSTM layer sizes
+  c.model.enc_sizes = (2048,)         # stacked bidirectional LSTM layer sizes (hier: of each level)
+  c.model.encoder = 'flat'            # flat | hier (a BiLSTM per segment, then one over the segments)
+  c.model.enc_segments = None         # hier encoder only: its segments (None = model.num_segments)
   c.model.decoder = 'flat'            # flat | hier
   c.model.dec_sizes = (2048, 2048, 2048)  # flat decoder, or each bottom decoder of a hier decoder
   c.model.conductor_sizes = (1024, 1024)  # hier only
@@ -138,7 +140,7 @@ def build(family: str, presets: dict[str, dict[str, Any]], arg: str | None,
   _set(c, copy.deepcopy(presets[preset]))
   c.model.part_vocab = kinds.part_vocab(c.data.kind, c.data.mode)
   c.model.part_is_drums = kinds.part_is_drums(c.data.kind)
-  if c.data.kind == 'drums_2bar':
+  if all(c.model.part_is_drums):  # drums are never transposed
     c.data.augment = False
   for m in mods:
     _set(c, MODIFIERS[m])
@@ -263,6 +265,9 @@ HIER_MAGENTA = {  # the reference's hierdec-mel_16bar / hierdec-trio_16bar: teac
     'loss.free_bits': 256.0, 'loss.max_beta': 0.2, 'loss.beta_rate': 0.0,
     'train.scheduled_sampling': False,
 }
+# The reference's hier-mel_16bar / hier-trio_16bar: the hierarchical encoder (one 1024 BiLSTM
+# per level), otherwise hierdec's; magenta.js's hierarchical checkpoints have this structure.
+HIER_ENC_MAGENTA = {**HIER_MAGENTA, 'model.encoder': 'hier', 'model.enc_sizes': (1024,)}
 HIER_SMALL = {
     'model.decoder': 'hier', 'model.num_segments': 16,
     'model.enc_sizes': (256,), 'model.z_size': 128, 'model.conductor_sizes': (256,),
@@ -302,6 +307,7 @@ SMOKE = {
     'eval.batch_size': 8,
 }
 HIER_SMOKE = {**SMOKE, 'model.decoder': 'hier', 'model.num_segments': 16}
+HIER_ENC_SMOKE = {**HIER_SMOKE, 'model.encoder': 'hier'}
 
 
 def as_plain(node: Any) -> Any:
@@ -321,10 +327,12 @@ class ConfigError(ValueError):
 
 # The config family (configs/<family>.py) made for each window kind.
 FAMILY_OF_KIND = {'mel_2bar': 'melody2', 'drums_2bar': 'drums2', 'mel_16bar': 'melody16',
-                   'mel_32bar': 'melody32', 'trio_16bar': 'trio16'}
+                  'mel_32bar': 'melody32', 'trio_16bar': 'trio16', 'mel_4bar': 'melody4',
+                  'drums_4bar': 'drums4', 'trio_4bar': 'trio4'}
 _CHOICES = {
     'data.source': kinds.SOURCES, 'data.kind': kinds.KINDS, 'data.mode': kinds.MODES,
-    'model.decoder': ('flat', 'hier'), 'model.sigma_param': ('softplus', 'exp2'),
+    'model.decoder': ('flat', 'hier'), 'model.encoder': ('flat', 'hier'),
+    'model.sigma_param': ('softplus', 'exp2'),
     'model.dtype': ('float32', 'bfloat16', 'float16'), 'model.drum_input': ('roll', 'one_hot'),
 }
 # (field, lowest allowed value, whether the bound itself is allowed)
@@ -454,9 +462,21 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
         f'data.kind {data.kind!r} with data.mode {data.mode!r} needs model.part_vocab '
         f'{want_vocab}, but the config has {tuple(model.part_vocab)}; set data.mode in the preset '
         'rather than on the command line')
-  if model.decoder == 'hier' and kinds.time_steps(data.kind) % model.num_segments:
+  steps = kinds.time_steps(data.kind)
+  if model.decoder == 'hier' and steps % model.num_segments:
     raise ConfigError(f'model.num_segments {model.num_segments} does not divide the '
-                      f'{kinds.time_steps(data.kind)} steps of {data.kind} windows')
+                      f'{steps} steps of {data.kind} windows')
+  enc_segments = model.get('enc_segments')
+  if enc_segments is not None and (not isinstance(enc_segments, (int, np.integer))
+                                   or isinstance(enc_segments, bool) or enc_segments < 1):
+    raise ConfigError(f'config field model.enc_segments must be None or an integer >= 1, got '
+                      f'{enc_segments!r}')
+  if model.get('encoder', 'flat') == 'hier':
+    segments = enc_segments or model.num_segments
+    if steps % segments:
+      field = 'model.enc_segments' if enc_segments else 'model.num_segments (the encoder\'s too)'
+      raise ConfigError(f'{field} {segments} does not divide the {steps} steps of {data.kind} '
+                        'windows')
   for path in ('train.batch_size', 'eval.batch_size'):
     batch = values[path]
     if batch % num_devices:

@@ -1,5 +1,10 @@
 r"""Table 1 metrics of a trained run: `python -m mvae_jax.eval --workdir=runs/mel2 --recon_accuracy`.
 
+`--midi_dir=DIR` scores the run on any folder of MIDI files instead of its dataset: every window of
+the model's kind and mode, extracted now (nothing is written but the results); files that cannot
+be read are skipped and named. Without it, a missing dataset is built first (one line says what
+and about how long before it starts): an imported Magenta model gets data of its own kind.
+
 The command line only; the metrics, their names and the evaluation step are
 `mvae_jax.evaluation` (`evaluate_run(workdir, ...)`). Prints every metric, then a row in the
 layout of the paper's Table 1, then writes the JSON (default `<workdir>/eval_<step>.json`).
@@ -29,6 +34,11 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_integer('num_batches', 0, 'Global batches to evaluate (0 = the whole split).', flag_values=fv)
   flags.DEFINE_integer('batch_size', 0, 'Global batch (0 = config.eval.batch_size).', flag_values=fv)
   flags.DEFINE_string('split', 'eval', 'Dataset split: eval or train.', flag_values=fv)
+  flags.DEFINE_string('midi_dir', None, 'Score the windows of every MIDI file under this folder '
+                      '(the model\'s kind and mode, extracted now) instead of the dataset.',
+                      flag_values=fv)
+  flags.DEFINE_integer('workers', 0, 'Worker processes for --midi_dir (0 = all cores).',
+                       flag_values=fv)
   flags.DEFINE_string('output', None, 'JSON file (default <workdir>/eval_<step>.json); the table '
                       'is printed first, so a failed write loses nothing.', flag_values=fv)
 
@@ -38,13 +48,17 @@ def main(argv: Sequence[str]) -> int:
     return cli.error(f'unexpected arguments {list(argv[1:])}', cli.EXIT_USAGE)
   if not FLAGS.workdir:
     return cli.error('--workdir is required', cli.EXIT_USAGE)
+  if FLAGS.workers < 0:
+    return cli.error(f'--workers must be >= 0, got {FLAGS.workers}', cli.EXIT_USAGE)
+  if FLAGS.midi_dir is not None and not os.path.isdir(FLAGS.midi_dir):
+    return cli.error(f'--midi_dir {FLAGS.midi_dir} is not a folder', cli.EXIT_USAGE)
   console.setup(FLAGS.workdir if os.path.isdir(FLAGS.workdir) else None, 'eval')
   parallel.maybe_initialize_distributed()
   try:
     results = evaluation.evaluate_run(
         FLAGS.workdir, step=FLAGS.checkpoint_step, recon_accuracy=FLAGS.recon_accuracy,
         num_batches=FLAGS.num_batches, batch_size=FLAGS.batch_size or None, seed=FLAGS.seed,
-        split=FLAGS.split, verbose=True)
+        split=FLAGS.split, verbose=True, midi_dir=FLAGS.midi_dir, workers=FLAGS.workers or None)
   except (FileNotFoundError, run_lib.CheckpointMismatchError, checkpoints.DamagedCheckpointError,
           ValueError) as e:
     return cli.error(str(e))

@@ -158,8 +158,9 @@ def evaluate(params: Any, source: Any, *, model: MusicVAE, mesh: Any, rng: jax.A
 
 def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool = True,
                  num_batches: int = 0, batch_size: int | None = None, seed: int = 0,
-                 split: str = 'eval', mesh: Any = None, verbose: bool = False) -> dict[str, Any]:
-  """Table 1 metrics of a run's checkpoint on a split.
+                 split: str = 'eval', mesh: Any = None, verbose: bool = False,
+                 midi_dir: str | None = None, workers: int | None = None) -> dict[str, Any]:
+  """Table 1 metrics of a run's checkpoint on a split, or on a folder of MIDI files.
 
   Args:
     workdir: run directory (config.json + checkpoints/).
@@ -170,9 +171,16 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
     seed: RNG seed of z and of the sampled tokens; batch i uses fold_in(seed, i).
     split: 'eval' (held out) or 'train'.
     mesh: device mesh (default: every device).
+    verbose: progress on stderr, and what a missing dataset's build or the folder's extraction
+      does (printed before it starts).
+    midi_dir: instead of the run's dataset, every window of the model's kind and mode in the
+      MIDI files under this folder, extracted now (`data_pipelines.inputs.folder_windows`, in
+      `workers` processes; skipped files are named); `split` is then 'midi_dir'.
   Returns:
     {'workdir', 'step', 'split', 'family', 'preset', 'kind', 'mode', 'baseline', 'parts',
-     'examples', 'batch_size', 'devices', 'seed', 'seconds', 'metrics': {name: float or None}}.
+     'examples', 'batch_size', 'devices', 'seed', 'seconds', 'metrics': {name: float or None}};
+    with `midi_dir`, also 'midi_dir' {'path', 'files', 'used', 'skipped' {path: reason},
+    'no_windows' [paths]}.
     Metric names: '<group>_<accuracy|event_accuracy|class_accuracy>' with group next, recon,
     recon_greedy, plus '/<part>' per trio part; 'kl' (nats, None for a baseline) and
     'recon_loss' (teacher-forced cross-entropy, nats per example); 'majority_accuracy'.
@@ -185,13 +193,30 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
   batch_size = int(batch_size or config.eval.batch_size)
   parallel.check_batch(batch_size, mesh, '--batch_size' if batch_size_given else
                        f'--batch_size (the default is {workdir}/config.json\'s eval.batch_size)')
-  source = input_pipeline.get_source(config.data, split)
+  folder = None
+  if midi_dir is not None:
+    from data_pipelines import encoding, inputs  # pylint: disable=g-import-not-at-top
+    spec = encoding.window_spec(config.data.kind, config.data.mode)
+    if verbose:
+      print(f'extracting {config.data.kind} ({config.data.mode} mode) windows from the MIDI '
+            f'files under {os.path.abspath(midi_dir)}...', flush=True)
+    folder = inputs.folder_windows(midi_dir, spec, workers=workers,
+                                   progress=verbose and console.is_terminal(sys.stderr))
+    if verbose:
+      print(folder.describe(), flush=True)
+    source, split = [{'tokens': t} for t in folder.tokens], 'midi_dir'
+  else:
+    source = input_pipeline.get_source(config.data, split)
   params = jax.device_put(loaded.params, parallel.replicated(mesh))
   total, class_counts = split_sums(params, source, model=model, mesh=mesh, batch_size=batch_size,
                                    num_batches=num_batches, rng=jax.random.PRNGKey(seed),
                                    recon_accuracy=recon_accuracy, progress=verbose)
   names = default_part_names(tuple(config.model.part_is_drums))
+  extra = {} if folder is None else {'midi_dir': {
+      'path': folder.midi_dir, 'files': folder.files, 'used': folder.used,
+      'skipped': dict(folder.skipped), 'no_windows': list(folder.no_windows)}}
   return {
+      **extra,
       'workdir': os.path.abspath(workdir), 'step': int(loaded.step), 'split': split,
       'family': config.family, 'preset': config.preset, 'kind': config.data.kind,
       'mode': config.data.mode, 'baseline': not config.model.use_encoder,
@@ -236,8 +261,11 @@ def table1_row(results: dict[str, Any]) -> str:
 def details(results: dict[str, Any]) -> str:
   """The other metrics, one line each, for the console."""
   m = results['metrics']
-  header = (f'{results["family"]}:{results["preset"]} step {results["step"]} | {results["split"]} '
-            f'split, {results["examples"]} examples, {results["devices"]} device(s), '
+  folder = results.get('midi_dir')
+  data = (f'{folder["path"]} ({folder["used"]} of {folder["files"]} MIDI files)' if folder
+          else f'{results["split"]} split')
+  header = (f'{results["family"]}:{results["preset"]} step {results["step"]} | {data}, '
+            f'{results["examples"]} examples, {results["devices"]} device(s), '
             f'{results["seconds"]:.1f}s')
   lines = [header]
   cols = ('next', 'recon', 'recon_greedy')

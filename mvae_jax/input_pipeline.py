@@ -165,7 +165,9 @@ def _build_lock(data_dir: str, name: str):
 def get_source(data: Any, split: str) -> Sequence[Any]:
   """The random-access TFDS source for `config.data` and a split, building the dataset if missing.
 
-  Building happens on process 0 only; the other processes wait for it at a barrier.
+  Building happens on process 0 only; the other processes wait for it at a barrier. Before a
+  build starts, one line says what it builds, from how many inputs and about how long it takes
+  (`build.build_estimate`).
   """
   from data_pipelines import build  # local import: the model code does not need the data stack
 
@@ -181,8 +183,11 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
         try:
           build.dataset_dir(**where)
         except FileNotFoundError:
+          # Said before it starts: a folk or large-folder build takes minutes.
           print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once) in '
-                f'{data_dir} (set TFDS_DATA_DIR or --config.data.data_dir to build elsewhere)...',
+                f'{data_dir}: ' + build.build_estimate(data.source, data.midi_dir or None,
+                                                       data.workers or None)
+                + ' (set TFDS_DATA_DIR or --config.data.data_dir to build elsewhere)...',
                 flush=True)
           build.build(**where, midi_dir=data.midi_dir or None, workers=data.workers or None)
   if jax.process_count() > 1:

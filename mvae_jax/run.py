@@ -226,6 +226,14 @@ def load(workdir: str, step: int | None = None) -> Run:
   return Run(config=config, model=model, params=state.params, step=int(step), workdir=workdir)
 
 
+def _encoder_segments(model_cfg: Any) -> int | None:
+  """Level-0 segments of a hierarchical encoder (None for a flat one): same shapes for any
+  count, so a fine-tune must keep it."""
+  if model_cfg.get('encoder', 'flat') != 'hier':
+    return None
+  return model_cfg.get('enc_segments') or model_cfg.get('num_segments')
+
+
 def init_params_from(run: str, like: Any, expect_model: Any = None) -> Any:
   """The latest parameters of run directory `run`, checked against the tree of `like`.
 
@@ -233,7 +241,7 @@ def init_params_from(run: str, like: Any, expect_model: Any = None) -> Any:
   optimizer state at step 0; the rest of `run` (its optimizer state, step, data position) is not
   used. Raises ValueError (one line) when a parameter is missing, extra or of another shape,
   or when `expect_model` (this run's config.model) reads the parameters differently
-  (`forget_bias`, `sigma_param`).
+  (`forget_bias`, `sigma_param`, a hierarchical encoder's segments).
   """
   try:
     source = load(run)
@@ -247,6 +255,11 @@ def init_params_from(run: str, like: Any, expect_model: Any = None) -> Any:
       if have_v != want_v:
         raise ValueError(f'config.train.init_from={run}: its model.{field} is {have_v!r}, this '
                          f'config has {want_v!r}; set --config.model.{field}={have_v}')
+    have_s, want_s = _encoder_segments(source.config.model), _encoder_segments(expect_model)
+    if have_s != want_s and None not in (have_s, want_s):
+      raise ValueError(f'config.train.init_from={run}: its hierarchical encoder reads {have_s} '
+                       f'segments, this config\'s {want_s}; set --config.model.enc_segments='
+                       f'{have_s}')
   want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(like)}
   have = {jax.tree_util.keystr(k): v.shape
           for k, v in jax.tree_util.tree_leaves_with_path(source.params)}

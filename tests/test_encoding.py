@@ -42,9 +42,10 @@ def on(pitch, spec=None):
 
 
 def test_window_specs():
-  assert kinds.KINDS == ('mel_2bar', 'drums_2bar', 'mel_16bar', 'mel_32bar', 'trio_16bar')
+  assert kinds.KINDS == ('mel_2bar', 'drums_2bar', 'mel_16bar', 'mel_32bar', 'trio_16bar',
+                         'mel_4bar', 'drums_4bar', 'trio_4bar')
   shapes = {'mel_2bar': (32,), 'drums_2bar': (32,), 'mel_16bar': (256,), 'mel_32bar': (512,),
-            'trio_16bar': (256, 3)}
+            'trio_16bar': (256, 3), 'mel_4bar': (64,), 'drums_4bar': (64,), 'trio_4bar': (64, 3)}
   for kind in kinds.KINDS:
     for mode in kinds.MODES:
       assert encoding.window_spec(kind, mode).shape == shapes[kind]
@@ -54,6 +55,10 @@ def test_window_specs():
   assert encoding.window_spec('drums_2bar').part_vocab == (512,)
   assert encoding.window_spec('mel_2bar', 'magenta').max_per_file == 5
   assert encoding.window_spec('mel_2bar', 'paper').max_per_file is None
+  # The reference reads 2-bar melodies from programs 0..31 only, longer ones from any program.
+  assert encoding.window_spec('mel_2bar', 'magenta').programs == encoding.LEAD_PROGRAMS
+  assert encoding.window_spec('mel_4bar', 'magenta').programs is None
+  assert encoding.window_spec('trio_4bar', 'magenta').trio_rule == 'coverage'
   with pytest.raises(ValueError):
     encoding.window_spec('mel_3bar')
   with pytest.raises(ValueError):

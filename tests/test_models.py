@@ -38,6 +38,11 @@ TINY = {
     'trio_hier': dict(part_vocab=(12, 11, 512), part_is_drums=(False, False, True), z_size=4,
                       enc_sizes=(8,), decoder='hier', dec_sizes=(8,), conductor_sizes=(8,),
                       num_segments=2, embedding_size=None),
+    # The hierarchical encoder: 4 segments of 2 steps, two layers per level (conductor: 2).
+    'trio_hier_enc': dict(part_vocab=(12, 11, 512), part_is_drums=(False, False, True), z_size=4,
+                          enc_sizes=(8, 6), encoder='hier', enc_segments=4, decoder='hier',
+                          dec_sizes=(8,), conductor_sizes=(8,), num_segments=2,
+                          embedding_size=None),
     'baseline_flat': dict(part_vocab=(12,), part_is_drums=(False,), use_encoder=False,
                           dec_sizes=(8, 8)),
     'baseline_hier': dict(part_vocab=(12,), part_is_drums=(False,), use_encoder=False,
@@ -375,6 +380,58 @@ def test_encoder_honours_lengths():
   # A truncated sequence encodes like the same prefix given as a shorter array.
   short, _ = apply(name, MusicVAE.encode, tokens[1:2, :5], None)
   np.testing.assert_allclose(mu[1:2], short, atol=1e-6)
+
+
+def _np_lstm_summary(x, params, sizes):
+  """A stacked BiLSTM in numpy (float64): x [batch, time, in] -> concat(final fwd h, final bwd
+  h) of the top layer; layer k > 0 reads concat(fwd hs, bwd hs) of layer k - 1."""
+  sig = lambda v: 1.0 / (1.0 + np.exp(-v))
+
+  def run(x, p, reverse):
+    w_in, w_h, b = (np.asarray(p[k], np.float64) for k in
+                    ('input_kernel', 'recurrent_kernel', 'bias'))
+    h = np.zeros((x.shape[0], w_h.shape[0]))
+    c, hs = np.zeros_like(h), [None] * x.shape[1]
+    for t in (reversed(range(x.shape[1])) if reverse else range(x.shape[1])):
+      i, g, f, o = np.split(x[:, t] @ w_in + h @ w_h + b, 4, axis=1)
+      c = sig(f) * c + sig(i) * np.tanh(g)
+      h = sig(o) * np.tanh(c)
+      hs[t] = h
+    return h, np.stack(hs, 1)
+
+  for k in range(len(sizes)):
+    h_f, hs_f = run(x, params[f'fwd_{k}'], False)
+    h_b, hs_b = run(x, params[f'bwd_{k}'], True)
+    x = np.concatenate([hs_f, hs_b], -1)
+  return np.concatenate([h_f, h_b], -1)
+
+
+def test_hierarchical_encoder_is_a_bilstm_per_segment_then_one_over_the_summaries():
+  kw = TINY['trio_hier_enc']
+  _, variables, tokens = built('trio_hier_enc')
+  enc = variables['params']['encoder']
+  paths = _paths(variables)
+  assert paths['encoder/level_0/fwd_0/input_kernel'] == (12 + 11 + 10, 32)  # drums: the roll
+  assert paths['encoder/level_0/fwd_1/input_kernel'] == (16, 24)
+  assert paths['encoder/level_1/fwd_0/input_kernel'] == (12, 32)  # 2 x level 0's top (6)
+  assert paths['encoder/mu/kernel'] == (12, 4)
+  assert not any(k.startswith(('encoder/fwd', 'encoder/bwd')) for k in paths)
+  # Level 0 on each segment alone is the flat encoder with level 0's weights on that segment.
+  flat = encoder_lib.BidirectionalLSTMEncoder(
+      part_vocab=kw['part_vocab'], part_is_drums=kw['part_is_drums'], sizes=kw['enc_sizes'],
+      z_size=4)
+  flat_params = {**enc['level_0'], 'mu': enc['mu'], 'sigma': enc['sigma']}
+  summaries = [flat.apply({'params': flat_params}, tokens[:, 2 * s:2 * s + 2],
+                          method=encoder_lib.BidirectionalLSTMEncoder.summary)
+               for s in range(4)]
+  top = _np_lstm_summary(np.stack([np.asarray(h, np.float64) for h in summaries], 1),
+                         enc['level_1'], kw['enc_sizes'])
+  mu, sigma = apply('trio_hier_enc', MusicVAE.encode, tokens)
+  np.testing.assert_allclose(mu, top @ enc['mu']['kernel'] + enc['mu']['bias'], atol=1e-5)
+  pre = top @ enc['sigma']['kernel'] + enc['sigma']['bias']
+  np.testing.assert_allclose(sigma, np.log1p(np.exp(pre)), atol=1e-5)
+  with pytest.raises(ValueError, match='whole windows'):
+    apply('trio_hier_enc', MusicVAE.encode, tokens, jnp.full((3,), TIME))
 
 
 def test_drum_roll():

@@ -14,7 +14,8 @@ from mvae_jax import checkpoints
 from mvae_jax import trainer
 from mvae_jax import run as run_lib
 
-FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16')
+# trio4:smoke has the hierarchical encoder (4 one-bar segments).
+FAMILIES = ('melody2', 'drums2', 'melody16', 'melody32', 'trio16', 'trio4')
 
 
 def read_jsonl(path):

@@ -1,4 +1,5 @@
-"""MusicVAE: BiLSTM encoder -> z -> flat or hierarchical decoder (Roberts et al., 2018).
+"""MusicVAE: BiLSTM encoder (flat or hierarchical) -> z -> flat or hierarchical decoder
+(Roberts et al., 2018).
 
 `use_encoder=False` gives Table 1's baseline: the same decoder with no encoder and no z.
 """
@@ -21,7 +22,12 @@ class MusicVAE(nn.Module):
     part_vocab: output classes per part: (130,), (512,), (130, 130, 512).
     part_is_drums: drums parts (encoder input is the 10-value roll).
     z_size: latent size.
-    enc_sizes: stacked BiLSTM layer sizes (per direction).
+    enc_sizes: stacked BiLSTM layer sizes (per direction); for 'hier', those of each level.
+    encoder: 'flat' (one BiLSTM over the window, the paper's) | 'hier' (a BiLSTM per segment,
+      then one over the segment summaries: the reference's `HierarchicalLstmEncoder`, which
+      magenta.js's hierarchical checkpoints have).
+    enc_segments: 'hier' encoder only: its level-0 segments; None = `num_segments` (what
+      magenta.js does).
     decoder: 'flat' | 'hier'.
     dec_sizes: flat decoder, or each bottom decoder.
     conductor_sizes: hier only.
@@ -39,7 +45,8 @@ class MusicVAE(nn.Module):
       drums) or 'one_hot' (512-class one-hot, the reference's trio encoder). Unlike
       `part_is_drums`, it changes nothing else (transposition, parameter names).
 
-  Parameter tree: `encoder/{fwd_k, bwd_k, mu, sigma}`; `decoder/<part>/{lstm_k, initial_state,
+  Parameter tree: `encoder/{fwd_k, bwd_k, mu, sigma}` (hier: `encoder/{level_0, level_1}/{fwd_k,
+  bwd_k}`, `encoder/{mu, sigma}`); `decoder/<part>/{lstm_k, initial_state,
   logits}` with <part> from `default_part_names`; hier adds `decoder/conductor/{initial_state,
   rnn/lstm_k, embedding}`.
   """
@@ -58,6 +65,8 @@ class MusicVAE(nn.Module):
   unroll: int = 1
   forget_bias: float = 0.0
   drum_input: str = 'roll'
+  encoder: str = 'flat'
+  enc_segments: int | None = None
 
   def setup(self):
     if len(self.part_vocab) != len(self.part_is_drums):
@@ -66,11 +75,17 @@ class MusicVAE(nn.Module):
     z_size = self.z_size if self.use_encoder else 0
     names = default_part_names(self.part_is_drums)
     if self.use_encoder:
-      self.encoder = encoder_lib.BidirectionalLSTMEncoder(
-          part_vocab=tuple(self.part_vocab), part_is_drums=tuple(self.part_is_drums),
-          sizes=tuple(self.enc_sizes), z_size=self.z_size, sigma_param=self.sigma_param,
-          dtype=dtype, unroll=self.unroll, drum_input=self.drum_input,
-          forget_bias=self.forget_bias, name='encoder')
+      enc = dict(part_vocab=tuple(self.part_vocab), part_is_drums=tuple(self.part_is_drums),
+                 sizes=tuple(self.enc_sizes), z_size=self.z_size, sigma_param=self.sigma_param,
+                 dtype=dtype, unroll=self.unroll, drum_input=self.drum_input,
+                 forget_bias=self.forget_bias, name='encoder')
+      if self.encoder == 'flat':
+        self.enc = encoder_lib.BidirectionalLSTMEncoder(**enc)
+      elif self.encoder == 'hier':
+        self.enc = encoder_lib.HierarchicalLSTMEncoder(
+            num_segments=self.enc_segments or self.num_segments, **enc)
+      else:
+        raise ValueError(f"encoder must be 'flat' or 'hier', got {self.encoder!r}")
     shared = dict(part_vocab=tuple(self.part_vocab), part_names=names,
                   sizes=tuple(self.dec_sizes), z_size=z_size, dtype=dtype, unroll=self.unroll,
                   forget_bias=self.forget_bias, name='decoder')
@@ -89,7 +104,7 @@ class MusicVAE(nn.Module):
     (mu, sigma), float32 [batch, z_size] each."""
     if not self.use_encoder:
       raise ValueError('the baseline (use_encoder=False) has no encoder')
-    return self.encoder(tokens, lengths)
+    return self.enc(tokens, lengths)
 
   def __call__(self, tokens: jax.Array, lengths: jax.Array | None = None, *,
                p_sample: Any = 0.0) -> tuple[tuple[jax.Array, ...], dict[str, jax.Array]]:
