@@ -61,6 +61,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from typing import Any, Iterator, Sequence
@@ -326,7 +327,8 @@ def encode_all(model: Any, tokens: np.ndarray, batch_size: int | None = None,
     raise ValueError('this run is a baseline (model.use_encoder=False): it has no encoder')
   tokens = np.asarray(tokens, np.int32)
   n = len(tokens)
-  bs = min(batch_size or default_batch_size(model), max(1, n))
+  # A power of two: a few shapes cover every n (one compile each).
+  bs = min(batch_size or default_batch_size(model), 1 << (max(1, n) - 1).bit_length())
   fn = _jit(_encode, model.module)
   mu = np.zeros((n, model.z_size), np.float32)
   sigma = np.zeros((n, model.z_size), np.float32)
@@ -835,7 +837,25 @@ def attribute_change_matrix(model: Any, tokens: np.ndarray, vectors: AttributeVe
                              and s != 0)
   return {'names': names, 'amounts': [float(s) for s in amounts], 'relative': relative,
           'in_sd': in_sd, 'reference': ref, 'input': inp, 'diagonal_dominates': dominates,
-          'num_windows': int(len(tokens)), 'step': model.step}
+          'correlation': attribute_correlation(vectors), 'num_windows': int(len(tokens)),
+          'step': model.step}
+
+
+def attribute_correlation(vectors: AttributeVectors) -> np.ndarray:
+  """Pearson correlation of the attributes over the vectors' windows (pairs where both are
+  defined): float [A, A], nan without stored values. Correlated attributes share direction in
+  the data, so their vectors move each other too."""
+  A = len(vectors.names)
+  out = np.full((A, A), np.nan)
+  if vectors.values is None:
+    return out
+  v = np.asarray(vectors.values, np.float64)
+  for a in range(A):
+    for b in range(A):
+      ok = np.isfinite(v[:, a]) & np.isfinite(v[:, b])
+      if ok.sum() > 2 and v[ok, a].std() > 0 and v[ok, b].std() > 0:
+        out[a, b] = np.corrcoef(v[ok, a], v[ok, b])[0, 1]
+  return out
 
 
 def _cell(v: float, pct: bool) -> str:
@@ -875,7 +895,17 @@ def matrix_markdown(res: dict[str, Any], title: str, command: str = '') -> str:
     bad = [short[a] for a in range(len(names)) if not dom[i, a]]
     lines.append(f'- amount {s:+g}: yes for {", ".join(good) or "none"}; no for '
                  f'{", ".join(bad) or "none"}.')
-  lines += ['', '| attribute | input windows | reconstructions |', '|---|---:|---:|']
+  corr = np.asarray(res.get('correlation', np.full((len(names),) * 2, np.nan)))
+  lines += ['', '## Correlation of the attributes over the training windows', '',
+            'Attributes that go together in the data share direction in latent space, so '
+            'their vectors move each other (an off-diagonal cell of the same sign as this '
+            'correlation is expected, not a failure of the vector).', '',
+            '| | ' + ' | '.join(short) + ' |', '|---|' + '---:|' * len(names)]
+  for a in range(len(names)):
+    lines.append(f'| {short[a]} | ' + ' | '.join(
+        'n/a' if not np.isfinite(c) else f'{c:+.2f}' for c in corr[a]) + ' |')
+  lines += ['', '## Means', '', '| attribute | input windows | reconstructions |',
+            '|---|---:|---:|']
   for b, name in enumerate(names):
     lines.append(f'| {name} ({attribute_unit(name)}) | {res["input"][b]:.3f} | '
                  f'{res["reference"][b]:.3f} |')
@@ -973,7 +1003,7 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
   for name in ('batch_size', 'num', 'max_windows'):
     v = getattr(args, name)
     if v is not None and v < 1:
@@ -1022,7 +1052,7 @@ def run(args: argparse.Namespace) -> int:
   res = attribute_change_matrix(model, tokens, vecs, batch_size=args.batch_size, progress=True)
   stem = args.out or os.path.join(model.workdir, 'attribute_matrix')
   title = args.title or f'Attribute vectors of {name} ({os.path.basename(model.workdir)})'
-  command = 'python -m mvae_jax.attributes ' + ' '.join(sys.argv[1:]) if sys.argv else ''
+  command = 'python -m mvae_jax.attributes ' + shlex.join(argv)
   paths = write_matrix(res, stem, title, command)
   dom = res['diagonal_dominates']
   print(f'{name}: diagonal dominates in {int(dom.sum())} of {dom.size} rows', file=sys.stderr)
@@ -1032,12 +1062,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
   args = _parser().parse_args(argv)
   from mvae_jax import logs
   logs.setup(args.workdir if os.path.isdir(args.workdir) else None, 'attributes')
   from mvae_jax import eval as eval_lib
   try:
-    return run(args)
+    return run(args, argv)
   except (FileNotFoundError, ValueError, eval_lib.checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

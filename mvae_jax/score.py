@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mvae_jax import attributes as attr_lib
+from mvae_jax.attributes import batches
 from mvae_jax import losses
 
 LN2 = math.log(2.0)
@@ -59,8 +60,9 @@ def log_weights(params: Any, tokens: jax.Array, mu: jax.Array, sigma: jax.Array,
                 module: Any) -> tuple[jax.Array, jax.Array]:
   """log p(x|z_k) and log p(z_k) - log q(z_k|x) for codes z_k ~ q(z|x).
 
-  The noise of z_k depends only on (key, row_ids[b], sample_ids[k]), so a window's estimate is
-  the same whatever the batch or chunk it is computed in.
+  The noise of z_k depends only on (key, row_ids[b], sample_ids[k]); `score_tokens` passes a
+  hash of each window's tokens as its row id, so a window's estimate is the same whatever the
+  batch, chunk or company it is scored in.
 
   Args:
     tokens: int [B, time, parts]; mu, sigma: float [B, z] (q(z|x)).
@@ -97,7 +99,27 @@ def _jit(fn: Any, module: Any) -> Any:
   return jax.jit(functools.partial(fn, module=module))
 
 
+def jitted_log_weights(module: Any) -> Any:
+  """`log_weights` bound to `module` and jitted (one compiled function per module and shape)."""
+  return _jit(log_weights, module)
+
+
 # ----------------------------------------------------------------------------- scoring
+
+_HASH_PRIME = 2_147_483_647  # 2**31 - 1
+
+
+def window_keys(tokens: np.ndarray) -> np.ndarray:
+  """A 31-bit hash of each window's tokens, int32 [n]: the row id that keys its noise."""
+  flat = np.asarray(tokens, np.int64).reshape(len(tokens), -1) + 1
+  powers = np.ones(flat.shape[1], np.int64)
+  for i in range(1, flat.shape[1]):
+    powers[i] = powers[i - 1] * 1_000_003 % _HASH_PRIME
+  acc = np.zeros(len(flat), np.int64)
+  for a, b in batches(flat.shape[1], 64):  # partial sums stay below 2**63
+    acc = (acc + (flat[:, a:b] * powers[a:b]).sum(1)) % _HASH_PRIME
+  return acc.astype(np.int32)
+
 
 def _check_samples(samples: int) -> int:
   if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not (
@@ -134,15 +156,16 @@ def score_tokens(model: Any, tokens: np.ndarray, samples: int = DEFAULT_SAMPLES,
     chunk = min(samples, rows_budget)
     rows = max(1, rows_budget // chunk)
     rows = min(rows, n)
-    fn = _jit(log_weights, model.module)
+    fn = jitted_log_weights(model.module)
     key = jax.random.PRNGKey(seed)
+    keys = window_keys(tokens)
     bar = attr_lib.Progress(progress or 'scoring', n * samples, unit='window-samples',
                             enabled=progress is not None)
     for a, b in attr_lib.batches(n, rows):
       t = jnp.asarray(attr_lib.pad_rows(tokens[a:b], rows))
       m = jnp.asarray(attr_lib.pad_rows(mu[a:b], rows))
       s = jnp.asarray(attr_lib.pad_rows(sigma[a:b], rows) + (np.arange(rows) >= b - a)[:, None])
-      ids = jnp.arange(a, a + rows)
+      ids = jnp.asarray(attr_lib.pad_rows(keys[a:b], rows))
       lse = np.full(b - a, -np.inf)
       total = np.zeros(b - a)
       for k0 in range(0, samples, chunk):
