@@ -56,6 +56,11 @@ def main(argv=None) -> int:
   p.add_argument('--samples', type=int, default=16)
   p.add_argument('--out_dir', default=str(ROOT / 'docs' / 'results'))
   p.add_argument('--skip_matrix', action='store_true')
+  p.add_argument('--vectors_midi_dir', default=None,
+                 help='vectors from this folder of MIDI files instead of the training split')
+  p.add_argument('--heldout_midi_dir', default=None,
+                 help='held-out windows from this folder instead of the eval split (no '
+                 'novelty search then: it needs the training split)')
   args = p.parse_args(argv)
   command = 'python experiments/latent_tools.py ' + shlex.join(sys.argv[1:] if argv is None
                                                                 else argv)
@@ -70,13 +75,15 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     try:
       vecs = A.load_attribute_vectors(args.workdir)
-      if vecs.step != model.step or vecs.source != 'split:train':
+      want = (f'midi_dir:{os.path.abspath(args.vectors_midi_dir)}' if args.vectors_midi_dir
+              else 'split:train')
+      if vecs.step != model.step or vecs.source != want:
         raise FileNotFoundError
     except FileNotFoundError:
-      vecs = A.compute_attribute_vectors(model, split='train')
+      vecs = A.compute_attribute_vectors(model, split='train', midi_dir=args.vectors_midi_dir)
     print('\n'.join(vecs.describe()), flush=True)
     out['vectors_seconds'] = round(time.monotonic() - t0, 1)
-    held = A.split_windows(model.config, 'eval', args.num, seed=0)
+    held = heldout(model, args, args.num)
     t0 = time.monotonic()
     res = A.attribute_change_matrix(model, held, vecs, progress=True)
     out['matrix_seconds'] = round(time.monotonic() - t0, 1)
@@ -86,7 +93,7 @@ def main(argv=None) -> int:
     print('\n'.join(paths), flush=True)
 
   # Score sanity: real held-out windows against the same windows shuffled in time.
-  held = A.split_windows(model.config, 'eval', args.score_windows, seed=0)
+  held = heldout(model, args, args.score_windows)
   shuffled = S.shuffle_time(held, seed=0)
   rows = []
   for k in [int(v) for v in args.ks.split(',')]:
@@ -105,7 +112,31 @@ def main(argv=None) -> int:
     print(json.dumps(rows[-1]), flush=True)
   out['score'] = {'windows': int(len(held)), 'time_steps': model.time, 'rows': rows}
 
-  # Novelty of samples.
+  stem = os.path.join(args.out_dir, f'score_sanity_{args.name}')
+  if args.heldout_midi_dir:
+    out['heldout'] = os.path.abspath(args.heldout_midi_dir)
+  else:
+    novelty_part(model, args, out)
+  with open(stem + '.json', 'w') as f:
+    json.dump(out, f, indent=1)
+  with open(stem + '.md', 'w') as f:
+    f.write(sanity_markdown(out, args.name))
+  print(stem + '.md')
+  return 0
+
+
+def heldout(model, args, num: int) -> np.ndarray:
+  """Up to `num` held-out windows: the eval split, or the windows of --heldout_midi_dir."""
+  if not args.heldout_midi_dir:
+    return A.split_windows(model.config, 'eval', num, seed=0)
+  tokens, _ = A.folder_windows(model, args.heldout_midi_dir)
+  if len(tokens) > num:
+    tokens = tokens[np.sort(np.random.default_rng(0).choice(len(tokens), num, False))]
+  return tokens
+
+
+def novelty_part(model, args, out: dict) -> None:
+  """Prior samples and their nearest training windows, with the search's time."""
   t0 = time.monotonic()
   smp = model.sample_tokens(args.samples, 0.5, False, 0)
   t_sample = time.monotonic() - t0
@@ -123,14 +154,6 @@ def main(argv=None) -> int:
       'search_seconds': round(t_search, 3), 'sample_seconds': round(t_sample, 1),
       'nearest': [{k: v for k, v in r.items() if k != 'window'} for r in report]}
   print('\n'.join(novelty.describe(report)), flush=True)
-
-  stem = os.path.join(args.out_dir, f'score_sanity_{args.name}')
-  with open(stem + '.json', 'w') as f:
-    json.dump(out, f, indent=1)
-  with open(stem + '.md', 'w') as f:
-    f.write(sanity_markdown(out, args.name))
-  print(stem + '.md')
-  return 0
 
 
 def sanity_markdown(out: dict, name: str) -> str:
@@ -151,6 +174,8 @@ def sanity_markdown(out: dict, name: str) -> str:
       lines.append(f'| {r["samples"]} | {which} | {g("recon"):.2f} | {g("kl"):.2f} | '
                    f'{g("elbo"):.2f} | {g("log_p"):.2f} | {g("elbo_bits_per_step"):.3f} | '
                    f'{g("bits_per_step"):.3f} | {extra} |')
+  if 'novelty' not in out:
+    return '\n'.join(lines + ['', f'Held-out windows: the MIDI files of {out["heldout"]}.']) + '\n'
   nv = out['novelty']
   d = np.asarray(nv['distances'])
   lines += ['', '## Novelty of samples', '',

@@ -877,7 +877,7 @@ def matrix_markdown(res: dict[str, Any], title: str, command: str = '') -> str:
             'own attribute.', '']
   for key, what, pct in (('relative', 'Mean relative change', True),
                          ('in_sd', 'Change in standard deviations of the attribute (over the '
-                          'training windows)', False)):
+                          'windows the vectors come from)', False)):
     lines += [f'## {what}', '', '| vector | ' + ' | '.join(short) + ' |',
               '|---|' + '---:|' * len(names)]
     for i, s in enumerate(amounts):
@@ -896,7 +896,7 @@ def matrix_markdown(res: dict[str, Any], title: str, command: str = '') -> str:
     lines.append(f'- amount {s:+g}: yes for {", ".join(good) or "none"}; no for '
                  f'{", ".join(bad) or "none"}.')
   corr = np.asarray(res.get('correlation', np.full((len(names),) * 2, np.nan)))
-  lines += ['', '## Correlation of the attributes over the training windows', '',
+  lines += ['', '## Correlation of the attributes over the windows the vectors come from', '',
             'Attributes that go together in the data share direction in latent space, so '
             'their vectors move each other (an off-diagonal cell of the same sign as this '
             'correlation is expected, not a failure of the vector).', '',
