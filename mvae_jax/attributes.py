@@ -725,14 +725,16 @@ def write_transform(model: Any, x: Any, attribute: str, amounts: float | Sequenc
                     vectors: AttributeVectors | None = None) -> list[str]:
   """Everything `generate transform` writes, into `out_dir` (created); returns the paths.
 
-  Files: `input.mid` / `input.png` (the window used), `transform_<amount>.mid` / `.png` for
-  each amount (e.g. `transform_plus1p5`), `transform.mid` (input then every amount, one after
-  another) and `transform.png` (the same side by side, the input in black, each labelled with
-  its amount and the attribute's value).
+  Files: `input.mid` / `input.png` (the window used), `reconstruction.mid` / `.png` (amount 0,
+  what the model makes of the input without a vector; unless 0 is among the amounts),
+  `transform_<amount>.mid` / `.png` for each amount (e.g. `transform_plus1p5`),
+  `transform.mid` (all of them one after another) and `transform.png` (the same side by side,
+  the input in black, each labelled with its amount and the attribute's value).
   """
   from data_pipelines import encoding
   from mvae_jax import plotting
-  amounts = parse_amounts(amounts)
+  asked = parse_amounts(amounts)
+  amounts = asked if 0.0 in asked else [0.0] + asked
   vectors = vectors or model_vectors(model)
   vectors.index(attribute)  # unknown attribute: fail before decoding
   tokens, out = transform_tokens(model, x, attribute, amounts, window=window, greedy=greedy,
@@ -762,10 +764,14 @@ def write_transform(model: Any, x: Any, attribute: str, amounts: float | Sequenc
 
   piece(tokens[0], 'input', f'{label}: input ({attribute} {fmt(values[0])})')
   for a, t, v in zip(amounts, out, values[1:]):
-    piece(t[0], f'transform_{_amount_tag(a)}',
-          f'{label}: {a:+g} x {attribute} ({how}; {attribute} {fmt(v)})')
+    if a == 0 and 0.0 not in asked:
+      piece(t[0], 'reconstruction', f'{label}: reconstruction ({how}; {attribute} {fmt(v)})')
+    else:
+      piece(t[0], f'transform_{_amount_tag(a)}',
+            f'{label}: {a:+g} x {attribute} ({how}; {attribute} {fmt(v)})')
   labels = [f'input: {attribute} {fmt(values[0])}'] + [
-      f'{a:+g}: {fmt(v)}' for a, v in zip(amounts, values[1:])]
+      (f'reconstruction: {fmt(v)}' if a == 0 and 0.0 not in asked else f'{a:+g}: {fmt(v)}')
+      for a, v in zip(amounts, values[1:])]
   seq = [model.to_note_sequence(p) for p in pieces]
   import note_seq  # local: only this writer needs it
   both = note_seq.sequences_lib.concatenate_sequences(seq, [s.total_time for s in seq])
@@ -931,6 +937,7 @@ def plot_matrix(res: dict[str, Any], path: str, title: str) -> str:
       for c in range(data.shape[1]):
         if np.isfinite(data[r, c]):
           ax.text(c, r, f'{data[r, c]:+.2f}', ha='center', va='center', fontsize=6,
+                  color='white' if abs(data[r, c]) > 0.6 * lim else 'black',
                   fontweight='bold' if c == r % len(names) else 'normal')
     for r in range(data.shape[0]):  # the diagonal of each block
       ax.add_patch(plt.Rectangle((r % len(names) - 0.5, r - 0.5), 1, 1, fill=False,

@@ -192,7 +192,8 @@ def test_transform_writes_midi_and_pictures(root, tmp_path):
       mu + 3 * A.attribute_vector(model, 'note_density'), greedy=True))
   paths = A.write_transform(model, str(INPUT_A), 'note_density', '-1.5,1.5', str(tmp_path))
   names = sorted(os.path.basename(p) for p in paths)
-  assert names == sorted(['input.mid', 'input.png', 'transform_minus1p5.mid',
+  assert names == sorted(['input.mid', 'input.png', 'reconstruction.mid', 'reconstruction.png',
+                          'transform_minus1p5.mid',
                           'transform_minus1p5.png', 'transform_plus1p5.mid',
                           'transform_plus1p5.png', 'transform.mid', 'transform.png'])
   for p in paths:
@@ -201,7 +202,7 @@ def test_transform_writes_midi_and_pictures(root, tmp_path):
       with open(p, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   check_midi(tmp_path / 'input.mid', model.spec, expected_tokens=x[0])
-  check_midi(tmp_path / 'transform.mid', model.spec, num_windows=3)
+  check_midi(tmp_path / 'transform.mid', model.spec, num_windows=4)
   with pytest.raises(A.VectorsMissingError):
     A.write_transform(model, str(INPUT_A), 'no_such_thing', 1.0, str(tmp_path / 'x'))
 
@@ -258,3 +259,34 @@ def test_vectors_and_transform_from_a_folder(family, root, two_songs, tmp_path):
   paths = A.write_transform(model, str(INPUT_A), name, 2.0, str(tmp_path))
   assert os.path.join(str(tmp_path), 'transform_plus2.mid') in paths
   check_midi(tmp_path / 'transform_plus2.mid', model.spec, expected_tokens=out[0, 0])
+
+
+@pytest.mark.skipif('transform' not in generate.COMMANDS,
+                    reason='`generate transform` / `sample --nearest` not wired into generate.py yet')
+def test_generate_transform_and_sample_nearest(root, tmp_path, capsys):
+  from tests.test_generate import run_cli
+  workdir = smoke_run('melody2', root, trained=True)
+  model = generate.Model.load(workdir)
+  if not os.path.exists(A.vectors_path(workdir)):
+    A.compute_attribute_vectors(model, progress=False)
+  out = tmp_path / 'tr'
+  assert run_cli(generate, ['transform', f'--workdir={workdir}', f'--input={INPUT_A}',
+                            '--attribute=note_density', '--amount=-1,1', f'--out={out}']) == 0
+  assert {'input.mid', 'reconstruction.mid', 'transform_minus1.mid', 'transform_plus1.mid',
+          'transform.png'} <= set(os.listdir(out))
+  np.testing.assert_array_equal(model.transform(INPUT_A, 'note_density', [1.0]),
+                                A.transform_tokens(model, INPUT_A, 'note_density', 1.0)[1])
+  assert model.attribute_vector('note_density').shape == (model.z_size,)
+  s = model.score(INPUT_A, samples=10, window=0)
+  assert s['log_p'].shape == (1,) and s['log_p'][0] >= s['elbo'][0] - 50
+  assert run_cli(generate, ['sample', f'--workdir={workdir}', '--num=3', '--nearest',
+                            f'--out={tmp_path / "s"}']) == 0
+  err = capsys.readouterr().err
+  assert err.count('nearest training window:') == 3
+  assert os.path.exists(tmp_path / 's' / 'nearest.json')
+  # Bad inputs: one line each.
+  assert run_cli(generate, ['transform', f'--workdir={workdir}', f'--input={INPUT_A}',
+                            '--attribute=note_density', '--amount=1,x']) == 1
+  assert run_cli(generate, ['transform', f'--workdir={workdir}', f'--input={INPUT_A}']) == 1
+  err = capsys.readouterr().err
+  assert "error: --amount: 'x' is not a number" in err and 'needs --attribute' in err

@@ -194,3 +194,13 @@ def test_score_cli(vae, tmp_path, capsys):
   assert 'error: --samples' in err and 'missing.mid: no such file' in err
   assert 'no input had a usable window' in err and 'already holds files' in err
   assert 'Traceback' not in err
+
+
+def test_trio_and_drums_scores(root):
+  for family, steps in (('trio16', 256), ('drums2', 32)):
+    model = generate.Model.load(smoke_run(family, root))
+    x = model.windows(INPUT_A).tokens[:2]
+    s = S.score_tokens(model, x, samples=2)
+    assert all(s[f].shape == (2,) and np.isfinite(s[f]).all() for f in S.FIELDS)
+    np.testing.assert_allclose(s['bits_per_step'], -s['log_p'] / (steps * math.log(2)))
+    assert (s['kl'] > 0).all() and (s['recon'] > 0).all()
