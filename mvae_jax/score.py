@@ -134,7 +134,7 @@ def score_tokens(model: Any, tokens: np.ndarray, samples: int = DEFAULT_SAMPLES,
   """The scores of windows int [n, time, parts]: {field: float64 [n]} for `FIELDS` (nats,
   except the bits-per-step fields). See the module docstring for the definitions."""
   samples = _check_samples(samples)
-  tokens = model.tokens(tokens) if np.asarray(tokens).ndim != 3 else np.asarray(tokens, np.int32)
+  tokens = model.tokens(tokens)  # validates the shape and every token's range
   n, steps = len(tokens), tokens.shape[1]
   rows_budget = batch_size or attr_lib.default_batch_size(model)
   recon = np.zeros(n)

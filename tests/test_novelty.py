@@ -32,6 +32,13 @@ def test_planted_training_window_is_found_with_file_and_bar(tfds_dir, tmp_path_f
   del tfds_dir  # exports TFDS_DATA_DIR, where the Freedoom windows are built
   model = generate.Model.load(smoke_run('melody2', tmp_path_factory.mktemp('novelty')))
   train, index, paths = A.split_windows(model.config, 'train', with_paths=True)
+  # The fast record parser reads what TFDS's own decoding gives.
+  from mvae_jax import input_pipeline
+  source = input_pipeline.get_source(model.config.data, 'train')
+  keys = [0, 7, len(source) - 1]
+  for k, ex in zip(keys, source.__getitems__(keys)):
+    np.testing.assert_array_equal(train[k, :, 0], ex['tokens'])
+    assert paths[k] == ex['path'].decode()
   j = len(train) // 3
   rng = np.random.default_rng(1)
   samples = rng.integers(0, model.part_vocab[0], (4,) + train.shape[1:]).astype(np.int32)
