@@ -122,14 +122,22 @@ def test_attribute_vectors_by_hand():
   # 8 windows; z dim 0 is attribute a, dim 1 is noise. Quartiles: the 2 lowest and 2 highest.
   a = np.arange(8.0)
   mu = np.stack([a, np.array([5, 1, 0, 0, 0, 0, 2, 4.0])], 1)
-  res = A.attribute_vectors(mu, {'a': a, 'flat': np.ones(8),
-                                 'holes': np.where(a < 4, nan, a)})
+  sparse = np.array([0, 0, 0, 0, 0, 0, 0, 3.0])  # 0 fills both quartiles
+  full = np.array([0.5, 1, 1, 1, 1, 1, 1, 1])     # so does the maximum
+  res = A.attribute_vectors(mu, {'a': a, 'flat': np.ones(8), 'holes': np.where(a < 4, nan, a),
+                                 'sparse': sparse, 'full': full})
   np.testing.assert_allclose(res['vectors'][0], [6.5 - 0.5, 3 - 3])
-  assert res['group_size'].tolist() == [2, 2, 1] and res['count'].tolist() == [8, 8, 4]
   np.testing.assert_allclose(res['vectors'][1], 0)  # no spread: no direction
   np.testing.assert_allclose(res['vectors'][2], [7 - 4, 4 - 0])  # nan windows left out
-  np.testing.assert_allclose(res['low_mean'], [0.5, 1, 4])
-  np.testing.assert_allclose(res['high_mean'], [6.5, 1, 7])
+  # Ties across the boundary: 0 stays at the bottom (windows 0, 1), the top keeps window 7 only;
+  # 1.0 stays at the top (windows 6, 7), the bottom keeps window 0 only.
+  np.testing.assert_allclose(res['vectors'][3], mu[7] - mu[[0, 1]].mean(0))
+  np.testing.assert_allclose(res['vectors'][4], mu[[6, 7]].mean(0) - mu[0])
+  assert res['low_size'].tolist() == [2, 0, 1, 2, 1]
+  assert res['high_size'].tolist() == [2, 0, 1, 1, 2]
+  assert res['count'].tolist() == [8, 8, 4, 8, 8]
+  np.testing.assert_allclose(res['low_mean'], [0.5, nan, 4, 0, 0.5])
+  np.testing.assert_allclose(res['high_mean'], [6.5, nan, 7, 3, 1])
   with pytest.raises(ValueError, match='fraction'):
     A.attribute_vectors(mu, {'a': a}, fraction=0.7)
 
@@ -159,12 +167,13 @@ def test_vectors_of_a_trained_melody_run(root, capsys):
     ok = np.isfinite(values[name])
     assert vecs.count[i] == ok.sum()
     assert vecs.mean[i] == pytest.approx(values[name][ok].mean())
-    assert vecs.low_mean[i] < vecs.mean[i] < vecs.high_mean[i]
+    assert vecs.low_mean[i] < vecs.mean[i] < vecs.high_mean[i], name
   # The vector is exactly the difference of the group means of mu.
   mu, _ = model.encode(train_windows)
   v = values['note_density']
   order = np.argsort(v, kind='stable')
   k = len(v) // 4
+  assert vecs.low_size[0] == vecs.high_size[0] == k  # no tie across the quartiles here
   np.testing.assert_allclose(vecs.vector('note_density'),
                              mu[order[-k:]].mean(0) - mu[order[:k]].mean(0), atol=1e-5)
   # Written to the run and read back.
