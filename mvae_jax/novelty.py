@@ -85,7 +85,6 @@ def training_windows(model: Any, split: str = 'train') -> tuple[np.ndarray, tupl
 
 def _source_location(data: Any, path: str) -> tuple[str, str] | None:
   """('midi', absolute file) or ('abc', tune text) of a dataset item's relative `path`."""
-  from data_pipelines import build
   try:
     items = _items(data.source, data.midi_dir or None)
   except (FileNotFoundError, ValueError):

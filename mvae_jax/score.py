@@ -315,8 +315,8 @@ def write_scores(records: Sequence[dict[str, Any]], out_dir: str, settings: dict
 
 def table(records: Sequence[dict[str, Any]], steps: int) -> str:
   """A per-file table (means over each file's windows)."""
-  head = (f'| file | windows | recon (nats) | KL (nats) | ELBO (nats) | log p (nats) | '
-          f'bits/step (ELBO) | bits/step (log p) |')
+  head = ('| file | windows | recon (nats) | KL (nats) | ELBO (nats) | log p (nats) | '
+          'bits/step (ELBO) | bits/step (log p) |')
   lines = [head, '|---|---:|---:|---:|---:|---:|---:|---:|']
   for r in records:
     m = r['mean']

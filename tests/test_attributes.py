@@ -13,7 +13,6 @@ import shutil
 import numpy as np
 import pytest
 
-from data_pipelines import encoding
 from mvae_jax import attributes as A
 from mvae_jax import generate
 from tests.test_generate import INPUT_A, INPUT_B, check_midi, smoke_run
