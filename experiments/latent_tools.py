@@ -31,8 +31,9 @@ if str(ROOT) not in sys.path:
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from mvae_jax import attributes as A  # pylint: disable=g-import-not-at-top
-from mvae_jax import logs, novelty  # pylint: disable=g-import-not-at-top
+from mvae_jax import novelty  # pylint: disable=g-import-not-at-top
 from mvae_jax import score as S  # pylint: disable=g-import-not-at-top
+from data_pipelines import console
 
 
 def cpu_model() -> str:
@@ -64,8 +65,8 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   command = 'python experiments/latent_tools.py ' + shlex.join(sys.argv[1:] if argv is None
                                                                 else argv)
-  logs.setup(args.workdir, 'latent_tools')
-  from mvae_jax.generate import Model
+  console.setup(args.workdir, 'latent_tools')
+  from mvae_jax.trained_model import Model
   model = Model.load(args.workdir)
   name = f'{model.config.family}:{model.config.preset} step {model.step}'
   print(f'{name} ({args.workdir}) on {cpu_model()}', flush=True)

@@ -69,6 +69,9 @@ from typing import Any, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from data_pipelines import console
+from data_pipelines import conversion
+from mvae_jax import checkpoints
 
 NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2  # melody classes (data_pipelines.encoding)
 STEPS_PER_BAR = 16
@@ -425,10 +428,9 @@ def folder_windows(model: Any, midi_dir: str, progress: bool = False
                    ) -> tuple[np.ndarray, list[str]]:
   """Every window of every MIDI file under `midi_dir` (sorted paths; files without a usable
   window are skipped): (int32 [n, time, parts], the files read)."""
-  from data_pipelines import build  # local: pulls in the data stack
   if not os.path.isdir(midi_dir):
     raise FileNotFoundError(f'{midi_dir}: no such folder')
-  files = [it.location for it in build.list_items('folder', midi_dir)]
+  files = [it.location for it in conversion.list_items('folder', midi_dir)]
   if not files:
     raise ValueError(f'{midi_dir}: no MIDI files (.mid, .midi) in it')
   rows, used = [], []
@@ -437,7 +439,7 @@ def folder_windows(model: Any, midi_dir: str, progress: bool = False
     try:
       rows.append(model.windows(f).tokens)
       used.append(f)
-    except ValueError:  # generate.InputError: no usable window in this file
+    except ValueError:  # inputs.InputError: no usable window in this file
       pass
     bar.update(1)
   bar.close()
@@ -1010,7 +1012,7 @@ COMMANDS = ('compute', 'matrix', 'list')
 
 
 def _load_model(workdir: str, step: int | None = None) -> Any:
-  from mvae_jax.generate import Model  # the one place this module names the Model class
+  from mvae_jax.trained_model import Model  # the one place this module names the Model class
   return Model.load(workdir, step)
 
 
@@ -1102,12 +1104,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = _parser().parse_args(argv)
-  from mvae_jax import logs
-  logs.setup(args.workdir if os.path.isdir(args.workdir) else None, 'attributes')
-  from mvae_jax import eval as eval_lib
+  console.setup(args.workdir if os.path.isdir(args.workdir) else None, 'attributes')
   try:
     return run(args, argv)
-  except (FileNotFoundError, ValueError, eval_lib.checkpoints.DamagedCheckpointError) as e:
+  except (FileNotFoundError, ValueError, checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
 

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mvae_jax import attributes as attr_lib
+from data_pipelines import conversion
 
 CHUNK_CELLS = 1 << 25  # compared tokens per chunk (bool bytes): ~32 MB
 
@@ -95,22 +96,21 @@ def _source_location(data: Any, path: str) -> tuple[str, str] | None:
 
 @functools.lru_cache(maxsize=4)
 def _items(source: str, midi_dir: str | None) -> dict[str, Any]:
-  from data_pipelines import build
-  return {it.path: it for it in build.list_items(source, midi_dir)}
+  return {it.path: it for it in conversion.list_items(source, midi_dir)}
 
 
 def locate_window(model: Any, path: str, window: np.ndarray) -> int | None:
   """The bar (from 1) of the dataset file `path` (relative, the `path` feature) where `window`
   int [time, parts] starts, by extracting the file's windows again; None if not found (a file
   that moved, or a conversion with filters)."""
-  from data_pipelines import build, encoding, folk, midi
+  from data_pipelines import encoding, folk, midi
   loc = _source_location(model.config.data, path)
   if loc is None:
     return None
   fmt, where = loc
   try:
     if fmt == 'abc':
-      opts = build.ConvertOptions.default(model.spec.mode)
+      opts = conversion.ConvertOptions.default(model.spec.mode)
       ns = folk.tune_to_note_sequence(where, opts.expand_repeats)
     else:
       ns = midi.read_midi(where, reject_empty_tracks=model.spec.mode == 'magenta')

@@ -45,6 +45,8 @@ import numpy as np
 from mvae_jax import attributes as attr_lib
 from mvae_jax.attributes import batches
 from mvae_jax import losses
+from data_pipelines import console
+from mvae_jax import checkpoints
 
 LN2 = math.log(2.0)
 LOG_2PI = math.log(2.0 * math.pi)
@@ -254,7 +256,7 @@ def score_files(model: Any, paths: Sequence[str], samples: int = DEFAULT_SAMPLES
   for p in paths:
     try:
       found.append((p, model.windows(p)))
-    except ValueError as e:  # generate.InputError: unreadable, or no usable window
+    except ValueError as e:  # inputs.InputError: unreadable, or no usable window
       skipped.append((p, str(e)))
   if not found:
     return [], skipped
@@ -378,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
     print(f'error: {args.workdir}: no such run directory', file=sys.stderr)
     return 1
   paths = expand_inputs(args.inputs) if args.inputs else []
-  from mvae_jax.generate import Model  # the one place this module names the Model class
+  from mvae_jax.trained_model import Model  # the one place this module names the Model class
   model = Model.load(args.workdir, args.checkpoint_step)
   samples = 1 if not model.use_encoder else args.samples
   if not model.use_encoder and args.samples != 1:
@@ -417,12 +419,10 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  from mvae_jax import logs
-  logs.setup(args.workdir if os.path.isdir(args.workdir) else None, 'score')
-  from mvae_jax import eval as eval_lib
+  console.setup(args.workdir if os.path.isdir(args.workdir) else None, 'score')
   try:
     return run(args)
-  except (FileNotFoundError, ValueError, eval_lib.checkpoints.DamagedCheckpointError) as e:
+  except (FileNotFoundError, ValueError, checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
 

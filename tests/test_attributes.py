@@ -16,6 +16,8 @@ import pytest
 from mvae_jax import attributes as A
 from mvae_jax import generate
 from tests.test_generate import INPUT_A, INPUT_B, check_midi, smoke_run
+from mvae_jax import generation
+from mvae_jax import trained_model
 
 nan = math.nan
 
@@ -153,7 +155,7 @@ def test_parse_amounts():
 
 def test_vectors_of_a_trained_melody_run(root, capsys):
   workdir = smoke_run('melody2', root, trained=True)
-  model = generate.Model.load(workdir)
+  model = trained_model.Model.load(workdir)
   with pytest.raises(A.VectorsMissingError, match='attributes compute'):
     A.attribute_vector(model, 'note_density')
   vecs = A.compute_attribute_vectors(model, split='train', progress=False)
@@ -187,7 +189,7 @@ def test_vectors_of_a_trained_melody_run(root, capsys):
 
 
 def test_transform_writes_midi_and_pictures(root, tmp_path):
-  model = generate.Model.load(smoke_run('melody2', root, trained=True))
+  model = trained_model.Model.load(smoke_run('melody2', root, trained=True))
   if not os.path.exists(A.vectors_path(model.workdir)):
     A.compute_attribute_vectors(model, progress=False)
   x, out = A.transform_tokens(model, INPUT_A, 'note_density', [-3, 0, 3])
@@ -241,18 +243,18 @@ def test_attributes_cli(root, tmp_path, capsys):
   err = capsys.readouterr().err
   assert 'error: --fraction' in err and 'no such run directory' in err
   assert "error: unknown attribute(s) tempo" in err and 'Traceback' not in err
-  A.compute_attribute_vectors(generate.Model.load(workdir), progress=False)  # all, for others
+  A.compute_attribute_vectors(trained_model.Model.load(workdir), progress=False)  # all, for others
 
 
 def test_baseline_has_no_vectors(root):
-  model = generate.Model.load(smoke_run('melody2,baseline', root))
+  model = trained_model.Model.load(smoke_run('melody2,baseline', root))
   with pytest.raises(ValueError, match='baseline'):
     A.compute_attribute_vectors(model, progress=False)
 
 
 @pytest.mark.parametrize('family', ['drums2', 'trio16'])
 def test_vectors_and_transform_from_a_folder(family, root, two_songs, tmp_path):
-  model = generate.Model.load(smoke_run(family, root))
+  model = trained_model.Model.load(smoke_run(family, root))
   vecs = A.compute_attribute_vectors(model, midi_dir=two_songs, progress=False)
   windows = np.concatenate([model.windows(os.path.join(two_songs, f)).tokens
                             for f in sorted(os.listdir(two_songs))])
@@ -269,12 +271,12 @@ def test_vectors_and_transform_from_a_folder(family, root, two_songs, tmp_path):
   check_midi(tmp_path / 'transform_plus2.mid', model.spec, expected_tokens=out[0, 0])
 
 
-@pytest.mark.skipif('transform' not in generate.COMMANDS,
+@pytest.mark.skipif('transform' not in generation.COMMANDS,
                     reason='`generate transform` / `sample --nearest` not wired into generate.py yet')
 def test_generate_transform_and_sample_nearest(root, tmp_path, capsys):
   from tests.test_generate import run_cli
   workdir = smoke_run('melody2', root, trained=True)
-  model = generate.Model.load(workdir)
+  model = trained_model.Model.load(workdir)
   if not os.path.exists(A.vectors_path(workdir)):
     A.compute_attribute_vectors(model, progress=False)
   out = tmp_path / 'tr'

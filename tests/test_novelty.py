@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from mvae_jax import attributes as A
-from mvae_jax import generate, novelty
+from mvae_jax import novelty
 from tests.test_generate import FREEDOOM, smoke_run
+from mvae_jax import trained_model
 
 
 def test_nearest_windows_matches_brute_force():
@@ -30,7 +31,7 @@ def test_nearest_windows_matches_brute_force():
 def test_planted_training_window_is_found_with_file_and_bar(tfds_dir, tmp_path_factory,
                                                             tmp_path):
   del tfds_dir  # exports TFDS_DATA_DIR, where the Freedoom windows are built
-  model = generate.Model.load(smoke_run('melody2', tmp_path_factory.mktemp('novelty')))
+  model = trained_model.Model.load(smoke_run('melody2', tmp_path_factory.mktemp('novelty')))
   train, index, paths = A.split_windows(model.config, 'train', with_paths=True)
   # The fast record parser reads what TFDS's own decoding gives.
   from mvae_jax import input_pipeline

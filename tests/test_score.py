@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mvae_jax import generate, train
 from mvae_jax import score as S
 from tests.conftest import load_config
 from tests.test_generate import INPUT_A, INPUT_B, smoke_run
+from mvae_jax import trained_model
+from mvae_jax import trainer
 
 
 @pytest.fixture(scope='module')
@@ -39,8 +40,8 @@ def vae(root):
   config = load_config('melody2:smoke', None, **{
       'train.num_steps': 30, 'optim.learning_rate': 1e-2, 'train.checkpoint_every_steps': 30,
       'eval.every_steps': 30, 'train.log_every_steps': 30})
-  train.train_and_evaluate(config, workdir)
-  return generate.Model.load(workdir)
+  trainer.train_and_evaluate(config, workdir)
+  return trained_model.Model.load(workdir)
 
 
 def _windows(model, n=16):
@@ -59,7 +60,7 @@ def _cross_entropy(model, tokens, z=None):
 
 
 def test_baseline_log_p_is_exact(root):
-  model = generate.Model.load(smoke_run('melody2,baseline', root))
+  model = trained_model.Model.load(smoke_run('melody2,baseline', root))
   x = _windows(model)
   s = S.score_tokens(model, x, samples=5)
   want = _cross_entropy(model, x)
@@ -198,7 +199,7 @@ def test_score_cli(vae, tmp_path, capsys):
 
 def test_trio_and_drums_scores(root):
   for family, steps in (('trio16', 256), ('drums2', 32)):
-    model = generate.Model.load(smoke_run(family, root))
+    model = trained_model.Model.load(smoke_run(family, root))
     x = model.windows(INPUT_A).tokens[:2]
     s = S.score_tokens(model, x, samples=2)
     assert all(s[f].shape == (2,) and np.isfinite(s[f]).all() for f in S.FIELDS)
