@@ -74,17 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.path.isdir(w):
       print(f'error: --workdir={w}: no such directory', file=sys.stderr)
       return 2
-  try:
-    import uvicorn  # pylint: disable=g-import-not-at-top
-    from mvae_jax.studio import server  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    print(f'error: the studio needs its extra packages ({e.name} is missing): '
-          'pip install -e ".[studio]"', file=sys.stderr)
-    return 1
-  from mvae_jax import logs  # pylint: disable=g-import-not-at-top
-  from mvae_jax import eval as eval_lib  # pylint: disable=g-import-not-at-top
-  from mvae_jax.studio import engine  # pylint: disable=g-import-not-at-top
-  log_path = logs.setup(args.workdir[0], 'studio', verbose=False)
+  # Listen first (a port in use is known at once, before seconds of loading).
   try:
     sock = _bind(args.host, args.port)
   except OSError as e:
@@ -92,6 +82,23 @@ def main(argv: Sequence[str] | None = None) -> int:
            if e.errno == errno.EADDRINUSE else e.strerror)
     print(f'error: cannot listen on {args.host}:{args.port}: {why}', file=sys.stderr)
     return 1
+  loopback = _is_loopback(args.host)
+  if not loopback:
+    print(f'warning: --host={args.host} makes the studio reachable from other machines; it has '
+          'no login: anyone who can reach this port can use the models and upload files',
+          file=sys.stderr, flush=True)
+  try:
+    import uvicorn  # pylint: disable=g-import-not-at-top
+    from mvae_jax.studio import server  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    sock.close()
+    print(f'error: the studio needs its extra packages ({e.name} is missing): '
+          'pip install -e ".[studio]"', file=sys.stderr)
+    return 1
+  from mvae_jax import logs  # pylint: disable=g-import-not-at-top
+  from mvae_jax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+  from mvae_jax.studio import engine  # pylint: disable=g-import-not-at-top
+  log_path = logs.setup(args.workdir[0], 'studio', verbose=False)
 
   def loaded(workdir, model):
     cfg = model.config
@@ -106,7 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     sock.close()
     return 1
-  loopback = _is_loopback(args.host)
   app = server.create_app(studio, allowed_hosts=server.LOOPBACK_HOSTS if loopback else None)
   # The upload worker imports the model code: start it now, not on the first upload.
   studio.uploads.start_pool()
@@ -115,12 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       studio.warmup(rid)
   port = sock.getsockname()[1]
   shown = f'[{args.host.strip("[]")}]' if ':' in args.host else args.host
-  if not loopback:
-    print(f'warning: --host={args.host} makes the studio reachable from other machines; it has '
-          'no login: anyone who can reach this port can use the models and upload files',
-          file=sys.stderr, flush=True)
-    if args.host in ('0.0.0.0', '::'):
-      shown = '127.0.0.1' if args.host == '0.0.0.0' else '[::1]'
+  if args.host in ('0.0.0.0', '::'):  # every interface: this machine's own address works
+    shown = '127.0.0.1' if args.host == '0.0.0.0' else '[::1]'
   print(f'mvae_jax studio: {len(studio.runs)} run{"s" if len(studio.runs) != 1 else ""} at '
         f'http://{shown}:{port}/  (API: http://{shown}:{port}/api/docs; log: {log_path}; '
         'Ctrl-C stops it)', flush=True)

@@ -416,8 +416,9 @@ class Studio:
     """Token lists from a client -> int32 [1, time, parts], or StudioError saying why not."""
     try:
       arr = np.asarray(tokens)
-    except ValueError as e:
-      raise StudioError(f'tokens are not a [time][parts] array of integers ({e})') from e
+    except ValueError:  # numpy refuses ragged nested lists
+      raise StudioError('tokens must be a [time][parts] array of integers; got ragged lists '
+                        '(rows of different lengths)') from None
     if arr.dtype == object or arr.ndim != 2:
       raise StudioError(f'tokens must be a [time][parts] array of integers; got '
                         f'{"ragged lists" if arr.dtype == object else f"shape {arr.shape}"}')
