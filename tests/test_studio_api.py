@@ -379,16 +379,20 @@ def test_bad_operation_inputs(client, uploads):
 
 
 def test_attributes_hook(client, studio):
-  """No attribute vectors: an empty list (the page hides its panel). With vectors (the hook's
-  provisional file layout), applying them moves the code."""
+  """No attribute vectors: an empty list (the page hides its panel). With vectors (the
+  attributes module's file layout: names, vectors [A, z_size]), applying them moves the code."""
   assert ok(client.get(f'/api/runs/{TRIO}/attributes')) == []
   run = studio.runs[MEL]
   path = pathlib.Path(run.model.workdir) / engine.ATTRIBUTES_FILE
-  np.savez(path, density=np.full(run.model.z_size, 3.0, np.float32))
+  np.savez(path, names=np.array(['density', 'range']),
+           vectors=np.stack([np.full(run.model.z_size, 3.0, np.float32),
+                             np.zeros(run.model.z_size, np.float32)]),
+           low_mean=np.array([1.0, 2.0]), high_mean=np.array([9.0, 30.0]))
   run.attributes = None
   try:
     assert ok(client.get(f'/api/runs/{MEL}/attributes')) == [
-        {'name': 'density', 'norm': pytest.approx(3.0 * np.sqrt(run.model.z_size))}]
+        {'name': 'density', 'norm': pytest.approx(3.0 * np.sqrt(run.model.z_size)),
+         'low': 1.0, 'high': 9.0}, {'name': 'range', 'norm': 0.0, 'low': 2.0, 'high': 30.0}]
     x = {'tokens': ok(client.get(f'/api/runs/{MEL}/eval/5'))['tokens']}
     same = ok(client.post(f'/api/runs/{MEL}/attributes/apply', json={
         'input': x, 'amounts': {'density': 0.0}}))

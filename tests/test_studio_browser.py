@@ -163,7 +163,7 @@ def test_sample_upload_interpolate_play_download(studio_url, browser, tmp_path):
   d.find_element(By.ID, 'i-go').click()
   _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, '#i-strip .card')) == 9,
         'the interpolation (A, 7 steps, B)')
-  assert all(p > 0 for p in _note_pixels(d, '#i-strip canvas')[:1])  # A has notes
+  assert sum(_note_pixels(d, '#i-strip canvas')[1:-1]) > 0  # the path (inputs are white)
 
   # Play the path: the audio context runs and notes are scheduled; the playhead moves.
   d.find_element(By.ID, 'i-play').click()

@@ -130,9 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                           timeout_graceful_shutdown=2)
   try:
     uvicorn.Server(config).run(sockets=[sock])
+  except KeyboardInterrupt:  # Ctrl-C: uvicorn has stopped serving; re-raised by asyncio
+    pass
   finally:
     studio.close()
     sock.close()
+  print('mvae_jax studio: stopped', flush=True)
   return 0
 
 

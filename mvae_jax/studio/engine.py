@@ -62,7 +62,7 @@ MAX_SEED = 2**31 - 1
 MAX_MIDI_PIECES = 128          # pieces in one MIDI download
 QPM_MIN, QPM_MAX = 20.0, 300.0
 KEEP_UPLOADS = 64              # uploads kept (oldest forgotten first)
-KEEP_JOBS = 200                # finished jobs kept for polling
+KEEP_JOBS = 64                 # finished jobs kept for polling (with their results)
 
 DRUM_ROWS = tuple({'name': n, 'pitch': p} for n, p in
                   zip(plotting.DRUM_NAMES, encoding.DRUM_OUTPUT_PITCHES))
@@ -300,23 +300,37 @@ def _run_ids(workdirs: Sequence[str]) -> list[str]:
 
 
 # ---- attribute vectors: HOOK for the latent-tools issue (mvae_jax/attributes.py) -----------
-# LEAD: replace the body of `load_attribute_vectors` with the attributes library's reader of
-# <run>/attributes.npz (e.g. `mvae_jax.attributes.load(workdir)`), returning (name, vector)
-# pairs, vector float32 [z_size]. Everything else (GET /api/runs/{run}/attributes, POST
-# .../attributes/apply, the page's Attributes panel, hidden while the list is empty) works on
-# what it returns. Until then a run without the file has no attributes, and a file is read as
-# one array of shape [z_size] per attribute name.
+# LEAD: once mvae_jax/attributes.py is merged, read the file with its reader instead
+# (`attributes.load_attribute_vectors(workdir)`: .names, .vectors [A, z_size], .low_mean,
+# .high_mean). Everything else (GET /api/runs/{run}/attributes, POST .../attributes/apply, the
+# page's Attributes panel, hidden while the list is empty) works on what this returns. Until
+# then the file is read here in that module's layout: arrays `names` [A] and `vectors`
+# [A, z_size] (+ optional `low_mean` / `high_mean` [A], the attribute's mean over the bottom and
+# top groups of windows whose mean codes the vector joins).
 ATTRIBUTES_FILE = 'attributes.npz'
 
 
-def load_attribute_vectors(workdir: str, z_size: int) -> list[tuple[str, np.ndarray]]:
-  """The run's attribute vectors in latent space: [(name, float32 [z_size])], [] if none."""
+def load_attribute_vectors(workdir: str, z_size: int) -> list[dict]:
+  """The run's attribute vectors: [{'name', 'vector': float32 [z_size], 'low', 'high'}] ([] if
+  the run has none, or a file that does not fit the model)."""
   path = os.path.join(workdir, ATTRIBUTES_FILE)
   if not os.path.exists(path):
     return []
-  with np.load(path, allow_pickle=False) as f:
-    return [(name, np.asarray(f[name], np.float32)) for name in f.files
-            if f[name].shape == (z_size,) and np.isfinite(f[name]).all()]
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      names = [str(n) for n in f['names']]
+      vectors = np.asarray(f['vectors'], np.float32)
+      low = f['low_mean'] if 'low_mean' in f.files else np.full(len(names), np.nan)
+      high = f['high_mean'] if 'high_mean' in f.files else np.full(len(names), np.nan)
+  except (OSError, KeyError, ValueError) as e:
+    log.warning('%s: cannot read attribute vectors: %s', path, e)
+    return []
+  if vectors.shape != (len(names), z_size) or not np.isfinite(vectors).all():
+    log.warning('%s: vectors of shape %s do not fit this model (z_size %d)', path,
+                vectors.shape, z_size)
+    return []
+  return [{'name': n, 'vector': v, 'low': float(lo), 'high': float(hi)}
+          for n, v, lo, hi in zip(names, vectors, low, high)]
 # ---- end of the hook ---------------------------------------------------------------------
 
 
@@ -324,26 +338,28 @@ class Studio:
   """Loaded runs, uploads and the model thread. `close()` when done (stops the upload worker,
   removes the temporary folder)."""
 
-  def __init__(self, workdirs: Sequence[str], *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+  def __init__(self, runs: Sequence[str | Model], *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                upload_timeout_s: float = FILE_TIMEOUT_S,
                upload_memory_gb: float | None = WORKER_MEMORY_GB, step: int | None = None,
                on_load: Callable[[str, Model], None] | None = None):
     """Loads every run (raises what `Model.load` raises for a bad one).
 
     Args:
-      workdirs: run directories (trained, or imported Magenta checkpoints).
+      runs: run directories (trained, or imported Magenta checkpoints), or loaded `Model`s (a
+        notebook's, or one with random parameters for a benchmark).
       max_upload_bytes: the largest MIDI file accepted.
       upload_timeout_s, upload_memory_gb: limits of the parsing worker per file.
-      step: checkpoint step of every run (default: the latest of each).
-      on_load: called with (workdir, model) after each run is loaded (progress lines).
+      step: checkpoint step of every run directory (default: the latest of each).
+      on_load: called with (workdir, model) after each run directory is loaded (progress lines).
     """
-    if not workdirs:
+    if not runs:
       raise ValueError('no run directory given')
+    names = [r if isinstance(r, str) else (r.workdir or f'model{k}') for k, r in enumerate(runs)]
     self.runs: dict[str, Run] = {}
-    for rid, w in zip(_run_ids(workdirs), workdirs):
-      model = Model.load(w, step)
+    for rid, w, r in zip(_run_ids(names), names, runs):
+      model = Model.load(w, step) if isinstance(r, str) else r
       self.runs[rid] = Run(rid, model)
-      if on_load:
+      if on_load and isinstance(r, str):
         on_load(w, model)
     self._tmp = tempfile.mkdtemp(prefix='mvae_studio_')
     self.uploads = Uploads(os.path.join(self._tmp, 'uploads'), max_bytes=max_upload_bytes,
@@ -543,9 +559,11 @@ class Studio:
   def attributes(self, run_id: str) -> list[dict]:
     run = self.run(run_id)
     if run.attributes is None:
-      run.attributes = load_attribute_vectors(run.model.workdir or '', run.model.z_size) \
-          if run.model.use_encoder else []
-    return [{'name': n, 'norm': float(np.linalg.norm(v))} for n, v in run.attributes]
+      run.attributes = load_attribute_vectors(run.model.workdir, run.model.z_size) \
+          if run.model.use_encoder and run.model.workdir else []
+    return [{'name': a['name'], 'norm': float(np.linalg.norm(a['vector'])),
+             'low': a['low'] if np.isfinite(a['low']) else None,
+             'high': a['high'] if np.isfinite(a['high']) else None} for a in run.attributes]
 
   # -- model operations (each one a job on the model thread)
   def _sample(self, job: Job, run: Run, num: int, temperature: float, greedy: bool,
@@ -593,8 +611,8 @@ class Studio:
 
   def _apply_attributes(self, job: Job, run: Run, input: dict, amounts: dict,  # pylint: disable=redefined-builtin
                         temperature: float, greedy: bool, seed: int) -> dict:
-    vectors = dict(load_attribute_vectors(run.model.workdir or '', run.model.z_size)
-                   if run.attributes is None else run.attributes)
+    self.attributes(run.id)
+    vectors = {a['name']: a['vector'] for a in run.attributes}
     unknown = sorted(set(amounts) - set(vectors))
     if unknown:
       raise StudioError(f'unknown attribute(s) {", ".join(unknown)}; this run has '

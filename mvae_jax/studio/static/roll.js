@@ -41,7 +41,7 @@ function lanes(run, ranges, compact) {
   run.parts.forEach((part, k) => {
     let rows, rowH;
     if (part.drums) {
-      rows = 9; rowH = compact ? 5 : 9;
+      rows = 9; rowH = compact ? 6 : 12;
     } else {
       rows = ranges[k][1] - ranges[k][0] + 1;
       rowH = Math.max(compact ? 1.5 : 2.5, Math.min(compact ? 3 : 6, (compact ? 60 : 150) / rows));
@@ -74,7 +74,7 @@ export function drawRoll(canvas, piece, run, opts = {}) {
   const stepW = (cssW - gutter - 2) / steps;
   const spb = run.steps_per_bar;
   const x = (s) => gutter + s * stepW;
-  g.font = '10px system-ui, sans-serif';
+  g.font = '10.5px system-ui, sans-serif';
   g.textBaseline = 'middle';
 
   for (const lane of ls) {

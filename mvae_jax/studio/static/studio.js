@@ -118,6 +118,7 @@ function pieceCard(piece, opts = {}) {
                                          ['r', '\u2192R', 'reconstruct it'],
                                          ['t', '\u2192Attr', 'change its attributes']]) {
         if (slot === 't' && !S.attributes.length) continue;
+        if (opts.compact && (slot === 'r' || slot === 't')) continue;  // small cards: A / B only
         const b = el('button', 'icon small', text);
         b.title = title;
         b.dataset.to = slot;
@@ -159,15 +160,19 @@ function setPlayhead(card, step) {
   card.classList.add('playing');
 }
 
-// Plays `cards`' pieces one after another; the playhead follows.
+// Plays `cards`' pieces one after another; the playhead follows (S.playingCards may be swapped
+// while it plays: the slider's point).
 function playCards(cards, {loop = $('loop').checked, onEnd = null} = {}) {
+  player.stop();
   S.playingCards = cards;
   player.play(cards.map((c) => c.piece), S.run.parts, {
     loop,
-    onStep: (i, step) => cards.forEach((c, k) => setPlayhead(c, k === i ? step : -1)),
+    onStep: (i, step) => (S.playingCards || []).forEach((c, k) => setPlayhead(c, k === i ? step : -1)),
     onEnd: () => {
-      cards.forEach((c) => setPlayhead(c, -1));
-      for (const c of cards) c.querySelector('.play').textContent = '\u25B6';
+      for (const c of S.playingCards || []) {
+        setPlayhead(c, -1);
+        c.querySelector('.play').textContent = '\u25B6';
+      }
       S.playingCards = null;
       if (onEnd) onEnd();
     },
@@ -339,6 +344,7 @@ class Picker {
       this.evalCount = info.count;
       this.evalInput.max = String(info.count - 1);
       this.evalCountText.textContent = `of ${info.count} (0\u2013${info.count - 1})`;
+      this.preview();
     } catch (e) {
       message(this.msg, e.message);
     }
@@ -465,7 +471,7 @@ async function doInterpolate() {
     S.interp = {...res, body};
     const all = [res.inputs[0], ...res.pieces, res.inputs[1]];
     const ranges = pitchRanges(all, S.run);
-    const width = S.run.num_bars > 4 ? 330 : 170;
+    const width = S.run.num_bars > 4 ? 330 : 176;
     const n = res.pieces.length;
     const cards = all.map((p, k) => pieceCard(p, {
       ranges, compact: true, width, highlight: k === 0 || k === all.length - 1,
@@ -485,23 +491,33 @@ async function doInterpolate() {
   }
 }
 
-let pointSeq = 0;
+// The slider's point: one request at a time; a drag while one runs asks again for the latest t.
 async function decodePoint(play) {
   if (!S.interp) return;
+  if (S.pointBusy) { S.pointAgain = true; return; }
+  S.pointBusy = true;
   const t = Number($('i-t').value);
-  const seq = ++pointSeq;
-  const {body} = S.interp;
+  const interp = S.interp;
+  const {body} = interp;
   try {
-    const res = await runJob('point', {z_a: S.interp.z_a, z_b: S.interp.z_b, t, temperature: body.temperature,
+    const res = await runJob('point', {z_a: interp.z_a, z_b: interp.z_b, t, temperature: body.temperature,
                                        greedy: body.greedy, seed: body.seed}, $('p-job'));
-    if (seq !== pointSeq) return;  // a newer point was asked for meanwhile
-    const card = pieceCard(res.piece, {ranges: S.interpRanges, title: `between A and B at t = ${t.toFixed(2)}`});
+    if (S.interp !== interp) return;  // a new interpolation meanwhile
+    const card = pieceCard(res.piece, {ranges: S.interpRanges, title: `t = ${t.toFixed(2)} between A and B`});
     mount($('i-point-out'), [card]);
-    S.pointCard = card;
-    if (play) playCards([card], {loop: true});
-    else if (S.playingPoint) { player.replace([res.piece]); S.playingCards = [card]; }
+    if (play) {
+      playCards([card], {loop: true, onEnd: () => { S.playingPoint = false; }});
+      S.playingPoint = true;  // after playCards, whose stop() ended what played before
+    } else if (S.playingPoint && player.playing) {
+      player.replace([res.piece]);  // from the next loop on
+      S.playingCards = [card];
+      card.querySelector('.play').textContent = '\u25A0';
+    }
   } catch (e) {
     message($('i-msg'), e.message);
+  } finally {
+    S.pointBusy = false;
+    if (S.pointAgain) { S.pointAgain = false; decodePoint(false); }
   }
 }
 
@@ -544,7 +560,12 @@ async function loadAttributes() {
     input.dataset.name = a.name;
     const out = el('output', '', '0.0');
     input.oninput = () => { out.textContent = Number(input.value).toFixed(1); };
-    row.append(el('span', 'name', a.name), input, out);
+    const name = el('span', 'name', a.name.replace(/_/g, ' '));
+    if (a.low !== null && a.high !== null) {
+      row.title = `amount 1 moves a code as far as from windows of low ${a.name} (mean ${a.low.toFixed(2)}) to windows of high ${a.name} (mean ${a.high.toFixed(2)})`;
+      name.append(el('small', 'muted', ` ${a.low.toFixed(1)} \u2192 ${a.high.toFixed(1)}`));
+    }
+    row.append(name, input, out);
     return row;
   }));
 }
@@ -622,11 +643,7 @@ function wire() {
       S.pointTimer = setTimeout(() => decodePoint(false), 120);
     }
   };
-  $('i-point').onclick = async () => {
-    S.playingPoint = true;
-    await decodePoint(true);
-    const stopWatch = setInterval(() => { if (!player.playing) { S.playingPoint = false; clearInterval(stopWatch); } }, 300);
-  };
+  $('i-point').onclick = () => decodePoint(true);
   $('r-go').onclick = doReconstruct;
   $('t-go').onclick = doAttributes;
   $('t-reset').onclick = () => {
