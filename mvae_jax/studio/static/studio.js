@@ -471,7 +471,7 @@ async function doInterpolate() {
     S.interp = {...res, body};
     const all = [res.inputs[0], ...res.pieces, res.inputs[1]];
     const ranges = pitchRanges(all, S.run);
-    const width = S.run.num_bars > 4 ? 330 : 176;
+    const width = S.run.num_bars > 4 ? 330 : 168;
     const n = res.pieces.length;
     const cards = all.map((p, k) => pieceCard(p, {
       ranges, compact: true, width, highlight: k === 0 || k === all.length - 1,
