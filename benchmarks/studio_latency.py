@@ -1,7 +1,8 @@
 r"""Latency of the studio's operations as a client sees them (HTTP API, in process).
 
-  python benchmarks/studio_latency.py --configs=configs/melody2.py:magenta,configs/melody16.py:magenta \
-      --repeats=3 --json=benchmarks/results/studio_latency.json
+  python benchmarks/studio_latency.py \
+      --configs=configs/melody2.py:magenta,configs/melody16.py:magenta --repeats=3 \
+      --json=benchmarks/results/studio_latency.json
 
 For each config: a model with random parameters (`init`; latency does not depend on their
 values) served by `mvae_jax.studio` (its FastAPI app through the framework's test client, so the
@@ -13,7 +14,8 @@ pool), then
 
 each once to compile (reported as `first_s`) and then `--repeats` times (median, min, max in
 seconds). `upload_s`: a Freedoom file uploaded and its windows listed (the first one also waits
-for the parsing worker to start). One JSON line per config with the machine (CPU model, cores, load average).
+for the parsing worker to start). One JSON line per config with the machine (CPU model, cores,
+load average).
 """
 import argparse
 import os
@@ -31,14 +33,13 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from mvae_jax import config_lib, machine, train  # noqa: E402
 from mvae_jax.studio import engine, server  # noqa: E402
-from mvae_jax.generate import Model  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FILES = [ROOT / 'data_pipelines' / 'freedoom' / n for n in ('freedoom1_D_E1M1.mid',
                                                             'freedoom1_D_E1M2.mid')]
 
 
-def random_model(spec: str) -> Model:
+def random_model(spec: str) -> engine.Model:
   """`configs/<family>.py:<preset>` with random parameters, as a studio `Model`."""
   config = bench.load_config(spec)
   module = train.create_model(config.model)
@@ -46,7 +47,7 @@ def random_model(spec: str) -> Model:
   tokens = jax.numpy.zeros((1, t, len(config.model.part_vocab)), jax.numpy.int32)
   rng = jax.random.PRNGKey(0)
   params = jax.jit(module.init)({'params': rng, 'z': rng, 'sample': rng}, tokens)['params']
-  return Model(config, module, params, step=0)
+  return engine.Model(config, module, params, step=0)
 
 
 def timed(call, repeats: int) -> dict:

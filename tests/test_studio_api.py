@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from data_pipelines import encoding  # noqa: E402
 from mvae_jax import import_magenta  # noqa: E402
-from mvae_jax.generate import Model  # noqa: E402
 from mvae_jax.studio import engine, server  # noqa: E402
 from tests import make_big_midi  # noqa: E402
 from tests.test_generate import INPUT_A, INPUT_B, runs_root, smoke_run  # noqa: E402,F401
@@ -37,7 +36,7 @@ MEL, TRIO, BASE, MAG = 'melody2_trained', 'trio16', 'melody2_baseline', 'magenta
 
 
 @pytest.fixture(scope='module')
-def studio(runs_root, tfds_dir, tmp_path_factory):
+def studio(runs_root, tfds_dir, tmp_path_factory):  # noqa: F811
   mag = tmp_path_factory.mktemp('imported') / MAG
   import_magenta.import_checkpoint(str(MAGENTA), 'hierdec-mel_16bar', str(mag))
   s = engine.Studio([smoke_run('melody2', runs_root, trained=True, data_dir=tfds_dir),
@@ -323,7 +322,8 @@ def test_bad_uploads_name_the_file_and_the_reason(client, uploads):
   ok(client.post(f'/api/runs/{MEL}/sample', json={'num': 1}))
 
 
-def test_an_upload_that_hangs_the_parser_is_stopped_at_the_time_limit(runs_root, tmp_path):
+def test_an_upload_that_hangs_the_parser_is_stopped_at_the_time_limit(
+    runs_root, tmp_path):  # noqa: F811
   path = tmp_path / 'dense.mid'
   make_big_midi.dense_30k_notes(random.Random('dense_30k_notes.mid')).save(str(path))
   s = engine.Studio([smoke_run('trio16', runs_root)], upload_timeout_s=0.3)
@@ -433,7 +433,7 @@ def test_page_assets_openapi_and_host_check(client):
   assert r.status_code == 400  # DNS rebinding: only loopback names are served
 
 
-def test_command_line_errors(runs_root, tmp_path, capsys):
+def test_command_line_errors(runs_root, tmp_path, capsys):  # noqa: F811
   from mvae_jax.studio import __main__ as cli
   assert cli.main([f'--workdir={tmp_path}/missing']) == 2
   assert capsys.readouterr().err == f'error: --workdir={tmp_path}/missing: no such directory\n'

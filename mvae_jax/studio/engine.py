@@ -454,7 +454,8 @@ class Studio:
     given = [k for k in ('upload', 'eval', 'tokens') if ref.get(k) is not None]
     if len(given) != 1:
       raise StudioError('an input is one of {"upload": id, "window": K}, {"eval": index} or '
-                        f'{{"tokens": [[...]]}}; got {sorted(k for k in ref if ref[k] is not None)}')
+                        f'{{"tokens": [[...]]}}; got '
+                        f'{sorted(k for k in ref if ref[k] is not None)}')
     label = ref.get('label')
     if given == ['upload']:
       up = self.uploads.get(str(ref['upload']))
@@ -602,8 +603,8 @@ class Studio:
                                      shared_noise=not greedy)
     return {'piece': self.piece(run, tokens[0], f't = {t:.2f}'), 't': float(t)}
 
-  def _reconstruct(self, job: Job, run: Run, input: dict, temperature: float,  # pylint: disable=redefined-builtin
-                   greedy: bool, seed: int) -> dict:
+  def _reconstruct(self, job: Job, run: Run, input: dict,  # pylint: disable=redefined-builtin
+                   temperature: float, greedy: bool, seed: int) -> dict:
     job.stage = 'reading the input'
     tx, label = self.resolve(run.id, input)
     job.stage = 'encoding and decoding'
@@ -612,8 +613,9 @@ class Studio:
             'output': self.piece(run, rec, f'reconstruction of {label}'),
             'equal_steps': float((rec == tx[0]).mean())}
 
-  def _apply_attributes(self, job: Job, run: Run, input: dict, amounts: dict,  # pylint: disable=redefined-builtin
-                        temperature: float, greedy: bool, seed: int) -> dict:
+  def _apply_attributes(self, job: Job, run: Run,
+                        input: dict,  # pylint: disable=redefined-builtin
+                        amounts: dict, temperature: float, greedy: bool, seed: int) -> dict:
     self.attributes(run.id)
     vectors = {a['name']: a['vector'] for a in run.attributes}
     unknown = sorted(set(amounts) - set(vectors))
