@@ -441,6 +441,7 @@ def test_command_line_errors(runs_root, tmp_path, capsys):  # noqa: F811
   assert cli.main([f'--workdir={run}', '--port=70000']) == 2
   assert 'not a port number' in capsys.readouterr().err
   assert cli.main([f'--workdir={run}', '--max_upload_mb=nan']) == 2
+  assert capsys.readouterr().err == 'error: --max_upload_mb=nan must be in (0, 1024]\n'
   with socket.socket() as taken:
     taken.bind(('127.0.0.1', 0))
     taken.listen(1)
