@@ -37,6 +37,56 @@ class _Fallback(Exception):
   """The fast path does not handle this file; the full path reads it."""
 
 
+# Data bytes of the system messages mido reads in a track (after their status byte); 0xf4,
+# 0xf5, 0xf9 and 0xfd are undefined (mido refuses the file), 0xff is a meta event there.
+_SYSTEM_SIZES = {0xf1: 1, 0xf2: 2, 0xf3: 1, 0xf6: 0, 0xf8: 0, 0xfa: 0, 0xfb: 0, 0xfc: 0, 0xfe: 0}
+
+
+def _skip_system(data: bytes, pos: int, status: int, running: bool) -> int:
+  """Steps over a system message as mido reads it; returns the position after it.
+
+  `pos` is just after the status byte or, with `running` status (mido lets system messages set
+  running status too), at the data byte that stands for it. Sysex (0xf0 and the 0xf7 escape
+  form): a length, then that many bytes, of which mido strips a leading 0xf0 and a trailing 0xf7
+  and refuses any other byte > 127; under running status it reads the data byte, drops it, and
+  reads the length after it. System common and real-time messages: their fixed number of data
+  bytes, the running data byte being the first; under running status a message without data
+  bytes is one mido refuses. Nothing of these reaches pretty_midi's notes or tempo map, so the
+  message is only checked, not kept; what mido refuses raises `_Fallback` (the full path then
+  gives its skip reason).
+  """
+  if status == 0xf0 or status == 0xf7:
+    if running:
+      pos += 1
+    b = data[pos]
+    pos += 1
+    length = b & 0x7f
+    while b & 0x80:
+      b = data[pos]
+      pos += 1
+      length = (length << 7) | (b & 0x7f)
+    end = pos + length
+    if length > _MAX_MESSAGE_LENGTH or end > len(data):
+      raise _Fallback('sysex message too long')
+    if length:
+      first = pos + (data[pos] == 0xf0)
+      last = end - (data[end - 1] == 0xf7)
+      if first < last and max(data[first:last]) > 127:
+        raise _Fallback('sysex data byte > 127')
+    return end
+  size = _SYSTEM_SIZES.get(status)
+  if size is None:
+    raise _Fallback('undefined status byte')
+  if running and not size:
+    raise _Fallback('running status of a message without data bytes')
+  end = pos + size
+  if end > len(data):
+    raise _Fallback('truncated')
+  if size and max(data[pos:end]) > 127:
+    raise _Fallback('data byte > 127')
+  return end
+
+
 def _read_track(data: bytes, pos: int, end: int, track_idx: int, instruments: dict, notes: list):
   """Reads one track chunk data[pos:end] as mido does, pairing its notes as pretty_midi does.
 
@@ -46,8 +96,8 @@ def _read_track(data: bytes, pos: int, end: int, track_idx: int, instruments: di
   appended to `notes` as (start tick, end tick, pitch, velocity, instrument index), new
   instruments to `instruments` ((program, channel, track) -> index, in creation order).
 
-  Returns (metas [(tick, type, bytes)], last tick). Anything but channel and meta messages
-  raises `_Fallback`.
+  Returns (metas [(tick, type, bytes)], last tick). System messages are checked and stepped
+  over (`_skip_system`); anything mido would refuse raises `_Fallback`.
   """
   metas = []
   add_note = notes.append
@@ -89,6 +139,9 @@ def _read_track(data: bytes, pos: int, end: int, track_idx: int, instruments: di
       raise _Fallback('running status without a status')
     else:
       status = last_status
+      if status >= 0xf0:
+        pos = _skip_system(data, pos, status, True)
+        continue
     kind = status & 0xf0
     if kind == 0xc0 or kind == 0xd0:
       d1 = data[pos]
@@ -99,7 +152,8 @@ def _read_track(data: bytes, pos: int, end: int, track_idx: int, instruments: di
         current[status & 0x0f] = d1
       continue
     if status >= 0xf0:
-      raise _Fallback('system message')
+      pos = _skip_system(data, pos, status, False)
+      continue
     d1 = data[pos]
     d2 = data[pos + 1]
     pos += 2
