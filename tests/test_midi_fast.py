@@ -144,6 +144,39 @@ def test_synthetic_cases_equal_the_full_reader(name):
   assert not isinstance(_fast(data, False), str) and _fast(data, False), name
 
 
+def _random_pairing_file(seed: int) -> bytes:
+  """Note-ons and note-offs of three pitches on two channels, often on one tick, with program
+  changes between them: every order of opening and closing that pretty_midi's pairing treats
+  differently (zero-length notes, notes kept open or forgotten at a note-off on their tick,
+  note-offs with nothing open, several note-offs on one tick)."""
+  rng = np.random.default_rng(seed)
+  tracks = []
+  for _ in range(2):
+    events = []
+    for _ in range(400):
+      delta = int(rng.choice([0, 0, 0, 1, 60, 120]))
+      channel = int(rng.choice([0, 9]))
+      pitch = int(rng.choice([60, 62, 64]))
+      r = rng.random()
+      if r < 0.45:
+        events.append(_on(pitch, delta, int(rng.integers(1, 128)), channel))
+      elif r < 0.95:
+        events.append(_off(pitch, delta, channel, zero_velocity_on=bool(rng.random() < 0.5)))
+      else:
+        events.append(mido.Message('program_change', program=int(rng.integers(128)),
+                                   channel=channel, time=delta))
+    tracks.append(events)
+  return _bytes(*tracks, ticks_per_beat=96)
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_random_note_pairing_equals_the_full_reader(seed):
+  data = _random_pairing_file(seed)
+  assert _takes_fast_path(data)
+  _assert_same(data, f'seed {seed}')
+  assert not isinstance(_fast(data, False), str)
+
+
 def test_running_status():
   data = _synthetic('overlapping_same_pitch')
   # mido writes running status already; check it is there.
@@ -234,6 +267,19 @@ SYSTEM = {
     'system_realtime': (_raw_file(_ev(0, 0xfa) + _raw_melody(24) + _ev(10, 0xf8) + _ev(0, 0xfe)
                                   + _ev(0, 0xfb) + _raw_melody(24, pitch=55) + _ev(0, 0xfc)),
                         True),
+    # Tracks the tokeniser leaves to the one-event-at-a-time reader (a meta message of 200
+    # bytes, running status right after a meta message, a 5-byte delta-time) next to tracks it
+    # reads.
+    'tokens_and_loop_tracks': (_raw_file(_ev(0, 0xff, 0x51, 3, 0x07, 0xa1, 0x20),
+                                         _ev(0, 0xff, 0x01) + _varlen(200) + b'x' * 200
+                                         + _raw_melody(30),
+                                         _raw_melody(10, channel=1) + _ev(0, 0xff, 0x06, 1, 0x41)
+                                         + _ev(60, 70, 90) + _ev(60, 70, 0)
+                                         + _raw_melody(20, channel=1),
+                                         _raw_melody(30, channel=9, pitch=36),
+                                         _raw_melody(5, channel=2) + b'\x80\x80\x80\x80\x00'
+                                         + bytes([0x90 | 2, 50, 0]) + _raw_melody(5, channel=2)),
+                               True),
     # What mido refuses (the full path's skip reason, by the full path): undefined status bytes,
     # a data byte > 127 in a sysex, running status after a message without data bytes, a sysex
     # longer than the file.
@@ -256,6 +302,46 @@ def test_system_messages_equal_the_full_reader(name):
   assert isinstance(full, str) != read_by_mido, (name, full)
   if read_by_mido:
     assert full, name  # windows come out of it: the notes around the messages are read
+
+
+def _chunks(data: bytes):
+  size = int.from_bytes(data[4:8], 'big')
+  pos = 8 + size
+  for _ in range(int.from_bytes(data[10:12], 'big')):
+    n = int.from_bytes(data[pos + 4:pos + 8], 'big')
+    yield pos + 8, pos + 8 + n
+    pos += 8 + n
+
+
+def _lexers_agree(data: bytes) -> int:
+  """Asserts the numpy tokeniser reads each track of `data` as the one-event-at-a-time reader;
+  returns how many tracks it read (the others it leaves to that reader)."""
+  read = 0
+  for start, end in _chunks(data):
+    toks = midi_fast._TOKEN.findall(data, start, end)  # pylint: disable=protected-access
+    if start == end or sum(map(len, toks)) != end - start:
+      continue
+    events, metas, last = midi_fast._lex_tokens(data, [(start, end)], [toks])  # pylint: disable=protected-access
+    loop_events, loop_metas, loop_last = midi_fast._lex_track_loop(data, start, end)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(events[:, 1:], np.array(loop_events, np.int64).reshape(-1, 4))
+    assert (metas[0], last[0]) == (loop_metas, loop_last)
+    read += 1
+  return read
+
+
+def test_tokeniser_reads_tracks_as_the_event_loop():
+  """The numpy tokeniser (most tracks) against the one-event-at-a-time reader (the rest)."""
+  names = sorted(f for f in os.listdir(build.FREEDOOM_DIR) if f.endswith('.mid'))
+  for name in names:
+    with open(os.path.join(build.FREEDOOM_DIR, name), 'rb') as f:
+      data = f.read()
+    assert _lexers_agree(data) == sum(1 for a, e in _chunks(data) if e > a), name
+  for name, (data, read_by_mido) in SYSTEM.items():
+    if read_by_mido:  # running status after a sysex is left to the event loop
+      assert bool(_lexers_agree(data)) == (name != 'running_status_after_sysex'), name
+  assert _lexers_agree(SYSTEM['tokens_and_loop_tracks'][0]) == 2
+  for seed in range(3):
+    assert _lexers_agree(_random_pairing_file(seed)) == 2
 
 
 def test_reset_sysex_takes_the_fast_path():
