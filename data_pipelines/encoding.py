@@ -17,7 +17,6 @@ import dataclasses
 import itertools
 import os
 
-import note_seq
 import numpy as np
 
 from data_pipelines import midi
@@ -585,6 +584,7 @@ def windows_to_note_sequence(tokens, spec, mode: str | None = None,
   if tokens.shape[-1] != len(spec.parts):
     raise ValueError(f'tokens of shape {tokens.shape} do not match {spec.kind}')
   seconds_per_step = 60.0 / qpm / spec.steps_per_quarter
+  import note_seq  # pylint: disable=g-import-not-at-top  # slow to import; extraction needs none
   ns = note_seq.NoteSequence(ticks_per_quarter=note_seq.STANDARD_PPQ)
   ns.tempos.add(qpm=qpm)
   ns.time_signatures.add(numerator=4, denominator=4)
@@ -600,4 +600,5 @@ def windows_to_note_sequence(tokens, spec, mode: str | None = None,
 def write_midi(ns: note_seq.NoteSequence, path) -> None:
   """Writes `ns` as a standard MIDI file (drums on channel 10)."""
   os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
+  import note_seq  # pylint: disable=g-import-not-at-top
   note_seq.sequence_proto_to_midi_file(ns, str(path))

@@ -19,12 +19,11 @@ status, program changes while a note sounds).
 from __future__ import annotations
 
 import collections
+import math
 import re
 import struct
 
 import numpy as np
-import pretty_midi
-from mido.midifiles import meta as mido_meta
 
 from data_pipelines import midi
 
@@ -443,16 +442,30 @@ def _read_tracks(data: bytes):
   return ticks_per_beat, tracks, notes, instruments
 
 
-def _decode_metas(metas):
-  """mido's decoding of every meta message (its errors mean the full path's error)."""
-  out = []
-  for tick, mtype, raw in metas:
-    try:
-      msg = mido_meta.build_meta_message(mtype, list(raw))
-    except Exception as e:  # pylint: disable=broad-except
-      raise _Fallback('meta message mido refuses') from e
-    out.append((tick, msg))
-  return out
+# The meta messages mido can refuse: type byte -> the payload bytes its decoder reads (a shorter
+# payload fails, and so the file). It also checks what it decodes: sequence number (0x00) fails
+# on exactly 1 byte; SMPTE offset (0x54) on a frame-rate code > 3, minutes or seconds > 59,
+# sub-frames > 99; time signature (0x58) on a denominator 2**e whose `math.log(2**e, 2)` is not a
+# whole float (e = 29, 31, ...: its power-of-two check); key signature (0x59) on anything but
+# -7..7 sharps in major or minor. Text is decoded as latin-1 (never fails); unknown types are
+# kept as they are. tests/test_midi_fast.py checks this against mido, payload by payload.
+_META_MIN_BYTES = {0x20: 1, 0x51: 3, 0x54: 5, 0x58: 4, 0x59: 2}
+_DENOMINATOR_EXPONENTS = frozenset(e for e in range(256)
+                                   if math.log(2 ** e, 2) == int(math.log(2 ** e, 2)))
+
+
+def _check_metas(metas):
+  """Raises `_Fallback` for a meta message mido refuses (the full path's skip reason then)."""
+  for _, mtype, p in metas:
+    need = _META_MIN_BYTES.get(mtype)
+    if need is None:
+      if mtype == 0 and len(p) == 1:
+        raise _Fallback('meta message mido refuses')
+    elif (len(p) < need
+          or (mtype == 0x54 and (p[0] >> 5 > 3 or p[1] > 59 or p[2] > 59 or p[4] > 99))
+          or (mtype == 0x58 and p[1] not in _DENOMINATOR_EXPONENTS)
+          or (mtype == 0x59 and (p[1] > 1 or 7 < p[0] < 249))):
+      raise _Fallback('meta message mido refuses')
 
 
 class _Piece:
@@ -478,36 +491,37 @@ def _piece(data: bytes, path, reject_empty_tracks: bool) -> _Piece:
   if max_tick + 1 > midi.MAX_TICKS:
     raise _Fallback('corrupt ticks')
   resolution = ticks_per_beat
-  metas = [_decode_metas(t[0]) for t in tracks]
-  # pretty_midi: tempo, time and key signatures from the first track only.
-  try:
-    scales = [(0, 60.0 / (120.0 * resolution))]
-    for tick, msg in metas[0]:
-      if msg.type == 'set_tempo':
-        if tick == 0:
-          bpm = 6e7 / msg.tempo
-          scales = [(0, 60.0 / (bpm * resolution))]
-        else:
-          _, last = scales[-1]
-          scale = 60.0 / ((6e7 / msg.tempo) * resolution)
-          if scale != last:
-            scales.append((tick, scale))
-  except ZeroDivisionError as e:
-    raise _Fallback('zero tempo') from e
+  for t in tracks:
+    _check_metas(t[0])
+  # pretty_midi: tempo, time and key signatures from the first track only (every key signature
+  # mido decodes, pretty_midi takes; a time signature with numerator 0 it refuses, one with a
+  # denominator beyond 2**30 note-seq).
+  scales = [(0, 60.0 / (120.0 * resolution))]
+  signatures = []
+  for tick, mtype, payload in tracks[0][0]:
+    if mtype == 0x51:
+      tempo = (payload[0] << 16) | (payload[1] << 8) | payload[2]
+      if not tempo:
+        raise _Fallback('zero tempo')
+      if tick == 0:
+        bpm = 6e7 / tempo
+        scales = [(0, 60.0 / (bpm * resolution))]
+      else:
+        _, last = scales[-1]
+        scale = 60.0 / ((6e7 / tempo) * resolution)
+        if scale != last:
+          scales.append((tick, scale))
+    elif mtype == 0x58:
+      if not payload[0]:
+        raise _Fallback('time signature pretty_midi refuses')
+      if payload[1] > 30:  # note-seq stores the denominator as an int32
+        raise _Fallback('time signature note-seq refuses')
+      signatures.append((tick, payload[0], 2 ** payload[1]))
   table = midi._TickTimes(scales, max_tick + 1)  # pylint: disable=protected-access
   starts, bases, rates = table.segments()
   starts, bases, rates = (np.array(starts, np.int64), np.array(bases, np.float64),
                           np.array(rates, np.float64))
-  time_signatures = []
-  try:
-    for tick, msg in metas[0]:
-      if msg.type == 'time_signature':
-        ts = pretty_midi.TimeSignature(msg.numerator, msg.denominator, table[tick])
-        time_signatures.append(_TimeSignature(ts.time, ts.numerator, ts.denominator))
-      elif msg.type == 'key_signature':
-        pretty_midi.KeySignature(pretty_midi.key_name_to_key_number(msg.key), table[tick])
-  except ValueError as e:
-    raise _Fallback('signature pretty_midi refuses') from e
+  time_signatures = [_TimeSignature(table[tick], num, den) for tick, num, den in signatures]
   tempos = [_Tempo(table[tick], 60.0 / (scale * resolution)) for tick, scale in scales]
 
   if not len(arr):

@@ -9,6 +9,7 @@ cases where MIDI readers disagree.
 import io
 import os
 import struct
+import subprocess
 import sys
 
 import mido
@@ -370,6 +371,82 @@ def test_corruptions_of_a_file_with_system_messages_equal_the_full_reader():
     fast += _takes_fast_path(bytes(raw))
     _assert_same(bytes(raw), f'corruption {k}')
   assert fast  # some corruptions are still read (by both paths), not all refused
+
+
+def test_meta_checks_are_mido_and_pretty_midi():
+  """`_check_metas` refuses exactly the meta messages mido's decoder refuses; the values the fast
+  path takes from tempo and time signature payloads are mido's; pretty_midi takes every key
+  signature mido decodes."""
+  from mido.midifiles import meta as mido_meta  # pylint: disable=g-import-not-at-top
+  import pretty_midi  # pylint: disable=g-import-not-at-top
+  assert midi.MAX_TICKS == pretty_midi.pretty_midi.MAX_TICK
+  types = sorted(set(range(0x00, 0x0b)) | {0x20, 0x21, 0x2f, 0x51, 0x54, 0x58, 0x59, 0x60, 0x7f,
+                                            0x80, 0xff})
+  checked = refused = 0
+  for mtype in types:
+    for length in range(7):
+      for first in range(256) if length else (0,):
+        for second in (0, 1, 2, 29, 31, 59, 60, 0x7f, 0x80, 0xff) if length > 1 else (0,):
+          payload = bytes([first, second, 3, 4, 5, 6][:length])
+          try:
+            msg = mido_meta.build_meta_message(mtype, list(payload))
+          except Exception:  # pylint: disable=broad-except
+            msg = None
+          try:
+            midi_fast._check_metas([(0, mtype, payload)])  # pylint: disable=protected-access
+            ours = True
+          except midi_fast._Fallback:  # pylint: disable=protected-access
+            ours = False
+          assert ours == (msg is not None), (mtype, payload)
+          checked += 1
+          refused += not ours
+          if msg is None:
+            continue
+          if mtype == 0x51:
+            assert msg.tempo == (payload[0] << 16) | (payload[1] << 8) | payload[2]
+          elif mtype == 0x58:
+            assert (msg.numerator, msg.denominator) == (payload[0], 2 ** payload[1])
+          elif mtype == 0x59:
+            pretty_midi.KeySignature(pretty_midi.key_name_to_key_number(msg.key), 0.0)
+  assert checked > 100_000 and refused > 1000
+  # The later SMPTE fields: each range mido checks.
+  for third in (59, 60):
+    for fifth in (99, 100):
+      payload = bytes([0x20, 5, third, 7, fifth])
+      try:
+        mido_meta.build_meta_message(0x54, list(payload))
+        ok = True
+      except ValueError:
+        ok = False
+      try:
+        midi_fast._check_metas([(0, 0x54, payload)])  # pylint: disable=protected-access
+        assert ok
+      except midi_fast._Fallback:  # pylint: disable=protected-access
+        assert not ok
+
+
+@pytest.mark.parametrize('numerator,exponent', [(3, 2), (0, 2), (4, 30), (4, 31), (4, 32),
+                                                 (4, 255)])
+def test_time_signatures_equal_the_full_reader(numerator, exponent):
+  """Numerator 0 (pretty_midi refuses it), denominators beyond int32 (note-seq refuses them) or
+  that fail mido's power-of-two check (2**31), and ordinary ones."""
+  data = _raw_file(_ev(0, 0xff, 0x58, 4, numerator, exponent, 24, 8) + _raw_melody(20)
+                   + _ev(0, 0xff, 0x58, 4, 4, 2, 24, 8) + _raw_melody(40))
+  _assert_same(data, f'{numerator}/2**{exponent}')
+  assert _takes_fast_path(data) == (numerator > 0 and exponent <= 30)
+
+
+def test_extraction_imports_no_midi_library():
+  """The fast path needs neither mido, pretty_midi nor note-seq (slow imports); the extract CLI
+  imports them only for a file the fast path leaves to the full reader."""
+  code = ('import sys; from data_pipelines import extract; '
+          'extract.extract_folder(sys.argv[1], "magenta", log=lambda _: None); '
+          'print(sorted(m for m in ("mido", "pretty_midi", "note_seq") if m in sys.modules))')
+  out = subprocess.run([sys.executable, '-c', code, build.FREEDOOM_DIR], capture_output=True,
+                       text=True, check=True,
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__)))))
+  assert out.stdout.strip() == '[]', out.stdout + out.stderr
 
 
 def test_freedoom_equals_the_full_reader_and_takes_the_fast_path():
