@@ -375,12 +375,14 @@ def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
   windows, where = [], []
   if spec.trio_rule == 'coverage':
     g = spec.trio_gap_bars
-    coverage = np.zeros((total_bars, 128), bool)
+    # Bars each instrument sounds in: +1 where a note's bars start, -1 after they end.
     start_bar = part.start // spb
-    end_bar = -(-part.end // spb)
-    for sb, eb, i in zip(start_bar.tolist(), end_bar.tolist(), part.instrument.tolist()):
-      if i <= 127 and sb < total_bars:
-        coverage[sb:min(eb, total_bars), i] = True
+    end_bar = np.minimum(-(-part.end // spb), total_bars)
+    sel = (part.instrument <= 127) & (start_bar < total_bars)
+    edges = np.zeros((total_bars + 1, 128), np.int64)
+    np.add.at(edges, (start_bar[sel], part.instrument[sel]), 1)
+    np.add.at(edges, (end_bar[sel], part.instrument[sel]), -1)
+    coverage = np.cumsum(edges[:-1], 0) > 0
     coverage[:, [i for i in range(128) if i not in grids]] = False
     # Widen each instrument's coverage by g bars on both sides.
     csum = np.concatenate([np.zeros((1, 128), np.int64), np.cumsum(coverage, 0)])
@@ -467,10 +469,20 @@ def _part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> tuple[np.ndarra
 
 
 def dedup_rows(array: np.ndarray) -> np.ndarray:
-  """Unique windows of `array` [n, ...], in lexicographic order of their contents."""
+  """Unique windows of `array` [n, ...], in lexicographic order of their contents.
+
+  Each row of non-negative 16-bit tokens is one opaque byte string, big-endian so that byte order
+  is numeric order: numpy sorts those with memcmp, several times faster than `np.unique(axis=0)`
+  (which gives the same rows; it still serves other inputs).
+  """
   if len(array) == 0:
     return array
-  return np.unique(array, axis=0)
+  flat = array.reshape(len(array), -1)
+  if array.dtype.itemsize != 2 or array.dtype.kind not in 'iu' or (flat < 0).any():
+    return np.unique(array, axis=0)
+  big = np.ascontiguousarray(flat, dtype='>u2')
+  rows = np.unique(big.view(np.dtype((np.void, 2 * big.shape[1]))).ravel())
+  return rows.view('>u2').reshape((len(rows),) + array.shape[1:]).astype(array.dtype)
 
 
 def extract_windows(ns: note_seq.NoteSequence, spec, mode: str | None = None,
