@@ -15,8 +15,8 @@ what `encoding.py` works on. Parts whose bar is not 16 steps (anything but 4/4, 
 whose time data is unusable are dropped.
 
 This is the full reader, the reference's own path. Builds and `extract.py` read MIDI bytes with
-`midi_fast.read_parts`, which gives the same parts several times faster and hands every file it
-does not reproduce exactly (malformed, system messages, ...) to this reader.
+`midi_fast.read_parts`, which gives the same parts many times faster and hands every file it
+does not reproduce exactly (malformed, or read oddly by mido / pretty_midi) to this reader.
 """
 
 from __future__ import annotations

@@ -2,18 +2,29 @@
 
 `read_parts` gives exactly what `midi.quantized_parts(midi.midi_bytes_to_note_sequence(...))`
 gives (the reference's reading: mido's parser, pretty_midi's note pairing and tempo map, note-seq's
-conversion and time-change splitting), at a fraction of the cost: one pass over the bytes that
-keeps only note, program and meta events, then numpy over note arrays.
+conversion and time-change splitting), at a fraction of the cost, and imports none of those
+libraries:
+  * each track chunk splits into tokens (an event with a status byte and the running-status
+    events after it, or a meta / sysex / system message) by one regular expression, in C; numpy
+    then decodes every token of the file at once (`_lex_tokens`). A track that does not split
+    (running status right after a meta message or sysex, a payload of 128 bytes or more, a
+    5-byte delta-time, anything malformed) is read one event at a time (`_lex_track_loop`);
+  * pretty_midi's note pairing runs on arrays over the whole file (`_pair_notes`);
+  * meta messages are checked as mido decodes them (`_check_metas`), tempo and time signatures
+    of the first track taken as pretty_midi takes them; the rest is numpy over note arrays.
+System messages are read as mido reads them: sysex (0xf0, and the 0xf7 escape form; GM / GS /
+XG resets, device setup), system common and real-time bytes, with the running status they set.
 
-The fast path only handles what it reproduces exactly. A file with anything unusual for it (system
-exclusive or system common messages, running status without a status, a message running past its
-track chunk, a data byte above 127, a truncated file, a meta message mido or pretty_midi refuse,
-a zero tempo, ticks_per_beat <= 0, no notes, a last event beyond `midi.MAX_TICKS`...) is read by
-the full path instead (`_Fallback`), which gives the skip reasons and results it always gave. So
-the fast path changes speed only; tests/test_midi_fast.py checks it against the full path on every
-test corpus and on synthetic files with the awkward cases (overlapping notes of one pitch,
-note-offs at a note-on's tick, note-offs without a note-on, tempo events on other tracks, running
-status, program changes while a note sounds).
+The fast path only handles what it reproduces exactly. A file with anything mido, pretty_midi or
+note-seq refuse or read oddly (running status without a status, a message running past its track
+chunk, a data byte above 127 (in a sysex too), an undefined status byte, a truncated file, a meta
+message mido refuses, a zero tempo, a time signature pretty_midi or note-seq refuse,
+ticks_per_beat <= 0, no notes, a last event beyond `midi.MAX_TICKS`...) is read by the full path
+instead (`_Fallback`), which gives the skip reasons and results it always gave. So the fast path
+changes speed only; tests/test_midi_fast.py checks it against the full path on every test corpus
+and on synthetic files with the awkward cases (overlapping notes of one pitch, note-offs at a
+note-on's tick, note-offs without a note-on, random streams of them, tempo events on other tracks,
+running status, program changes while a note sounds, each kind of system message, corruptions).
 """
 
 from __future__ import annotations
@@ -157,6 +168,8 @@ def _lex_track_loop(data: bytes, pos: int, end: int):
         add((tick, status, d1, 0))
     else:
       pos = _skip_system(data, pos, status, False)
+  if tick + 1 > midi.MAX_TICKS:  # (and before its ticks overflow int64: mido reads any length)
+    raise _Fallback('corrupt ticks')
   return events, metas, tick
 
 

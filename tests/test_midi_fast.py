@@ -291,6 +291,9 @@ SYSTEM = {
     'running_status_after_realtime': (_raw_file(_ev(0, 0xf8) + _ev(0, 0x40)
                                                 + _raw_melody()), False),
     'sysex_past_the_end': (_raw_file(_raw_melody() + _ev(0, 0xf0, 0x7f, 0x01)), False),
+    # A 10-byte delta-time (mido reads any length): beyond MAX_TICKS, and beyond int64.
+    'delta_beyond_int64': (_raw_file(_raw_melody() + b'\xff' * 9 + bytes([0x7f, 0x90, 60, 0])),
+                           False),
 }
 
 
