@@ -321,12 +321,14 @@ def _lexers_agree(data: bytes) -> int:
   """Asserts the numpy tokeniser reads each track of `data` as the one-event-at-a-time reader;
   returns how many tracks it read (the others it leaves to that reader)."""
   read = 0
+  tokens, lex_tokens, lex_loop = (midi_fast._TOKEN, midi_fast._lex_tokens,  # pylint: disable=protected-access
+                                  midi_fast._lex_track_loop)  # pylint: disable=protected-access
   for start, end in _chunks(data):
-    toks = midi_fast._TOKEN.findall(data, start, end)  # pylint: disable=protected-access
+    toks = tokens.findall(data, start, end)
     if start == end or sum(map(len, toks)) != end - start:
       continue
-    events, metas, last = midi_fast._lex_tokens(data, [(start, end)], [toks])  # pylint: disable=protected-access
-    loop_events, loop_metas, loop_last = midi_fast._lex_track_loop(data, start, end)  # pylint: disable=protected-access
+    events, metas, last = lex_tokens(data, [(start, end)], [toks])
+    loop_events, loop_metas, loop_last = lex_loop(data, start, end)
     np.testing.assert_array_equal(events[:, 1:], np.array(loop_events, np.int64).reshape(-1, 4))
     assert (metas[0], last[0]) == (loop_metas, loop_last)
     read += 1
