@@ -23,10 +23,20 @@ four converters) as separate processes, and compares process CPU time of the con
 (imports and TensorFlow start-up excluded on both sides): files per CPU-second and the ratio.
 CPU time, not wall time, because the machine is shared; the order alternates so load changes hit
 both sides alike. Also records the CPU model, its vector ISA flags and core count.
+
+Start-up of the extract CLI (what a small folder feels), medians over rounds:
+
+  python benchmarks/data_build.py --startup [--midi_dir=DIR] [--rounds=7] [--code_root=DIR]
+
+CPU seconds (user + system) of whole `python -m data_pipelines.extract` processes: `--help`, and
+an extraction of the first 3 files of --midi_dir (magenta mode, the four reference kinds).
+--code_root runs another checkout's code (e.g. an older commit unpacked with `git archive`) for
+before / after figures.
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -119,6 +129,38 @@ def compare_reference(ref_python: str, ref_tool: str, midi_dir: str, rounds: int
           'paired_ratios': paired, 'runs': runs, **cpu_info(), **bench.machine_info()}
 
 
+def _child_cpu(cmd: list[str], cwd: str, env: dict) -> float:
+  """User + system CPU seconds of one child process run to completion."""
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def startup(midi_dir: str, rounds: int, code_root: str) -> dict:
+  """CPU seconds of the extract CLI: `--help`, and 3 files of `midi_dir` (medians)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  small = tempfile.mkdtemp(prefix='mvae_startup_')
+  try:
+    for rel in extract.midi_files(midi_dir)[:3]:
+      shutil.copy(os.path.join(midi_dir, rel), os.path.join(small, os.path.basename(rel)))
+    env = dict(os.environ, PYTHONPATH=code_root)
+    out = os.path.join(small, 'out.npz')
+    cmds = {'help': [sys.executable, '-m', 'data_pipelines.extract', '--help'],
+            'three_files': [sys.executable, '-m', 'data_pipelines.extract', '--mode=magenta',
+                            f'--out={out}', small]}
+    runs = {name: [] for name in cmds}
+    for _ in range(rounds):
+      for name, cmd in cmds.items():
+        runs[name].append(round(_child_cpu(cmd, code_root, env), 3))
+  finally:
+    shutil.rmtree(small, ignore_errors=True)
+  return {'code_root': code_root, 'midi_dir': midi_dir, 'rounds': rounds,
+          **{f'{name}_median_cpu_s': round(float(np.median(v)), 3) for name, v in runs.items()},
+          'runs': runs, **cpu_info(), **bench.machine_info()}
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,6 +174,8 @@ def main(argv=None):
   ap.add_argument('--midi_dir', default=os.path.relpath(conversion.FREEDOOM_DIR, ROOT),
                   help='MIDI folder (with --compare_reference)')
   ap.add_argument('--rounds', type=int, default=5)
+  ap.add_argument('--startup', action='store_true', help='start-up of the extract CLI (see above)')
+  ap.add_argument('--code_root', default=ROOT, help='checkout whose code --startup runs')
   ap.add_argument('--time_ours', default=None, help=argparse.SUPPRESS)  # one side of a round
   ap.add_argument('--kinds', default='all', help='comma-separated kinds or "all"')
   ap.add_argument('--mode', default='paper', choices=kinds_lib.MODES)
@@ -140,6 +184,11 @@ def main(argv=None):
   a = ap.parse_args(argv)
   if a.time_ours:
     print(json.dumps(time_ours(a.time_ours)))
+    return
+  if a.startup:
+    if a.rounds < 1 or not os.path.isdir(a.midi_dir) or not os.path.isdir(a.code_root):
+      ap.error('--startup needs --rounds >= 1 and existing --midi_dir and --code_root folders')
+    bench.emit(startup(a.midi_dir, a.rounds, os.path.abspath(a.code_root)), a.json)
     return
   if a.compare_reference:
     for flag, path in (('--ref_python', a.ref_python), ('--ref_tool', a.ref_tool)):

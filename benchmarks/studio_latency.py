@@ -42,8 +42,8 @@ FILES = [ROOT / 'data_pipelines' / 'freedoom' / n for n in ('freedoom1_D_E1M1.mi
 def random_model(spec: str) -> engine.Model:
   """`configs/<family>.py:<preset>` with random parameters, as a studio `Model`."""
   config = bench.load_config(spec)
-  module = train.create_model(config.model)
-  t = config_lib.time_steps(config.data.kind)
+  module = run_lib.create_model(config.model)
+  t = kinds.time_steps(config.data.kind)
   tokens = jax.numpy.zeros((1, t, len(config.model.part_vocab)), jax.numpy.int32)
   rng = jax.random.PRNGKey(0)
   params = jax.jit(module.init)({'params': rng, 'z': rng, 'sample': rng}, tokens)['params']

@@ -18,7 +18,6 @@ import dataclasses
 import itertools
 import os
 
-import note_seq
 import numpy as np
 
 from data_pipelines import kinds as kinds_lib
@@ -371,12 +370,14 @@ def _trio_windows(part: midi.QuantizedPart, spec: WindowSpec):
   windows, where = [], []
   if spec.trio_rule == 'coverage':
     g = spec.trio_gap_bars
-    coverage = np.zeros((total_bars, 128), bool)
+    # Bars each instrument sounds in: +1 where a note's bars start, -1 after they end.
     start_bar = part.start // spb
-    end_bar = -(-part.end // spb)
-    for sb, eb, i in zip(start_bar.tolist(), end_bar.tolist(), part.instrument.tolist()):
-      if i <= 127 and sb < total_bars:
-        coverage[sb:min(eb, total_bars), i] = True
+    end_bar = np.minimum(-(-part.end // spb), total_bars)
+    sel = (part.instrument <= 127) & (start_bar < total_bars)
+    edges = np.zeros((total_bars + 1, 128), np.int64)
+    np.add.at(edges, (start_bar[sel], part.instrument[sel]), 1)
+    np.add.at(edges, (end_bar[sel], part.instrument[sel]), -1)
+    coverage = np.cumsum(edges[:-1], 0) > 0
     coverage[:, [i for i in range(128) if i not in grids]] = False
     # Widen each instrument's coverage by g bars on both sides.
     csum = np.concatenate([np.zeros((1, 128), np.int64), np.cumsum(coverage, 0)])
@@ -463,10 +464,20 @@ def _part_windows(part: midi.QuantizedPart, spec: WindowSpec) -> tuple[np.ndarra
 
 
 def dedup_rows(array: np.ndarray) -> np.ndarray:
-  """Unique windows of `array` [n, ...], in lexicographic order of their contents."""
+  """Unique windows of `array` [n, ...], in lexicographic order of their contents.
+
+  Each row of non-negative 16-bit tokens is one opaque byte string, big-endian so that byte order
+  is numeric order: numpy sorts those with memcmp, several times faster than `np.unique(axis=0)`
+  (which gives the same rows; it still serves other inputs).
+  """
   if len(array) == 0:
     return array
-  return np.unique(array, axis=0)
+  flat = array.reshape(len(array), -1)
+  if array.dtype.itemsize != 2 or array.dtype.kind not in 'iu' or (flat < 0).any():
+    return np.unique(array, axis=0)
+  big = np.ascontiguousarray(flat, dtype='>u2')
+  rows = np.unique(big.view(np.dtype((np.void, 2 * big.shape[1]))).ravel())
+  return rows.view('>u2').reshape((len(rows),) + array.shape[1:]).astype(array.dtype)
 
 
 def extract_windows(ns: note_seq.NoteSequence, spec, mode: str | None = None,
@@ -580,6 +591,7 @@ def windows_to_note_sequence(tokens, spec, mode: str | None = None,
   if tokens.shape[-1] != len(spec.parts):
     raise ValueError(f'tokens of shape {tokens.shape} do not match {spec.kind}')
   seconds_per_step = 60.0 / qpm / spec.steps_per_quarter
+  import note_seq  # pylint: disable=g-import-not-at-top  # slow to import; extraction needs none
   ns = note_seq.NoteSequence(ticks_per_quarter=note_seq.STANDARD_PPQ)
   ns.tempos.add(qpm=qpm)
   ns.time_signatures.add(numerator=4, denominator=4)
@@ -595,4 +607,5 @@ def windows_to_note_sequence(tokens, spec, mode: str | None = None,
 def write_midi(ns: note_seq.NoteSequence, path) -> None:
   """Writes `ns` as a standard MIDI file (drums on channel 10)."""
   os.makedirs(os.path.dirname(os.path.abspath(str(path))), exist_ok=True)
+  import note_seq  # pylint: disable=g-import-not-at-top
   note_seq.sequence_proto_to_midi_file(ns, str(path))

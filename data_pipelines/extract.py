@@ -39,12 +39,14 @@ DEFAULT_KINDS = tuple(REFERENCE_CONFIGS)
 def sort_rows(array: np.ndarray) -> np.ndarray:
   """Rows of `array` [n, ...] ordered by their bytes (`row.tobytes()`), duplicates kept.
 
-  Byte order is what the reference fixture uses, so magenta-mode output matches it exactly.
+  Byte order is what the reference fixture uses, so magenta-mode output matches it exactly. Each
+  row is sorted as one opaque byte string (numpy compares those with memcmp).
   """
   if len(array) < 2:
     return array
-  raw = np.ascontiguousarray(array).reshape(len(array), -1).view(np.uint8)
-  return array[np.lexsort(raw.T[::-1])]
+  raw = np.ascontiguousarray(array).reshape(len(array), -1)
+  rows = raw.view(np.dtype((np.void, raw.shape[1] * raw.itemsize))).ravel()
+  return array[np.argsort(rows, kind='stable')]
 
 
 def midi_files(midi_dir: str) -> list[str]:

@@ -15,8 +15,8 @@ what `encoding.py` works on. Parts whose bar is not 16 steps (anything but 4/4, 
 whose time data is unusable are dropped.
 
 This is the full reader, the reference's own path. Builds and `extract.py` read MIDI bytes with
-`midi_fast.read_parts`, which gives the same parts several times faster and hands every file it
-does not reproduce exactly (malformed, system messages, ...) to this reader.
+`midi_fast.read_parts`, which gives the same parts many times faster and hands every file it
+does not reproduce exactly (malformed, or read oddly by mido / pretty_midi) to this reader.
 """
 
 from __future__ import annotations
@@ -28,17 +28,18 @@ import logging
 import os
 import warnings
 
-import mido
-import note_seq
 import numpy as np
-import pretty_midi
-from note_seq import sequences_lib
+
+# mido, pretty_midi and note-seq (over a second to import: note-seq pulls in librosa, bokeh,
+# pandas...) are imported by the functions that use them, on first use: the fast reader
+# (midi_fast.py), and so a build or extraction of well-formed files, needs none of them.
 
 # The only count bound: pretty_midi (with note-seq's setting, which the reference shares) refuses
-# files whose last event lies beyond 1e10 ticks. No real piece gets near it: at 960 ticks per
+# files whose last event lies beyond 1e10 ticks (`pretty_midi.pretty_midi.MAX_TICK`, which
+# tests/test_midi_fast.py checks this equals). No real piece gets near it: at 960 ticks per
 # quarter and 120 qpm, 1e10 ticks last 60 days. Everything else a file costs is bounded by the
 # build's per-file time and memory limits (`data_pipelines/workers.py`), not by counts.
-MAX_TICKS = int(pretty_midi.pretty_midi.MAX_TICK)
+MAX_TICKS = 10_000_000_000
 
 STEPS_PER_QUARTER = 4
 _LOG = logging.getLogger(__name__)
@@ -120,6 +121,7 @@ class QuantizationError(ValueError):
 
 
 def _parse_mido(data: bytes, path) -> mido.MidiFile:
+  import mido  # pylint: disable=g-import-not-at-top
   try:
     # Same parser settings as pretty_midi, so acceptance matches note-seq's own reader.
     return mido.MidiFile(file=io.BytesIO(data), charset='latin1')
@@ -170,12 +172,22 @@ class _TickTimes:
     return self._bases[i] + self._scales[i] * (tick - self._starts[i])
 
 
-class _PrettyMIDI(pretty_midi.PrettyMIDI):
-  """pretty_midi's reader with a lazy tick -> time table (memory independent of tick count)."""
+_PRETTY_MIDI_CLASS = []
 
-  def _update_tick_to_time(self, max_tick):
-    max_tick = max(max_tick, max(t[0] for t in self._tick_scales))
-    self._PrettyMIDI__tick_to_time = _TickTimes(self._tick_scales, max_tick)  # pylint: disable=invalid-name
+
+def _pretty_midi_class():
+  """pretty_midi's reader with a lazy tick -> time table (memory independent of tick count)."""
+  if not _PRETTY_MIDI_CLASS:
+    import pretty_midi  # pylint: disable=g-import-not-at-top
+
+    class _PrettyMIDI(pretty_midi.PrettyMIDI):
+
+      def _update_tick_to_time(self, max_tick):
+        max_tick = max(max_tick, max(t[0] for t in self._tick_scales))
+        self._PrettyMIDI__tick_to_time = _TickTimes(self._tick_scales, max_tick)  # pylint: disable=invalid-name
+
+    _PRETTY_MIDI_CLASS.append(_PrettyMIDI)
+  return _PRETTY_MIDI_CLASS[0]
 
 
 def midi_bytes_to_note_sequence(data: bytes, path='<bytes>', *,
@@ -189,6 +201,7 @@ def midi_bytes_to_note_sequence(data: bytes, path='<bytes>', *,
   unless `reject_empty_tracks` (magenta mode: the reference's windows, none extra) makes it the
   skip reason 'empty_track'.
   """
+  import note_seq  # pylint: disable=g-import-not-at-top
   mid = _parse_mido(data, path)
   # pretty_midi fails on a whole file when one track has no events at all (max() of an empty
   # list); such tracks carry nothing, so drop them.
@@ -207,7 +220,7 @@ def midi_bytes_to_note_sequence(data: bytes, path='<bytes>', *,
     # note in the log (see mvae_jax.logs), not a console line per file of a build.
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')
-      pm = _PrettyMIDI(mido_object=mid)
+      pm = _pretty_midi_class()(mido_object=mid)
       ns = note_seq.midi_to_note_sequence(pm)
     for w in caught:
       _LOG.info('%s: %s', path, w.message)
@@ -238,6 +251,7 @@ def split_on_time_changes(ns: note_seq.NoteSequence, filters: Filters | None = N
   changes and 22,000 notes split in about 0.2 s). With `filters.max_parts`, a file with more
   parts raises `MidiError(..., 'filtered_parts')`.
   """
+  from note_seq import sequences_lib  # pylint: disable=g-import-not-at-top
   parts = sequences_lib.split_note_sequence_on_time_changes(ns)
   if filters is not None and filters.max_parts is not None and len(parts) > filters.max_parts:
     raise MidiError(ns.filename or '<sequence>', 'filtered_parts',

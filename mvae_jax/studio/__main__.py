@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from mvae_jax import logs  # pylint: disable=g-import-not-at-top
   from mvae_jax import eval as eval_lib  # pylint: disable=g-import-not-at-top
   from mvae_jax.studio import engine  # pylint: disable=g-import-not-at-top
-  log_path = logs.setup(args.workdir[0], 'studio', verbose=False)
+  log_path = console.setup(args.workdir[0], 'studio', verbose=False)
 
   def loaded(workdir, model):
     cfg = model.config
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     studio = engine.Studio(args.workdir, max_upload_bytes=int(args.max_upload_mb * 2**20),
                            step=args.checkpoint_step, on_load=loaded)
-  except (FileNotFoundError, eval_lib.CheckpointMismatchError, ValueError, ImportError,
+  except (FileNotFoundError, run_lib.CheckpointMismatchError, ValueError, ImportError,
           eval_lib.checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sock.close()
