@@ -31,7 +31,9 @@ import train_step as bench  # noqa: E402
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from mvae_jax import config_lib, machine, train  # noqa: E402
+from data_pipelines import kinds  # noqa: E402
+from mvae_jax import config_lib, machine  # noqa: E402
+from mvae_jax import run as run_lib  # noqa: E402
 from mvae_jax.studio import engine, server  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -41,7 +43,7 @@ FILES = [ROOT / 'data_pipelines' / 'freedoom' / n for n in ('freedoom1_D_E1M1.mi
 
 def random_model(spec: str) -> engine.Model:
   """`configs/<family>.py:<preset>` with random parameters, as a studio `Model`."""
-  config = bench.load_config(spec)
+  config = config_lib.from_file(spec)
   module = run_lib.create_model(config.model)
   t = kinds.time_steps(config.data.kind)
   tokens = jax.numpy.zeros((1, t, len(config.model.part_vocab)), jax.numpy.int32)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from data_pipelines import kinds as kinds_lib
 from data_pipelines import midi
 from data_pipelines.kinds import (DRUM_VOCAB, NO_EVENT, NOTE_OFF, NUM_DRUM_CLASSES,
                                   NUM_SPECIAL)
+
+if TYPE_CHECKING:  # note-seq is slow to import; extraction needs none of it
+  import note_seq
 
 # General MIDI drum pitches of the 9 drum classes (SPEC 3).
 DRUM_CLASS_PITCHES = (

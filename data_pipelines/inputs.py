@@ -291,3 +291,37 @@ def folder_windows(midi_dir: str, spec: encoding.WindowSpec, *, workers: int | N
   tokens = np.asarray(rows, np.int32)
   tokens = tokens[..., None] if tokens.ndim == 2 else tokens
   return FolderWindows(midi_dir, tokens, len(items), len(used), skipped, empty)
+
+
+# ----------------------------------------------------------------------------- in a worker
+
+@dataclasses.dataclass(frozen=True)
+class UploadItem:
+  """A file a worker process reads for `parse_upload` (the studio's uploads); `path` and
+  `file_id` are what `workers.failed` reports."""
+  path: str                  # the file's name as uploaded (messages name it)
+  file_id: str               # the upload's id
+  location: str              # the stored copy
+  spec: encoding.WindowSpec  # the model's windows
+
+
+def parse_upload(item: UploadItem) -> dict:
+  """Worker side (`workers.WorkerPool('data_pipelines.inputs:parse_upload', ...)`, bounded in
+  time and memory like the builders' workers, and quick to start: no JAX here): the windows of
+  one uploaded file for one window spec, as plain arrays.
+
+  Never raises for bad input: an unusable file gives reason 'unusable' and the message of
+  `InputError` (no such window, not MIDI, ...), with the storage folder taken out of it.
+  """
+  folder = os.path.dirname(item.location) + os.sep
+  out = {'path': item.path, 'file_id': item.file_id, 'reason': '', 'detail': ''}
+  try:
+    w = input_windows(item.location, item.spec)
+  except InputError as e:
+    out.update(reason='unusable', detail=str(e).replace(folder, ''))
+    return out
+  # ('seconds' of a result is the pool's timing of the item.)
+  out.update(tokens=np.asarray(w.tokens), bars=np.asarray(w.bars),
+             start_seconds=np.asarray(w.seconds), num_bars=w.num_bars, default=w.default,
+             complete_bars=w.complete_bars)
+  return out

@@ -27,8 +27,13 @@ import io
 import logging
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where used: a fast-path build needs neither
+  import mido
+  import note_seq
 
 # mido, pretty_midi and note-seq (over a second to import: note-seq pulls in librosa, bokeh,
 # pandas...) are imported by the functions that use them, on first use: the fast reader

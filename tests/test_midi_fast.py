@@ -337,9 +337,9 @@ def _lexers_agree(data: bytes) -> int:
 
 def test_tokeniser_reads_tracks_as_the_event_loop():
   """The numpy tokeniser (most tracks) against the one-event-at-a-time reader (the rest)."""
-  names = sorted(f for f in os.listdir(build.FREEDOOM_DIR) if f.endswith('.mid'))
+  names = sorted(f for f in os.listdir(conversion.FREEDOOM_DIR) if f.endswith('.mid'))
   for name in names:
-    with open(os.path.join(build.FREEDOOM_DIR, name), 'rb') as f:
+    with open(os.path.join(conversion.FREEDOOM_DIR, name), 'rb') as f:
       data = f.read()
     assert _lexers_agree(data) == sum(1 for a, e in _chunks(data) if e > a), name
   for name, (data, read_by_mido) in SYSTEM.items():
@@ -447,7 +447,7 @@ def test_extraction_imports_no_midi_library():
   code = ('import sys; from data_pipelines import extract; '
           'extract.extract_folder(sys.argv[1], "magenta", log=lambda _: None); '
           'print(sorted(m for m in ("mido", "pretty_midi", "note_seq") if m in sys.modules))')
-  out = subprocess.run([sys.executable, '-c', code, build.FREEDOOM_DIR], capture_output=True,
+  out = subprocess.run([sys.executable, '-c', code, conversion.FREEDOOM_DIR], capture_output=True,
                        text=True, check=True,
                        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
                            os.path.abspath(__file__)))))

@@ -95,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'error: the studio needs its extra packages ({e.name} is missing): '
           'pip install -e ".[studio]"', file=sys.stderr)
     return 1
-  from mvae_jax import logs  # pylint: disable=g-import-not-at-top
-  from mvae_jax import eval as eval_lib  # pylint: disable=g-import-not-at-top
+  from data_pipelines import console  # pylint: disable=g-import-not-at-top
+  from mvae_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from mvae_jax import run as run_lib  # pylint: disable=g-import-not-at-top
   from mvae_jax.studio import engine  # pylint: disable=g-import-not-at-top
   log_path = console.setup(args.workdir[0], 'studio', verbose=False)
 
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     studio = engine.Studio(args.workdir, max_upload_bytes=int(args.max_upload_mb * 2**20),
                            step=args.checkpoint_step, on_load=loaded)
   except (FileNotFoundError, run_lib.CheckpointMismatchError, ValueError, ImportError,
-          eval_lib.checkpoints.DamagedCheckpointError) as e:
+          checkpoints.DamagedCheckpointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sock.close()
     return 1

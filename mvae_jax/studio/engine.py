@@ -45,11 +45,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from data_pipelines import encoding
-from data_pipelines.build import FILE_TIMEOUT_S, WORKER_MEMORY_GB
+from data_pipelines.conversion import FILE_TIMEOUT_S, WORKER_MEMORY_GB
+from data_pipelines import inputs
+from data_pipelines.inputs import InputError, InputWindows
 from mvae_jax import metrics, plotting
-# The one place the studio names the model API (it is moving to mvae_jax.trained_model).
-from mvae_jax.generate import (DEFAULT_TEMPERATURE, InputError, InputWindows, Model, concatenate,
-                               input_windows, slerp_points, to_midi)
+from mvae_jax.trained_model import (DEFAULT_TEMPERATURE, Model, concatenate, slerp_points,
+                                    to_midi)
 
 log = logging.getLogger('mvae_jax.studio')
 
@@ -77,35 +78,6 @@ class StudioError(Exception):
 
 
 # ----------------------------------------------------------------------------- uploads
-
-@dataclasses.dataclass(frozen=True)
-class UploadItem:
-  """What a parsing worker gets. `path` and `file_id` are what `workers.failed` reports."""
-  path: str                  # the file's name as uploaded (messages name it)
-  file_id: str               # the upload's id
-  location: str              # the stored copy
-  spec: encoding.WindowSpec  # the run's windows
-
-
-def parse_upload(item: UploadItem) -> dict:
-  """Worker side: the windows of one uploaded file for one window spec, as plain arrays.
-
-  Never raises for bad input: an unusable file gives reason 'unusable' and the message of
-  `InputError` (no such window, not MIDI, ...), with the storage folder taken out of it.
-  """
-  folder = os.path.dirname(item.location) + os.sep
-  out = {'path': item.path, 'file_id': item.file_id, 'reason': '', 'detail': ''}
-  try:
-    w = input_windows(item.location, item.spec)
-  except InputError as e:
-    out.update(reason='unusable', detail=str(e).replace(folder, ''))
-    return out
-  # ('seconds' of a result is the pool's timing of the item.)
-  out.update(tokens=np.asarray(w.tokens), bars=np.asarray(w.bars),
-             start_seconds=np.asarray(w.seconds), num_bars=w.num_bars, default=w.default,
-             complete_bars=w.complete_bars)
-  return out
-
 
 def safe_name(name: str) -> str:
   """An uploaded file's name as a plain file name: `../My Song (v2).mid` -> `My Song _v2_.mid`."""
@@ -147,7 +119,7 @@ class Uploads:
   def _start_pool(self) -> None:
     if self._pool is None:
       from data_pipelines import workers  # pylint: disable=g-import-not-at-top
-      self._pool = workers.WorkerPool('mvae_jax.studio.engine:parse_upload', (), 1,
+      self._pool = workers.WorkerPool('data_pipelines.inputs:parse_upload', (), 1,
                                       self.timeout_s, self.memory_gb)
 
   def too_big(self, size: int, name: str) -> StudioError:
@@ -200,7 +172,7 @@ class Uploads:
                        ) -> InputWindows | StudioError:
     try:
       self._start_pool()
-      [(_, res)] = list(self._pool.imap([UploadItem(up.name, up.id, up.location, spec)]))
+      [(_, res)] = list(self._pool.imap([inputs.UploadItem(up.name, up.id, up.location, spec)]))
     except RuntimeError as e:  # the worker could not start
       if self._pool is not None:
         self._pool.close()
