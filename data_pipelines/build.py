@@ -23,6 +23,9 @@ import json
 import os
 import shutil
 import time
+from typing import Any, Sequence
+
+import numpy as np
 
 from data_pipelines import console, conversion, kinds, midi
 from data_pipelines.conversion import (FILE_TIMEOUT_S, WORKER_MEMORY_GB, ConvertOptions,
@@ -139,6 +142,37 @@ def data_source(source: str, kind: str, mode: str = 'paper', split: str = 'train
     raise ValueError(f'{b.data_dir} has no {split!r} split (it had no windows); '
                      f'splits: {list(b.info.splits)}')
   return b.as_data_source(split=split)
+
+
+def read_rows(source: Any, keys: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+  """Examples `keys` of a `data_source` (or any random-access source of examples): (tokens
+  int [k, time(, parts)], their `path` features).
+
+  TFDS's own decoding costs ~0.7 ms an example (70 s for a 100k-window split); parsing the
+  stored `tf.Example` records directly is ~30 times faster. Any other source (or a record
+  without the expected features) takes the ordinary path.
+  """
+  raw = getattr(source, 'data_source', None)
+  info = getattr(source, 'dataset_info', None)
+  try:
+    from tensorflow_datasets.proto import tf_example_pb2
+    shape = tuple(info.features['tokens'].shape)
+    records = raw.__getitems__(list(keys))
+    feats = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
+    cells = int(np.prod(shape))
+    flat = np.fromiter((v for f in feats for v in f['tokens'].int64_list.value), np.int64,
+                       count=len(feats) * cells)
+    paths = [f['path'].bytes_list.value[0].decode() for f in feats]
+    return flat.reshape((len(feats),) + shape), paths
+  except Exception:  # pylint: disable=broad-except  (not that layout: decode the usual way)
+    getitems = getattr(source, '__getitems__', None)
+    items = getitems(list(keys)) if getitems else [source[i] for i in keys]
+    tokens = np.stack([np.asarray(ex['tokens'] if isinstance(ex, dict) else ex) for ex in items])
+    paths = []
+    for ex in items:
+      p = ex.get('path', b'') if isinstance(ex, dict) else b''
+      paths.append(p.decode() if isinstance(p, bytes) else str(p))
+    return tokens, paths
 
 
 def data_source_builder(source: str, kind: str, mode: str = 'paper',

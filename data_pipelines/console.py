@@ -106,3 +106,51 @@ def is_terminal(stream: TextIO | None = None) -> bool:
   stream = sys.stderr if stream is None else stream
   return bool(getattr(stream, 'isatty', None) and stream.isatty())
 
+
+class Progress:
+  """Progress of a long loop: `[label] 1200/5000 windows, 52.1 windows/s, 23 s elapsed, ETA 73 s`
+  (with an optional note after the count: `, 3 skipped`), on stderr: one updating line on a
+  terminal, a line every 15 s otherwise (no escape codes in logs). Work that ends within
+  `quiet_s` seconds prints nothing; the last line is written when the count reaches `total`
+  (or at `close`)."""
+
+  def __init__(self, label: str, total: int, unit: str = 'items', *, quiet_s: float = 0.0,
+               stream: TextIO | None = None, enabled: bool = True):
+    self.label, self.total, self.unit = label, total, unit
+    self.stream = stream or sys.stderr
+    self.tty = is_terminal(self.stream)
+    self.quiet_s, self.enabled = quiet_s, enabled
+    self.t0 = self.last = time.monotonic()
+    self.done, self.note, self.shown, self.final = 0, '', False, False
+
+  def update(self, n: int = 1, note: str | None = None) -> None:
+    """`n` more done; `note` replaces the text after the count."""
+    self.done += n
+    if note is not None:
+      self.note = note
+    now = time.monotonic()
+    if not self.enabled or now - self.t0 < self.quiet_s:
+      return
+    finished = self.done >= self.total
+    if not finished and now - self.last < (0.5 if self.tty else 15.0):
+      return
+    self._write(now, finished)
+
+  def close(self) -> None:
+    """Writes the last line, if any line was shown and the last one was not."""
+    if self.enabled and self.shown and not self.final:
+      self._write(time.monotonic(), True)
+
+  def _write(self, now: float, final: bool) -> None:
+    self.last, self.shown, self.final = now, True, final
+    elapsed = now - self.t0
+    rate = self.done / max(elapsed, 1e-9)
+    eta = max(self.total - self.done, 0) / max(rate, 1e-9)
+    note = f', {self.note}' if self.note else ''
+    line = (f'[{self.label}] {self.done}/{self.total} {self.unit}{note}, {rate:.1f} '
+            f'{self.unit}/s, {elapsed:.0f} s elapsed, ETA {eta:.0f} s')
+    if self.tty:
+      self.stream.write('\r' + line + ('\n' if final else ''))
+    else:
+      self.stream.write(line + '\n')
+    self.stream.flush()

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from data_pipelines import console
 from data_pipelines import encoding
 from data_pipelines import folk
 from data_pipelines import midi
@@ -254,34 +255,6 @@ def convert_item(item: Item, specs: dict, options: ConvertOptions | None = None)
   return res
 
 
-class _Progress:
-  """One updating line on a terminal, a line every 15 s otherwise."""
-
-  def __init__(self, label, total, stream=None):
-    self.label, self.total = label, total
-    self.stream = stream or sys.stderr
-    self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
-    self.t0 = self.last = time.monotonic()
-    self.done = self.skipped = 0
-
-  def update(self, skipped, force=False):
-    self.done += 1
-    self.skipped += bool(skipped)
-    now = time.monotonic()
-    if not force and now - self.last < (0.5 if self.tty else 15.0) and self.done < self.total:
-      return
-    self.last = now
-    rate = self.done / max(now - self.t0, 1e-9)
-    eta = (self.total - self.done) / max(rate, 1e-9)
-    line = (f'[{self.label}] {self.done}/{self.total} files, {self.skipped} skipped, '
-            f'{rate:.1f} files/s, {now - self.t0:.0f} s elapsed, ETA {eta:.0f} s')
-    if self.tty:
-      self.stream.write('\r' + line + ('\n' if self.done >= self.total else ''))
-    else:
-      self.stream.write(line + '\n')
-    self.stream.flush()
-
-
 # ----------------------------------------------------------------------------- extraction
 
 @dataclasses.dataclass
@@ -359,7 +332,8 @@ def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None
   bins = {k: open(os.path.join(tmp, f'{k}.bin'), 'wb') for k in kinds}
   index = {k: ([], [], []) for k in kinds}
   records = [None] * len(items)
-  bar = _Progress(f'{source} {mode}', len(items)) if progress else None
+  bar = console.Progress(f'{source} {mode}', len(items), 'files') if progress else None
+  skipped = [0]
   t0 = time.monotonic()
 
   def consume(idx, res):
@@ -372,8 +346,9 @@ def extract(source: str, kinds, mode: str = 'paper', data_dir: str | None = None
         index[k][0].append(np.full(len(w), idx, np.int64))
         index[k][1].append(np.arange(len(w), dtype=np.int64))
         index[k][2].append(res['hashes'][k])
+    skipped[0] += bool(res['reason'])
     if bar:
-      bar.update(res['reason'])
+      bar.update(1, f'{skipped[0]} skipped')
 
   try:
     specs = {k: encoding.window_spec(k, mode) for k in kinds}

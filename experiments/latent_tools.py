@@ -34,6 +34,8 @@ from mvae_jax import attributes as A  # pylint: disable=g-import-not-at-top
 from mvae_jax import novelty  # pylint: disable=g-import-not-at-top
 from mvae_jax import score as S  # pylint: disable=g-import-not-at-top
 from data_pipelines import console
+from data_pipelines import inputs
+from mvae_jax import input_pipeline
 
 
 def cpu_model() -> str:
@@ -129,8 +131,8 @@ def main(argv=None) -> int:
 def heldout(model, args, num: int) -> np.ndarray:
   """Up to `num` held-out windows: the eval split, or the windows of --heldout_midi_dir."""
   if not args.heldout_midi_dir:
-    return A.split_windows(model.config, 'eval', num, seed=0)
-  tokens, _ = A.folder_windows(model, args.heldout_midi_dir)
+    return input_pipeline.split_windows(model.config.data, 'eval', limit=num, seed=0)
+  tokens = inputs.folder_windows(args.heldout_midi_dir, model.spec).tokens
   if len(tokens) > num:
     tokens = tokens[np.sort(np.random.default_rng(0).choice(len(tokens), num, False))]
   return tokens

@@ -70,7 +70,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from data_pipelines import console
-from data_pipelines import conversion
+from data_pipelines import inputs
+from mvae_jax import input_pipeline
 from mvae_jax import checkpoints
 
 NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2  # melody classes (data_pipelines.encoding)
@@ -258,41 +259,6 @@ def model_attribute_names(model: Any) -> list[str]:
 
 # ----------------------------------------------------------------------------- big batches
 
-class Progress:
-  """`label: 1200/5000 windows, 12 s, ETA 38 s` on one updating line of stderr (a line every 15 s
-  when stderr is not a terminal); silent for work that ends within `quiet_s` seconds."""
-
-  def __init__(self, label: str, total: int, unit: str = 'windows', quiet_s: float = 3.0,
-               stream: Any = None, enabled: bool = True):
-    self.label, self.total, self.unit = label, total, unit
-    self.stream = stream or sys.stderr
-    self.tty = bool(getattr(self.stream, 'isatty', None) and self.stream.isatty())
-    self.t0 = self.last = time.monotonic()
-    self.quiet_s, self.enabled, self.done, self.shown = quiet_s, enabled, 0, False
-
-  def update(self, n: int) -> None:
-    self.done += n
-    now = time.monotonic()
-    if not self.enabled or now - self.t0 < self.quiet_s:
-      return
-    if now - self.last < (0.5 if self.tty else 15.0) and self.shown:
-      return
-    self.last, self.shown = now, True
-    rate = self.done / max(now - self.t0, 1e-9)
-    eta = (self.total - self.done) / max(rate, 1e-9)
-    line = (f'{self.label}: {self.done}/{self.total} {self.unit}, {now - self.t0:.0f} s, '
-            f'ETA {eta:.0f} s')
-    self.stream.write(('\r' + line) if self.tty else line + '\n')
-    self.stream.flush()
-
-  def close(self) -> None:
-    if self.shown:
-      elapsed = time.monotonic() - self.t0
-      line = f'{self.label}: {self.done}/{self.total} {self.unit} in {elapsed:.0f} s'
-      self.stream.write(('\r' + line + '\n') if self.tty else line + '\n')
-      self.stream.flush()
-
-
 def batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
   """(start, stop) of consecutive batches covering range(n)."""
   for start in range(0, n, batch_size):
@@ -335,7 +301,8 @@ def encode_all(model: Any, tokens: np.ndarray, batch_size: int | None = None,
   fn = _jit(_encode, model.module)
   mu = np.zeros((n, model.z_size), np.float32)
   sigma = np.zeros((n, model.z_size), np.float32)
-  bar = Progress(progress or 'encoding', n, enabled=progress is not None)
+  bar = console.Progress(progress or 'encoding', n, 'windows', quiet_s=3.0,
+                         enabled=progress is not None)
   for a, b in batches(n, bs):
     m, s = fn(model.params, jnp.asarray(pad_rows(tokens[a:b], bs)))
     mu[a:b], sigma[a:b] = np.asarray(m)[:b - a], np.asarray(s)[:b - a]
@@ -354,7 +321,8 @@ def decode_all(model: Any, z: np.ndarray, *, greedy: bool = True, temperature: f
   bs = min(batch_size or default_batch_size(model), max(1, n))
   bs = 1 << (bs - 1).bit_length()  # Model.decode_tokens pads to a power of two anyway
   out = np.zeros((n, model.time, len(model.part_vocab)), np.int32)
-  bar = Progress(progress or 'decoding', n, enabled=progress is not None)
+  bar = console.Progress(progress or 'decoding', n, 'windows', quiet_s=3.0,
+                         enabled=progress is not None)
   for k, (a, b) in enumerate(batches(n, bs)):
     out[a:b] = model.decode_tokens(pad_rows(z[a:b], bs), temperature=temperature, greedy=greedy,
                                    seed=seed + k)[:b - a]
@@ -364,90 +332,6 @@ def decode_all(model: Any, z: np.ndarray, *, greedy: bool = True, temperature: f
 
 
 # ----------------------------------------------------------------------------- data windows
-
-def split_windows(config: Any, split: str = 'train', max_windows: int | None = None,
-                  seed: int = 0, with_paths: bool = False, progress: bool = False):
-  """The windows of a built dataset split (`config.data`), int32 [n, time, parts] in the
-  dataset's order; a seeded random subset of `max_windows` (kept in order) if given.
-
-  Returns:
-    tokens, or (tokens, indices int [n] into the split, paths list[str]) with `with_paths`.
-  """
-  from mvae_jax import input_pipeline  # local: pulls in the data stack
-  source = input_pipeline.get_source(config.data, split)
-  total = len(source)
-  if total == 0:
-    raise ValueError(f'the {split} split is empty')
-  index = np.arange(total)
-  if max_windows is not None and max_windows < total:
-    index = np.sort(np.random.default_rng(seed).choice(total, max_windows, replace=False))
-  rows, paths = [], []
-  bar = Progress(f'reading the {split} split', len(index), enabled=progress)
-  for a, b in batches(len(index), 4096):
-    t, p = read_rows(source, index[a:b].tolist())
-    rows.append(t)
-    paths += p
-    bar.update(b - a)
-  bar.close()
-  tokens = np.concatenate(rows).astype(np.int32)
-  tokens = tokens[..., None] if tokens.ndim == 2 else tokens
-  return (tokens, index, paths) if with_paths else tokens
-
-
-def read_rows(source: Any, keys: Sequence[int]) -> tuple[np.ndarray, list[str]]:
-  """Examples `keys` of a TFDS source: (tokens int [k, time(, parts)], their `path` features).
-
-  TFDS's own decoding costs ~0.7 ms an example (70 s for a 100k-window split); parsing the
-  stored `tf.Example` records directly is ~30 times faster. Any other source (or a record
-  without the expected features) takes the ordinary path.
-  """
-  raw = getattr(source, 'data_source', None)
-  info = getattr(source, 'dataset_info', None)
-  try:
-    from tensorflow_datasets.proto import tf_example_pb2
-    shape = tuple(info.features['tokens'].shape)
-    records = raw.__getitems__(list(keys))
-    feats = [tf_example_pb2.Example.FromString(r).features.feature for r in records]
-    cells = int(np.prod(shape))
-    flat = np.fromiter((v for f in feats for v in f['tokens'].int64_list.value), np.int64,
-                       count=len(feats) * cells)
-    paths = [f['path'].bytes_list.value[0].decode() for f in feats]
-    return flat.reshape((len(feats),) + shape), paths
-  except Exception:  # pylint: disable=broad-except  (not that layout: decode the usual way)
-    getitems = getattr(source, '__getitems__', None)
-    items = getitems(list(keys)) if getitems else [source[i] for i in keys]
-    tokens = np.stack([np.asarray(ex['tokens'] if isinstance(ex, dict) else ex) for ex in items])
-    paths = []
-    for ex in items:
-      p = ex.get('path', b'') if isinstance(ex, dict) else b''
-      paths.append(p.decode() if isinstance(p, bytes) else str(p))
-    return tokens, paths
-
-
-def folder_windows(model: Any, midi_dir: str, progress: bool = False
-                   ) -> tuple[np.ndarray, list[str]]:
-  """Every window of every MIDI file under `midi_dir` (sorted paths; files without a usable
-  window are skipped): (int32 [n, time, parts], the files read)."""
-  if not os.path.isdir(midi_dir):
-    raise FileNotFoundError(f'{midi_dir}: no such folder')
-  files = [it.location for it in conversion.list_items('folder', midi_dir)]
-  if not files:
-    raise ValueError(f'{midi_dir}: no MIDI files (.mid, .midi) in it')
-  rows, used = [], []
-  bar = Progress(f'reading {midi_dir}', len(files), unit='files', enabled=progress)
-  for f in files:
-    try:
-      rows.append(model.windows(f).tokens)
-      used.append(f)
-    except ValueError:  # inputs.InputError: no usable window in this file
-      pass
-    bar.update(1)
-  bar.close()
-  if not rows:
-    raise ValueError(f'{midi_dir}: none of its {len(files)} MIDI files has a usable '
-                     f'{model.spec.num_bars}-bar window for this model')
-  return np.concatenate(rows).astype(np.int32), used
-
 
 # ----------------------------------------------------------------------------- vectors
 
@@ -622,13 +506,14 @@ def compute_attribute_vectors(model: Any, *, split: str | None = 'train',
   if max_windows is not None and max_windows < 8:
     raise ValueError(f'max_windows must be at least 8, got {max_windows}')
   if midi_dir:
-    tokens, _ = folder_windows(model, midi_dir, progress=progress)
+    tokens = inputs.folder_windows(midi_dir, model.spec, progress=progress).tokens
     source = f'midi_dir:{os.path.abspath(midi_dir)}'
     if max_windows is not None and max_windows < len(tokens):
       keep = np.sort(np.random.default_rng(seed).choice(len(tokens), max_windows, False))
       tokens = tokens[keep]
   else:
-    tokens = split_windows(model.config, split, max_windows, seed, progress=progress)
+    tokens = input_pipeline.split_windows(model.config.data, split, limit=max_windows, seed=seed,
+                                          progress=progress)
     source = f'split:{split}'
   if len(tokens) < 8:
     raise ValueError(f'{len(tokens)} windows are too few for attribute vectors (need 8+)')
@@ -856,8 +741,8 @@ def attribute_change_matrix(model: Any, tokens: np.ndarray, vectors: AttributeVe
                          progress='decoding reference' if progress else None))
   inp = means(tokens)
   after = np.zeros((len(amounts), A, A))
-  bar = Progress('decoding with the vectors', len(amounts) * A, unit='decodes of all windows',
-                 enabled=progress, quiet_s=0.0)
+  bar = console.Progress('decoding with the vectors', len(amounts) * A, 'decodes of all windows',
+                         enabled=progress)
   for i, s in enumerate(amounts):
     for a, name in enumerate(names):
       z = mu + np.float32(s) * vectors.vectors[a][None]
@@ -1083,12 +968,13 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     return 0
   vecs = model_vectors(model)
   if args.midi_dir:
-    tokens, _ = folder_windows(model, args.midi_dir, progress=True)
+    tokens = inputs.folder_windows(args.midi_dir, model.spec, progress=True).tokens
     if len(tokens) > args.num:
       tokens = tokens[np.sort(np.random.default_rng(args.seed).choice(len(tokens), args.num,
                                                                        False))]
   else:
-    tokens = split_windows(model.config, args.split or 'eval', args.num, args.seed)
+    tokens = input_pipeline.split_windows(model.config.data, args.split or 'eval', limit=args.num,
+                                          seed=args.seed)
   res = attribute_change_matrix(model, tokens, vecs, batch_size=args.batch_size, progress=True)
   stem = args.out or os.path.join(model.workdir, 'attribute_matrix')
   title = args.title or f'Attribute vectors of {name} ({os.path.basename(model.workdir)})'

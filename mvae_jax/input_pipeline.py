@@ -21,6 +21,7 @@ import grain
 import jax
 import numpy as np
 
+from data_pipelines import console
 from data_pipelines.kinds import NUM_SPECIAL as NOTE_ON_OFFSET  # first note-on class
 from data_pipelines import conversion
 
@@ -195,3 +196,37 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
     multihost_utils.sync_global_devices(f'dataset {data.kind} built')
   build.dataset_dir(**where, midi_dir=data.midi_dir or None)  # still missing: the full command
   return build.data_source(split=split, **where)
+
+
+def split_windows(data: Any, split: str = 'train', *, limit: int | None = None, seed: int = 0,
+                  with_paths: bool = False, progress: bool = False, build: bool = True):
+  """The windows of a dataset split (`config.data`) as one array, int32 [n, time, parts], in the
+  dataset's order; a seeded random subset of `limit` windows (kept in order) if given.
+
+  `build=False` never builds a missing dataset: FileNotFoundError with the build command.
+  Returns tokens, or (tokens, indices int [n] into the split, paths list[str]) with `with_paths`.
+  """
+  from data_pipelines import build as build_lib  # local import: see get_source
+  if not build:
+    build_lib.dataset_dir(source=data.source, kind=data.kind, mode=data.mode,
+                          data_dir=data.data_dir or None, midi_dir=data.midi_dir or None)
+  source = get_source(data, split)
+  total = len(source)
+  if total == 0:
+    raise ValueError(f'the {data.source} {data.kind} {split} split is empty')
+  index = np.arange(total)
+  if limit is not None and 0 < limit < total:
+    index = np.sort(np.random.default_rng(seed).choice(total, limit, replace=False))
+  rows, paths = [], []
+  bar = console.Progress(f'reading the {data.source} {data.kind} {split} split', len(index),
+                         'windows', quiet_s=3.0, enabled=progress)
+  for a in range(0, len(index), 4096):
+    keys = index[a:a + 4096].tolist()
+    t, p = build_lib.read_rows(source, keys)
+    rows.append(t)
+    paths += p
+    bar.update(len(keys))
+  bar.close()
+  tokens = np.concatenate(rows).astype(np.int32)
+  tokens = tokens[..., None] if tokens.ndim == 2 else tokens
+  return (tokens, index, paths) if with_paths else tokens

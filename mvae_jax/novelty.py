@@ -22,7 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from data_pipelines import console
 from mvae_jax import attributes as attr_lib
+from mvae_jax import input_pipeline
 from data_pipelines import conversion
 
 CHUNK_CELLS = 1 << 25  # compared tokens per chunk (bool bytes): ~32 MB
@@ -52,7 +54,8 @@ def nearest_windows(samples: np.ndarray, train: np.ndarray, chunk: int | None = 
   s = s.astype(t.dtype, copy=False)
   best = np.full(n, np.iinfo(np.int64).max)
   index = np.zeros(n, np.int64)
-  bar = attr_lib.Progress(progress or 'searching', len(t), enabled=progress is not None)
+  bar = console.Progress(progress or 'searching', len(t), 'windows', quiet_s=3.0,
+                         enabled=progress is not None)
   for a, b in attr_lib.batches(len(t), chunk):
     d = (t[a:b, None, :] != s[None, :, :]).sum(-1)  # [c, n]
     i = d.argmin(0)
@@ -70,7 +73,8 @@ def _split_cached(data_key: str, config_json: str, split: str
   import ml_collections
   del data_key
   config = ml_collections.ConfigDict(json.loads(config_json))
-  tokens, _, paths = attr_lib.split_windows(config, split, with_paths=True, progress=True)
+  tokens, _, paths = input_pipeline.split_windows(config.data, split, with_paths=True,
+                                                  progress=True)
   tokens.setflags(write=False)
   return tokens, tuple(paths)
 

@@ -47,6 +47,7 @@ from mvae_jax.attributes import batches
 from mvae_jax import losses
 from data_pipelines import console
 from mvae_jax import checkpoints
+from mvae_jax import input_pipeline
 
 LN2 = math.log(2.0)
 LOG_2PI = math.log(2.0 * math.pi)
@@ -144,7 +145,8 @@ def score_tokens(model: Any, tokens: np.ndarray, samples: int = DEFAULT_SAMPLES,
   log_p = np.zeros(n)
   if not model.use_encoder:
     fn = _jit(baseline_log_p, model.module)
-    bar = attr_lib.Progress(progress or 'scoring', n, enabled=progress is not None)
+    bar = console.Progress(progress or 'scoring', n, 'windows', quiet_s=3.0,
+                           enabled=progress is not None)
     for a, b in attr_lib.batches(n, rows_budget):
       lp = np.asarray(fn(model.params, jnp.asarray(attr_lib.pad_rows(tokens[a:b], rows_budget))))
       recon[a:b] = -lp[:b - a]
@@ -161,7 +163,7 @@ def score_tokens(model: Any, tokens: np.ndarray, samples: int = DEFAULT_SAMPLES,
     fn = jitted_log_weights(model.module)
     key = jax.random.PRNGKey(seed)
     keys = window_keys(tokens)
-    bar = attr_lib.Progress(progress or 'scoring', n * samples, unit='window-samples',
+    bar = console.Progress(progress or 'scoring', n * samples, 'window-samples', quiet_s=3.0,
                             enabled=progress is not None)
     for a, b in attr_lib.batches(n, rows):
       t = jnp.asarray(attr_lib.pad_rows(tokens[a:b], rows))
@@ -278,8 +280,8 @@ def split_records(model: Any, split: str, max_windows: int | None, samples: int,
                   shuffle: bool, batch_size: int | None = None) -> list[dict[str, Any]]:
   """Scores a dataset split's windows (and, with `shuffle`, their time-shuffled copies) as
   records like `score_files`' (one per split, windows numbered by their index in the split)."""
-  tokens, index, paths = attr_lib.split_windows(model.config, split, max_windows, seed,
-                                                with_paths=True, progress=True)
+  tokens, index, paths = input_pipeline.split_windows(
+      model.config.data, split, limit=max_windows, seed=seed, with_paths=True, progress=True)
   sets = [(f'{split} split', tokens)]
   if shuffle:
     sets.append((f'{split} split, steps shuffled in time', shuffle_time(tokens, seed)))

@@ -728,99 +728,43 @@ def _say(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
-class _Progress:
-  """`label: done/total (rate/s, ETA)` lines on stderr, at most one every few seconds."""
-
-  def __init__(self, label: str, total: int, unit: str, every_s: float = 5.0):
-    self.label, self.total, self.unit, self.every_s = label, total, unit, every_s
-    self.t0 = self.last = time.monotonic()
-
-  def update(self, done: int, force: bool = False) -> None:
-    now = time.monotonic()
-    if not force and now - self.last < self.every_s:
-      return
-    self.last = now
-    rate = done / max(now - self.t0, 1e-9)
-    eta = (self.total - done) / rate if rate > 0 else float('inf')
-    eta_text = f', ETA {eta:.0f}s' if done < self.total and math.isfinite(eta) else ''
-    _say(f'{self.label}: {done}/{self.total} {self.unit} ({rate:.1f}/s{eta_text})')
-
-
 def dataset_tokens(data: Any, split: str, *, limit: int = 0, seed: int = 0) -> np.ndarray:
   """The windows of a built dataset split (`config.data`): int [n, time, parts].
 
   `limit` > 0 keeps a random subset of that many (seeded). Raises FileNotFoundError (with the
   build command) when the dataset is not built: measuring never starts a build.
   """
-  from data_pipelines import build  # pylint: disable=g-import-not-at-top
   from mvae_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  build.dataset_dir(source=data.source, kind=data.kind, mode=data.mode,
-                    data_dir=data.data_dir or None, midi_dir=data.midi_dir or None)
-  source = input_pipeline.get_source(data, split)
-  n = len(source)
-  if n == 0:
-    raise ValueError(f'the {data.source} {data.kind} {split} split is empty')
-  index = np.arange(n)
-  if limit and limit < n:
-    index = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-  progress = _Progress(f'reading the {data.source} {data.kind} {split} split', len(index),
-                       'windows')
-  rows = []
-  for lo in range(0, len(index), 1024):
-    chunk = index[lo:lo + 1024].tolist()
-    items = (source.__getitems__(chunk) if hasattr(source, '__getitems__')
-             else [source[i] for i in chunk])
-    rows += [input_pipeline.to_parts(item['tokens'] if isinstance(item, dict) else item)
-             for item in items]
-    progress.update(len(rows))
-  _say(f'read {len(rows)} windows of the {data.source} {data.kind} ({data.mode}) {split} split')
-  return np.stack(rows).astype(np.int64)
+  tokens = input_pipeline.split_windows(data, split, limit=limit or None, seed=seed,
+                                        progress=True, build=False)
+  _say(f'read {len(tokens)} windows of the {data.source} {data.kind} ({data.mode}) {split} split')
+  return tokens.astype(np.int64)
 
 
 def midi_tokens(midi_dir: str, spec: Any) -> tuple[np.ndarray, dict[str, int]]:
   """Every window of `spec` (a `data_pipelines.encoding.WindowSpec`) in the MIDI files under
-  `midi_dir` (sorted, recursive), as the datasets extract them: (int [n, time, parts],
-  {'files', 'with_windows', 'unreadable'})."""
-  from data_pipelines import build, encoding, midi  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(midi_dir):
-    raise FileNotFoundError(f'--midi_dir={midi_dir}: no such folder')
-  paths = sorted(os.path.join(root, f) for root, _, files in os.walk(midi_dir) for f in files
-                 if f.lower().endswith(build.MIDI_EXTENSIONS))
-  if not paths:
-    raise FileNotFoundError(f'{midi_dir} holds no MIDI files ({", ".join(build.MIDI_EXTENSIONS)})')
-  progress = _Progress(f'reading {midi_dir}', len(paths), 'files')
-  rows, counts = [], {'files': len(paths), 'with_windows': 0, 'unreadable': 0}
-  for i, path in enumerate(paths):
-    try:
-      w = encoding.extract_windows(midi.read_midi(path), spec)
-    except (midi.MidiError, midi.QuantizationError):
-      counts['unreadable'] += 1
-      continue
-    if len(w):
-      counts['with_windows'] += 1
-      rows.append(w.reshape(len(w), spec.num_steps, len(spec.parts)))
-    progress.update(i + 1)
-  if not rows:
-    raise ValueError(f'no {spec.kind} window in the {len(paths)} MIDI files of {midi_dir} '
-                     f'({counts["unreadable"]} unreadable)')
-  tokens = np.concatenate(rows).astype(np.int64)
-  _say(f'read {midi_dir}: {len(tokens)} {spec.kind} windows from {counts["with_windows"]} of '
-       f'{len(paths)} files ({counts["unreadable"]} unreadable)')
-  return tokens, counts
+  `midi_dir` as the datasets extract them (`data_pipelines.inputs.folder_windows`):
+  (int [n, time, parts], {'files', 'with_windows', 'unreadable'})."""
+  from data_pipelines import inputs  # pylint: disable=g-import-not-at-top
+  folder = inputs.folder_windows(midi_dir, spec, progress=True)
+  counts = {'files': folder.files, 'with_windows': folder.used,
+            'unreadable': len(folder.skipped)}
+  _say(f'read {folder.describe()}')
+  return folder.tokens.astype(np.int64), counts
 
 
 def sample_run(model: Any, num: int, *, temperature: float, seed: int, batch_size: int,
                label: str) -> np.ndarray:
   """`num` pieces sampled from a loaded `generate.Model` at `temperature`, in batches (batch b
   uses seed (seed * 10007 + b) mod 2**31): int [num, time, parts]."""
-  progress = _Progress(f'sampling {label}', num, 'pieces')
+  progress = console.Progress(f'sampling {label}', num, 'pieces')
   out = []
   done = 0
   for b in range(-(-num // batch_size)):
     k = min(batch_size, num - done)
     out.append(np.asarray(model.sample_tokens(k, temperature, seed=(seed * 10007 + b) % 2 ** 31)))
     done += k
-    progress.update(done, force=b == 0)
+    progress.update(k)
   return np.concatenate(out).astype(np.int64)
 
 

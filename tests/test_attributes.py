@@ -18,6 +18,7 @@ from mvae_jax import generate
 from tests.test_generate import INPUT_A, INPUT_B, check_midi, smoke_run
 from mvae_jax import generation
 from mvae_jax import trained_model
+from mvae_jax import input_pipeline
 
 nan = math.nan
 
@@ -159,7 +160,7 @@ def test_vectors_of_a_trained_melody_run(root, capsys):
   with pytest.raises(A.VectorsMissingError, match='attributes compute'):
     A.attribute_vector(model, 'note_density')
   vecs = A.compute_attribute_vectors(model, split='train', progress=False)
-  train_windows = A.split_windows(model.config, 'train')
+  train_windows = input_pipeline.split_windows(model.config.data, 'train')
   assert vecs.num_windows == len(train_windows) > 1000  # every Freedoom training window
   assert vecs.names == A.attribute_names(('melody',), (False,))
   assert vecs.vectors.shape == (7, model.z_size) and np.isfinite(vecs.vectors).all()

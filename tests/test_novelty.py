@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from mvae_jax import attributes as A
 from mvae_jax import novelty
 from tests.test_generate import FREEDOOM, smoke_run
 from mvae_jax import trained_model
+from mvae_jax import input_pipeline
 
 
 def test_nearest_windows_matches_brute_force():
@@ -32,9 +32,8 @@ def test_planted_training_window_is_found_with_file_and_bar(tfds_dir, tmp_path_f
                                                             tmp_path):
   del tfds_dir  # exports TFDS_DATA_DIR, where the Freedoom windows are built
   model = trained_model.Model.load(smoke_run('melody2', tmp_path_factory.mktemp('novelty')))
-  train, index, paths = A.split_windows(model.config, 'train', with_paths=True)
+  train, index, paths = input_pipeline.split_windows(model.config.data, 'train', with_paths=True)
   # The fast record parser reads what TFDS's own decoding gives.
-  from mvae_jax import input_pipeline
   source = input_pipeline.get_source(model.config.data, 'train')
   keys = [0, 7, len(source) - 1]
   for k, ex in zip(keys, source.__getitems__(keys)):
