@@ -4,6 +4,9 @@ r"""Sampling, interpolation and reconstruction from the command line.
   python -m mvae_jax.generate interpolate --workdir=runs/mel2 --a=A.mid --b=B.mid --steps=7
   python -m mvae_jax.generate interpolate --workdir=runs/mel2 --from_eval=3,17
   python -m mvae_jax.generate reconstruct --workdir=runs/mel2 --input=X.mid [--window=bar:9]
+  python -m mvae_jax.generate transform --workdir=runs/mel2 --input=X.mid --attribute=note_density \
+      --amount=1.5          (a comma-separated list of amounts gives a sweep)
+  python -m mvae_jax.generate sample --workdir=runs/mel2 --num=8 --nearest
 
 Each command writes MIDI files and piano-roll PNGs (add `--wav` for audio) into a new folder
 `<workdir>/samples/<command>[-<input>-bar<N>]-step<step>-<T0.5|greedy>-seed<seed>[-<k>]/` (the
@@ -53,7 +56,14 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_integer('steps', 7, 'interpolate: points from a to b, endpoints included.', flag_values=fv)
   flags.DEFINE_bool('with_inputs', True, 'interpolate / reconstruct: put the inputs (black in the '
                     'PNG) around the decoded pieces in the combined MIDI and PNG.', flag_values=fv)
-  flags.DEFINE_string('input', None, 'reconstruct: MIDI file.', flag_values=fv)
+  flags.DEFINE_string('input', None, 'reconstruct / transform: MIDI file.', flag_values=fv)
+  flags.DEFINE_string('attribute', None, 'transform: attribute vector to add (python -m '
+                      'mvae_jax.attributes list --workdir=RUN names them).', flag_values=fv)
+  flags.DEFINE_string('amount', '1.0', 'transform: multiple of the vector to add; a comma-'
+                      'separated list gives a sweep (e.g. -1.5,-0.5,0.5,1.5).', flag_values=fv)
+  flags.DEFINE_bool('nearest', False, "sample: also report each sample's nearest training "
+                    'window (Hamming distance, file and bar): does the model copy its data?',
+                    flag_values=fv)
   flags.DEFINE_string('window', None, 'Which window of an input MIDI file: K (the K-th in time, '
                       'from 0) or bar:N (the one starting at bar N, from 1). Default: the first '
                       'with note onsets in every bar. interpolate: for both files unless '
@@ -79,7 +89,8 @@ def main(argv: Sequence[str]) -> int:
         a=FLAGS.a, b=FLAGS.b, from_eval=FLAGS.from_eval, steps=FLAGS.steps,
         with_inputs=FLAGS.with_inputs, input_path=FLAGS.input, window=FLAGS.window,
         window_a=FLAGS.window_a, window_b=FLAGS.window_b, wav=FLAGS.wav,
-        overwrite=FLAGS.overwrite)
+        overwrite=FLAGS.overwrite, attribute=FLAGS.attribute, amount=FLAGS.amount,
+        nearest=FLAGS.nearest)
   except (FileNotFoundError, InputError, run_lib.CheckpointMismatchError, ImportError,
           ValueError, checkpoints.DamagedCheckpointError) as e:
     return cli.error(str(e))

@@ -20,7 +20,7 @@ from mvae_jax import plotting
 from mvae_jax.trained_model import (DEFAULT_TEMPERATURE, Model, concatenate, render_wav,
                                     to_midi)
 
-COMMANDS = ('sample', 'interpolate', 'reconstruct')
+COMMANDS = ('sample', 'interpolate', 'reconstruct', 'transform')
 
 
 def _eval_examples(model: Model, indices: Sequence[int]) -> list[np.ndarray]:
@@ -121,7 +121,8 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
                 from_eval: str | None = None, steps: int = 7, with_inputs: bool = True,
                 input_path: str | None = None, window: WindowChoice = None,
                 window_a: WindowChoice = None, window_b: WindowChoice = None,
-                wav: bool = False, overwrite: bool = False) -> list[str]:
+                wav: bool = False, overwrite: bool = False, attribute: str | None = None,
+                amount: str | float | Sequence[float] = 1.0, nearest: bool = False) -> list[str]:
   """The CLI's work: writes the outputs of `command` and returns their paths (absolute).
 
   Default output folder: `<workdir>/samples/<command>[-<input>-bar<N>...]-step<step>-<how>-
@@ -132,13 +133,19 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   # Check the inputs before loading anything.
   if command == 'interpolate' and not from_eval and not (a and b):
     raise InputError('interpolate needs --a and --b (MIDI files) or --from_eval=I,J')
-  if command == 'reconstruct' and not from_eval and not input_path:
-    raise InputError('reconstruct needs --input (a MIDI file) or --from_eval=I')
+  if command in ('reconstruct', 'transform') and not from_eval and not input_path:
+    raise InputError(f'{command} needs --input (a MIDI file) or --from_eval=I')
+  if command == 'transform':
+    from mvae_jax import attributes  # pylint: disable=g-import-not-at-top
+    if not attribute:
+      raise InputError('transform needs --attribute (python -m mvae_jax.attributes list '
+                       f'--workdir={workdir} names them)')
+    amounts = attributes.parse_amounts(amount)
   model = Model.load(workdir, step)
   if command != 'sample':
     model._need_encoder(command)  # pylint: disable=protected-access
   if greedy is None:
-    greedy = command == 'reconstruct'
+    greedy = command in ('reconstruct', 'transform')
   how = 'greedy' if greedy else f'T{temperature:g}'
   name = f'{model.config.family}:{model.config.preset} step {model.step}'
   what = ''  # the inputs, in the folder's name
@@ -151,13 +158,17 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
       ta, part_a = _file_input(model, a, window if window_a is None else window_a)
       tb, part_b = _file_input(model, b, window if window_b is None else window_b)
       labels, what = (os.path.basename(a), os.path.basename(b)), f'-{part_a}-{part_b}'
-  elif command == 'reconstruct':
+  elif command in ('reconstruct', 'transform'):
+    if command == 'transform':
+      attributes.model_vectors(model).index(attribute)  # no vectors / unknown name: fail now
     if from_eval:
       [i] = _parse_indices(from_eval, 1)
       tx, label, what = model.tokens(_eval_examples(model, [i])[0]), f'eval {i}', f'-eval{i}'
     else:
       tx, part = _file_input(model, input_path, window)
       label, what = os.path.basename(input_path), f'-{part}'
+  if command == 'transform':
+    what += f'-{attribute.replace("/", "_")}'
   base = out or os.path.join(model.workdir, 'samples',
                              f'{command}{what}-step{model.step}-{how}-seed{seed}')
   out = output_folder(base, explicit=bool(out), overwrite=overwrite)
@@ -167,6 +178,13 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
     w.share_range(tokens)
     for i, t in enumerate(tokens):
       w.piece(t, f'sample_{i:03d}', f'{name} | sample {i} ({how}, seed {seed})')
+    if nearest:
+      from mvae_jax import novelty  # pylint: disable=g-import-not-at-top
+      lines, paths = novelty.write_nearest(model, tokens, out,
+                                           names=[f'sample_{i:03d}' for i in range(len(tokens))])
+      for line in lines:
+        _say(line)
+      w.paths += paths
   elif command == 'interpolate':
     tokens = model.interpolate_tokens(ta, tb, steps, temperature, greedy, seed)
     pieces = list(tokens)
@@ -185,6 +203,9 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
     w.midi(concatenate(model.to_note_sequences(np.stack(pieces))), 'interpolation')
     w.plot(pieces, 'interpolation.png', highlight=highlight, labels=tags,
            title=f'{name} | {labels[0]} -> {labels[1]}, {steps} steps ({how}, inputs in black)')
+  elif command == 'transform':
+    w.paths += attributes.write_transform(model, tx, attribute, amounts, out, greedy=greedy,
+                                          temperature=temperature, seed=seed, label=label)
   else:  # reconstruct
     rec = model.reconstruct_tokens(tx, temperature, greedy, seed)[0]
     w.share_range([tx[0], rec])

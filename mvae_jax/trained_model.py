@@ -259,6 +259,28 @@ class Model:
                   seed: int = 0, window: WindowChoice = None) -> list[note_seq.NoteSequence]:
     return self.to_note_sequences(self.reconstruct_tokens(x, temperature, greedy, seed, window))
 
+  # -- latent-space tools (mvae_jax.attributes, mvae_jax.score)
+  def attribute_vector(self, name: str) -> np.ndarray:
+    """The attribute vector `name` of this run (`python -m mvae_jax.attributes compute` makes
+    them): float32 [z_size]."""
+    from mvae_jax import attributes  # pylint: disable=g-import-not-at-top
+    return attributes.attribute_vector(self, name)
+
+  def transform(self, x: Any, attribute: str, amount: float | Sequence[float] = 1.0, *,
+                window: WindowChoice = None, greedy: bool = True,
+                temperature: float = DEFAULT_TEMPERATURE, seed: int = 0) -> np.ndarray:
+    """`x` decoded from mu + amount * the attribute's vector, for each amount: int32
+    [len(amounts), batch, time, parts] (greedy by default, as `reconstruct`)."""
+    from mvae_jax import attributes  # pylint: disable=g-import-not-at-top
+    return attributes.transform_tokens(self, x, attribute, amount, window=window, greedy=greedy,
+                                       temperature=temperature, seed=seed)[1]
+
+  def score(self, x: Any, samples: int = 100, seed: int = 0,
+            window: WindowChoice | str = 'all') -> dict[str, np.ndarray]:
+    """ELBO and importance-sampled log p(x) of `x`'s windows (`mvae_jax.score.score`)."""
+    from mvae_jax import score  # pylint: disable=g-import-not-at-top
+    return score.score(self, x, samples, seed, window)
+
   # -- outputs
   def to_note_sequence(self, tokens: np.ndarray, qpm: float = QPM) -> note_seq.NoteSequence:
     """One piece, int [time] or [time, parts] -> NoteSequence (total_time = the whole window)."""

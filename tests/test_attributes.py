@@ -16,7 +16,6 @@ import pytest
 from mvae_jax import attributes as A
 from mvae_jax import generate
 from tests.test_generate import INPUT_A, INPUT_B, check_midi, smoke_run
-from mvae_jax import generation
 from mvae_jax import trained_model
 from mvae_jax import input_pipeline
 
@@ -272,8 +271,6 @@ def test_vectors_and_transform_from_a_folder(family, root, two_songs, tmp_path):
   check_midi(tmp_path / 'transform_plus2.mid', model.spec, expected_tokens=out[0, 0])
 
 
-@pytest.mark.skipif('transform' not in generation.COMMANDS,
-                    reason='`generate transform` / `sample --nearest` not wired into generate.py yet')
 def test_generate_transform_and_sample_nearest(root, tmp_path, capsys):
   from tests.test_generate import run_cli
   workdir = smoke_run('melody2', root, trained=True)

@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from data_pipelines import encoding  # noqa: E402
 from mvae_jax import import_magenta  # noqa: E402
+from mvae_jax import attributes  # noqa: E402
 from mvae_jax.studio import engine, server  # noqa: E402
 from tests import make_big_midi  # noqa: E402
 from tests.test_generate import INPUT_A, INPUT_B, runs_root, smoke_run  # noqa: E402,F401
@@ -379,15 +380,19 @@ def test_bad_operation_inputs(client, uploads):
 
 
 def test_attributes_hook(client, studio):
-  """No attribute vectors: an empty list (the page hides its panel). With vectors (the
-  attributes module's file layout: names, vectors [A, z_size]), applying them moves the code."""
+  """No attribute vectors: an empty list (the page hides its panel). With vectors (an
+  `attributes.AttributeVectors` file), applying them moves the code."""
   assert ok(client.get(f'/api/runs/{TRIO}/attributes')) == []
   run = studio.runs[MEL]
-  path = pathlib.Path(run.model.workdir) / engine.ATTRIBUTES_FILE
-  np.savez(path, names=np.array(['density', 'range']),
-           vectors=np.stack([np.full(run.model.z_size, 3.0, np.float32),
-                             np.zeros(run.model.z_size, np.float32)]),
-           low_mean=np.array([1.0, 2.0]), high_mean=np.array([9.0, 30.0]))
+  z = run.model.z_size
+  two = np.zeros(2)
+  path = pathlib.Path(attributes.AttributeVectors(
+      names=['density', 'range'],
+      vectors=np.stack([np.full(z, 3.0, np.float32), np.zeros(z, np.float32)]),
+      mean=two, std=two, low_mean=np.array([1.0, 2.0]), high_mean=np.array([9.0, 30.0]),
+      low_max=two, high_min=two, count=np.array([8, 8]), low_size=np.array([2, 2]),
+      high_size=np.array([2, 2]), num_windows=8, fraction=0.25, z_mean=np.zeros(z, np.float32),
+      source='split:train', step=run.model.step).save(attributes.vectors_path(run.model.workdir)))
   run.attributes = None
   try:
     assert ok(client.get(f'/api/runs/{MEL}/attributes')) == [

@@ -48,7 +48,7 @@ from data_pipelines import encoding
 from data_pipelines.conversion import FILE_TIMEOUT_S, WORKER_MEMORY_GB
 from data_pipelines import inputs
 from data_pipelines.inputs import InputError, InputWindows
-from mvae_jax import metrics, plotting
+from mvae_jax import attributes, metrics, plotting
 from mvae_jax.trained_model import (DEFAULT_TEMPERATURE, Model, concatenate, slerp_points,
                                     to_midi)
 
@@ -271,39 +271,24 @@ def _run_ids(workdirs: Sequence[str]) -> list[str]:
   return ids
 
 
-# ---- attribute vectors: HOOK for the latent-tools issue (mvae_jax/attributes.py) -----------
-# LEAD: once mvae_jax/attributes.py is merged, read the file with its reader instead
-# (`attributes.load_attribute_vectors(workdir)`: .names, .vectors [A, z_size], .low_mean,
-# .high_mean). Everything else (GET /api/runs/{run}/attributes, POST .../attributes/apply, the
-# page's Attributes panel, hidden while the list is empty) works on what this returns. Until
-# then the file is read here in that module's layout: arrays `names` [A] and `vectors`
-# [A, z_size] (+ optional `low_mean` / `high_mean` [A], the attribute's mean over the bottom and
-# top groups of windows whose mean codes the vector joins).
-ATTRIBUTES_FILE = 'attributes.npz'
-
-
 def load_attribute_vectors(workdir: str, z_size: int) -> list[dict]:
-  """The run's attribute vectors: [{'name', 'vector': float32 [z_size], 'low', 'high'}] ([] if
-  the run has none, or a file that does not fit the model)."""
-  path = os.path.join(workdir, ATTRIBUTES_FILE)
-  if not os.path.exists(path):
-    return []
+  """The run's attribute vectors (`mvae_jax.attributes`, `<run>/attributes.npz`): [{'name',
+  'vector': float32 [z_size], 'low', 'high'}] ([] if the run has none, or a file that does not
+  fit the model: the page then hides its Attributes panel)."""
   try:
-    with np.load(path, allow_pickle=False) as f:
-      names = [str(n) for n in f['names']]
-      vectors = np.asarray(f['vectors'], np.float32)
-      low = f['low_mean'] if 'low_mean' in f.files else np.full(len(names), np.nan)
-      high = f['high_mean'] if 'high_mean' in f.files else np.full(len(names), np.nan)
-  except (OSError, KeyError, ValueError) as e:
-    log.warning('%s: cannot read attribute vectors: %s', path, e)
+    vecs = attributes.load_attribute_vectors(workdir)
+  except FileNotFoundError:
     return []
-  if vectors.shape != (len(names), z_size) or not np.isfinite(vectors).all():
-    log.warning('%s: vectors of shape %s do not fit this model (z_size %d)', path,
+  except (OSError, KeyError, ValueError) as e:
+    log.warning('%s: cannot read attribute vectors: %s', workdir, e)
+    return []
+  vectors = np.asarray(vecs.vectors, np.float32)
+  if vectors.shape != (len(vecs.names), z_size) or not np.isfinite(vectors).all():
+    log.warning('%s: vectors of shape %s do not fit this model (z_size %d)', workdir,
                 vectors.shape, z_size)
     return []
   return [{'name': n, 'vector': v, 'low': float(lo), 'high': float(hi)}
-          for n, v, lo, hi in zip(names, vectors, low, high)]
-# ---- end of the hook ---------------------------------------------------------------------
+          for n, v, lo, hi in zip(vecs.names, vectors, vecs.low_mean, vecs.high_mean)]
 
 
 class Studio:
