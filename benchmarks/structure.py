@@ -12,7 +12,6 @@ from a shared machine can be read for what they are.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -20,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mvae_jax import structure  # noqa: E402
+from mvae_jax import machine
 
 
 def melodies(rng, n, steps):
@@ -38,15 +38,8 @@ def timed(fn, repeats):
   return {'wall_s': round(best[0], 3), 'cpu_s': round(best[1], 3)}
 
 
-def cpu_model():
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
+def cpu_model() -> str:
+  return machine.cpu_info()['cpu_model']
 
 
 def main():

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shlex
 import sys
 import time
@@ -36,17 +35,11 @@ from mvae_jax import score as S  # pylint: disable=g-import-not-at-top
 from data_pipelines import console
 from data_pipelines import inputs
 from mvae_jax import input_pipeline
+from mvae_jax import machine
 
 
 def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or 'unknown'
+  return machine.cpu_info()['cpu_model']
 
 
 def main(argv=None) -> int:
