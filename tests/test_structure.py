@@ -333,11 +333,11 @@ def test_cli_on_freedoom_trios(tmp_path, capsys):
 
 
 def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
-  from mvae_jax import train
+  from mvae_jax import trainer
   from tests.test_generate import smoke_run
   workdir = str(tmp_path / 'mel16')
   # One step, no periodic eval: the command needs a checkpoint, not a good model.
-  train.train_and_evaluate(make_config('melody16:smoke', **{
+  trainer.train_and_evaluate(make_config('melody16:smoke', **{
       'train.num_steps': 1, 'train.checkpoint_every_steps': 1, 'eval.every_steps': 0}), workdir)
   short = smoke_run('melody2', tmp_path / 'runs')  # an initialised 2-bar model
   capsys.readouterr()

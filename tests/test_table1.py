@@ -105,7 +105,7 @@ def test_changed_config_is_refused(sweep):
 def test_interrupted_column_resumes(sweep, monkeypatch):
   """A column with checkpoints short of the budget goes back to train_and_evaluate (which resumes
   from its latest checkpoint); the wall time of both sessions adds up."""
-  from mvae_jax import train
+  from mvae_jax import trainer
   config, _, _ = table1.column_config(
       'melody2', 'vae', preset='smoke', steps=4, ss_rate=1.0,
       sets=config_lib.parse_overrides([f'data.data_dir={os.environ["TFDS_DATA_DIR"]}']),
@@ -124,7 +124,7 @@ def test_interrupted_column_resumes(sweep, monkeypatch):
             'metrics': {'next_accuracy': 0.5, 'recon_accuracy': 0.4,
                         'recon_greedy_accuracy': 0.3, 'kl': 1.0}}
 
-  monkeypatch.setattr(train, 'train_and_evaluate', fake_train)
+  monkeypatch.setattr(trainer, 'train_and_evaluate', fake_train)
   monkeypatch.setattr(table1, 'evaluate_column', fake_eval)
   entry, action = table1.run_column('melody2', 'vae', config, workdir,
                                     {'num_batches': 1, 'batch_size': 0, 'seed': 0}, log=print)
