@@ -9,11 +9,10 @@ command line; the runs are then opened with the public API (`Model.load`).
 
 The hierarchical encoder's segments: magenta.js splits a window into `numSegments` level-0
 segments (music_vae/model.ts: `HierarchicalEncoder(..., [numSegments, 1], ...)`), and so does the
-import. The 4-bar `hier-*` fixtures were written by Magenta's Python graph with the encoder's
-level_lengths [4, 16], which Magenta reads bottom-up: 16 level-0 segments of 4 steps (for
-hier-mel_16bar, [16, 16], both readings agree). Their reference mu and sigma are reproduced with
-`model.enc_segments=16`; what magenta.js computes with the imported weights is checked against a
-numpy transcription of its encoder.
+import. The `hier-*` fixtures were written by Magenta's Python graph with the encoder level_lengths
+that mean the same (bottom-up: [16, 4] on 4 bars, [16, 16] on 16), so the imports reproduce their
+outputs with the default `model.enc_segments` (None = num_segments); a numpy transcription of
+magenta.js's encoder checks that the fixtures are what magenta.js computes.
 """
 import json
 import os
@@ -48,8 +47,6 @@ STRUCTURE = {
     'hier-trio_4bar': ('trio_4bar', 'hier', 'hier', 4),
     'hier-mel_16bar': ('mel_16bar', 'hier', 'hier', 16),
 }
-# Level-0 segments of the fixtures' hierarchical encoders (Magenta level_lengths[0] steps each).
-FIXTURE_ENC_SEGMENTS = {'hier-mel_4bar': 16, 'hier-trio_4bar': 16, 'hier-mel_16bar': 16}
 ATOL = 1e-5
 
 
@@ -119,12 +116,6 @@ def _spec_and_layout(case, form):
   return spec, layout
 
 
-def _with_enc_segments(model, segments):
-  """The same run's model with another level-0 segment count (same parameters)."""
-  config = config_lib.apply_overrides(model.config, {'model.enc_segments': segments})
-  return Model(config, run_lib.create_model(config.model), model.params, model.step)
-
-
 @pytest.mark.parametrize('case', CASES)
 def test_f32_forms_reproduce_magenta(case, imported):
   """mu, sigma, teacher-forced logits and losses, greedy decodes: the reference's outputs."""
@@ -132,9 +123,7 @@ def test_f32_forms_reproduce_magenta(case, imported):
   inputs = np.load(FIXTURES / case / 'inputs.npz')
   outputs = np.load(FIXTURES / case / 'outputs.npz')
   tokens = inputs['tokens']
-  encoder = (_with_enc_segments(model, FIXTURE_ENC_SEGMENTS[case])
-             if case in FIXTURE_ENC_SEGMENTS else model)
-  mu, sigma = encoder.encode(tokens)
+  mu, sigma = model.encode(tokens)
   np.testing.assert_allclose(mu, outputs['mu'], atol=ATOL, rtol=0)
   np.testing.assert_allclose(sigma, outputs['sigma'], atol=ATOL, rtol=0)
   for which, z in (('mu', outputs['mu']), ('zrand', outputs['z_rand'])):
@@ -198,22 +187,25 @@ def _js_hierarchical_mu(variables, one_hot, num_segments):
 
 
 @pytest.mark.parametrize('case', ['hier-mel_4bar', 'hier-trio_4bar', 'hier-mel_16bar'])
-def test_hierarchical_encoder_is_magenta_js_encoder(case, imported):
-  model = Model.load(str(imported(case, 'f32')))
+def test_hierarchical_fixtures_are_what_magenta_js_computes(case, imported):
+  """The reference's mu is magenta.js's encoder on the fixture's weights with the config.json's
+  numSegments (and not with segments a quarter as long, the reading the 4-bar fixtures once had),
+  and so is the import's."""
+  args = json.loads((TFJS / case / 'f32' / 'config.json').read_text())['dataConverter']['args']
+  num_steps, num_segments = args['numSteps'], args['numSegments']
   inputs = np.load(FIXTURES / case / 'inputs.npz')
   outputs = np.load(FIXTURES / case / 'outputs.npz')
   tokens = inputs['tokens'][:3]
-  one_hot = np.concatenate([np.eye(v)[tokens[..., p]] for p, v in enumerate(model.part_vocab)],
-                           -1)
-  js = _js_hierarchical_mu(_tf_variables(case), one_hot, model.config.model.num_segments)
-  mu, _ = model.encode(tokens)
+  depths = [int(d) for d in outputs['part_depths']]
+  one_hot = np.concatenate([np.eye(v)[tokens[..., p]] for p, v in enumerate(depths)], -1)
+  assert one_hot.shape[1] == num_steps
+  variables = _tf_variables(case)
+  js = _js_hierarchical_mu(variables, one_hot, num_segments)
+  np.testing.assert_allclose(js, outputs['mu'][:3], atol=ATOL, rtol=0)
+  other = _js_hierarchical_mu(variables, one_hot, 4 * num_segments)
+  assert not np.allclose(other, outputs['mu'][:3], atol=1e-3, rtol=0)
+  mu, _ = Model.load(str(imported(case, 'f32'))).encode(tokens)
   np.testing.assert_allclose(mu, js, atol=ATOL, rtol=0)
-  # The numpy transcription is the reference's encoder where the two readings agree (16 bars);
-  # on 4 bars the fixtures' Python graph split differently (module docstring).
-  agree = np.allclose(js, outputs['mu'][:3], atol=ATOL, rtol=0)
-  assert agree == (case == 'hier-mel_16bar')
-  np.testing.assert_allclose(_js_hierarchical_mu(_tf_variables(case), one_hot, 16),
-                             outputs['mu'][:3], atol=ATOL, rtol=0)
 
 
 # ----------------------------------------------------------------------------- bad input

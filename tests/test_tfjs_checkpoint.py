@@ -206,6 +206,11 @@ def test_layout_and_spec_of_every_fixture(case, encoder, layers):
   if spec.num_segments:
     lengths = hparams.get('level_lengths', [16, 16])  # not kept in the hierdec-* hparams.json
     assert lengths == [spec.num_segments, spec.num_steps // spec.num_segments]
+  if encoder == 'hierarchical':
+    # Magenta's encoder reads its level_lengths bottom-up: segments of num_steps / numSegments
+    # steps, then numSegments of them, as magenta.js splits the window.
+    assert hparams['encoder_level_lengths'] == [spec.num_steps // spec.num_segments,
+                                                spec.num_segments]
   if spec.kind == 'trio':
     assert layout.part_prefixes == tuple(f'core_decoder/core_decoder_{p}/decoder'
                                          for p in range(3))
