@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from mvae_jax import attributes as A
+from mvae_jax.attributes import __main__ as attributes_cli
 from mvae_jax import generate
 from tests.test_generate import INPUT_A, INPUT_B, check_midi, smoke_run
 from mvae_jax import trained_model
@@ -219,16 +220,16 @@ def test_transform_writes_midi_and_pictures(root, tmp_path):
 
 def test_attributes_cli(root, tmp_path, capsys):
   workdir = smoke_run('melody2', root, trained=True)
-  assert A.main(['list', f'--workdir={workdir}']) == 0
+  assert attributes_cli.main(['list', f'--workdir={workdir}']) == 0
   assert 'syncopation_8th' in capsys.readouterr().out
-  assert A.main(['compute', f'--workdir={workdir}', '--attributes=note_density,pitch_range',
+  assert attributes_cli.main(['compute', f'--workdir={workdir}', '--attributes=note_density,pitch_range',
                  '--max_windows=200']) == 0
   out = capsys.readouterr()
   assert out.out.strip().splitlines()[-1] == os.path.join(workdir, 'attributes.npz')
   vecs = A.load_attribute_vectors(workdir)
   assert vecs.names == ['note_density', 'pitch_range'] and vecs.num_windows == 200
   stem = str(tmp_path / 'matrix')
-  assert A.main(['matrix', f'--workdir={workdir}', '--num=8', f'--out={stem}']) == 0
+  assert attributes_cli.main(['matrix', f'--workdir={workdir}', '--num=8', f'--out={stem}']) == 0
   for ext in ('.md', '.json', '.png'):
     assert os.path.getsize(stem + ext) > 0
   with open(stem + '.json') as f:
@@ -237,9 +238,9 @@ def test_attributes_cli(root, tmp_path, capsys):
   assert np.asarray(res['relative'], float).shape == (2, 2, 2)  # amounts x vectors x attributes
   assert '| +1 x note_density |' in open(stem + '.md').read()
   # Bad command lines and inputs: one line, no traceback.
-  assert A.main(['compute', f'--workdir={workdir}', '--fraction=0.9']) == 2
-  assert A.main(['compute', f'--workdir={tmp_path / "nope"}']) == 1
-  assert A.main(['compute', f'--workdir={workdir}', '--attributes=tempo']) == 1
+  assert attributes_cli.main(['compute', f'--workdir={workdir}', '--fraction=0.9']) == 2
+  assert attributes_cli.main(['compute', f'--workdir={tmp_path / "nope"}']) == 1
+  assert attributes_cli.main(['compute', f'--workdir={workdir}', '--attributes=tempo']) == 1
   err = capsys.readouterr().err
   assert 'error: --fraction' in err and 'no such run directory' in err
   assert "error: unknown attribute(s) tempo" in err and 'Traceback' not in err

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from mvae_jax import score as S
+from mvae_jax.score import __main__ as score_cli
 from tests.conftest import load_config
 from tests.test_generate import INPUT_A, INPUT_B, smoke_run
 from mvae_jax import trained_model
@@ -159,7 +160,7 @@ def test_score_cli(vae, tmp_path, capsys):
   (folder / 'notes.txt').write_text('not music')
   (folder / 'broken.mid').write_bytes(b'MThd junk')
   out = tmp_path / 'out'
-  assert S.main([f'--workdir={vae.workdir}', str(INPUT_A), str(folder), '--samples=10',
+  assert score_cli.main([f'--workdir={vae.workdir}', str(INPUT_A), str(folder), '--samples=10',
                  f'--out={out}']) == 0
   cap = capsys.readouterr()
   assert 'skipped' in cap.err and 'broken.mid' in cap.err and 'Traceback' not in cap.err
@@ -178,7 +179,7 @@ def test_score_cli(vae, tmp_path, capsys):
   assert first['log_p'] == pytest.approx(float(api['log_p'][0]), rel=1e-5)
   assert first['bar'] == int(vae.windows(INPUT_A).bars[0])
   # A split with its time-shuffled copy.
-  assert S.main([f'--workdir={vae.workdir}', '--split=eval', '--max_windows=6', '--samples=2',
+  assert score_cli.main([f'--workdir={vae.workdir}', '--split=eval', '--max_windows=6', '--samples=2',
                  '--shuffle_time', f'--out={tmp_path / "split"}']) == 0
   data = json.load(open(tmp_path / 'split' / 'scores.json'))
   assert [f['file'] for f in data['files']] == ['eval split',
@@ -186,11 +187,11 @@ def test_score_cli(vae, tmp_path, capsys):
   assert all(len(f['windows']) == 6 for f in data['files'])
   capsys.readouterr()
   # Bad command lines: exit 2; bad inputs: exit 1; one line each, no traceback.
-  assert S.main([f'--workdir={vae.workdir}', str(INPUT_A), '--samples=0']) == 2
-  assert S.main([f'--workdir={vae.workdir}']) == 2
-  assert S.main([f'--workdir={vae.workdir}', str(tmp_path / 'missing.mid')]) == 1
-  assert S.main([f'--workdir={vae.workdir}', str(folder / 'broken.mid')]) == 1
-  assert S.main([f'--workdir={vae.workdir}', str(INPUT_A), f'--out={out}']) == 1  # not empty
+  assert score_cli.main([f'--workdir={vae.workdir}', str(INPUT_A), '--samples=0']) == 2
+  assert score_cli.main([f'--workdir={vae.workdir}']) == 2
+  assert score_cli.main([f'--workdir={vae.workdir}', str(tmp_path / 'missing.mid')]) == 1
+  assert score_cli.main([f'--workdir={vae.workdir}', str(folder / 'broken.mid')]) == 1
+  assert score_cli.main([f'--workdir={vae.workdir}', str(INPUT_A), f'--out={out}']) == 1  # not empty
   err = capsys.readouterr().err
   assert 'error: --samples' in err and 'missing.mid: no such file' in err
   assert 'no input had a usable window' in err and 'already holds files' in err

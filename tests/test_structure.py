@@ -316,7 +316,7 @@ def test_cli_on_freedoom_trios(tmp_path, capsys):
                  '--pictures=2']) == 0
   printed = capsys.readouterr()
   assert '| lead/repeat_4bar |' in printed.out
-  assert 'read ' in printed.err and '331 trio_16bar windows from 7 of 9 files' in printed.err
+  assert 'read 331 windows from 7 of 9 MIDI files' in printed.err
   back = S.read_report(str(out))
   assert list(back['sets']) == ['MIDI (songs)', 'MIDI (songs), bars shuffled']
   assert '331 windows from 7 of 9 files (1 unreadable)' in back['info']['sets']['MIDI (songs)']
@@ -353,7 +353,7 @@ def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
   assert back['sets']['samples (mel16, T=0.5)']['pieces'] == 8
   assert back['sets'][names[3]]['pieces'] == 8 and back['sets'][names[3]]['bars'] == 16
   assert back['reference'] == names[0] and back['baseline'] == names[1]
-  assert 'sampling samples (mel16, T=0.5): 4/8' in printed.err
+  assert '[sampling samples (mel16, T=0.5)] 4/8 pieces' in printed.err
   assert printed.out.splitlines()[-1].endswith('self_similarity.png')
   # Bad command lines: one line, status 2; a missing run: status 1.
   for argv, status, words in (
