@@ -66,12 +66,11 @@ from typing import Any, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from data_pipelines import console
-from data_pipelines.kinds import NUM_DRUM_CLASSES, STEPS_PER_BAR
-from data_pipelines import inputs
+
+from data_pipelines import console, inputs
+from data_pipelines.kinds import NO_EVENT, NUM_DRUM_CLASSES, NUM_SPECIAL, STEPS_PER_BAR
 from mvae_jax import input_pipeline
 
-NO_EVENT, NOTE_OFF, NUM_SPECIAL = 0, 1, 2  # melody classes (data_pipelines.encoding)
 C_MAJOR = np.zeros(12, bool)
 C_MAJOR[[0, 2, 4, 5, 7, 9, 11]] = True
 KICK, SNARE, CLOSED_HAT, OPEN_HAT = 0, 1, 2, 3  # drum classes = bits of a drum token
