@@ -31,6 +31,19 @@ def define_config_flags(default_config: str | None = None, default_workdir: str 
                       'Run directory (created; resumed when it has checkpoints).', flag_values=fv)
 
 
+def is_run_dir(path: str | None) -> bool:
+  """Whether `path` is a run directory (holds `config.json`): commands that read a run write
+  their log there, and nothing into a folder that is not one."""
+  return bool(path) and os.path.isfile(os.path.join(path, 'config.json'))
+
+
+def interrupted(message: str = 'interrupted (SIGINT); nothing was written') -> int:
+  """What a command that only reads a run (eval, generate) prints on Ctrl-C: one line, no
+  traceback; returns 130 (128 + SIGINT)."""
+  print(message, file=sys.stderr, flush=True)
+  return 130
+
+
 def one_line(e: BaseException) -> str:
   """An exception's message on one line."""
   return ' '.join(str(e).split())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from typing import Sequence
 
@@ -17,15 +18,45 @@ import numpy as np
 
 from data_pipelines.inputs import InputError, WindowChoice
 from mvae_jax import plotting
-from mvae_jax.trained_model import (DEFAULT_TEMPERATURE, Model, concatenate, render_wav,
-                                    to_midi)
+from mvae_jax.trained_model import (DEFAULT_TEMPERATURE, Model, check_temperature, concatenate,
+                                    render_wav, to_midi)
 
 COMMANDS = ('sample', 'interpolate', 'reconstruct')
 
 
+class ArgumentError(InputError):
+  """A command-line argument that cannot work (`--num=0`, `--temperature=nan`, a missing
+  `--input`): found before anything is loaded or written; the command exits with status 2."""
+
+
+def check_arguments(command: str, *, num: int = 8, temperature: float = DEFAULT_TEMPERATURE,
+                    steps: int = 7, a: str | None = None, b: str | None = None,
+                    from_eval: str | None = None, input_path: str | None = None) -> None:
+  """Raises ArgumentError (one line naming the flag) for arguments no command can use."""
+  if command not in COMMANDS:
+    raise ArgumentError(f'unknown command {command!r}; choose one of {COMMANDS}')
+  try:
+    check_temperature(temperature)
+  except ValueError as e:
+    raise ArgumentError(f'--{e}') from None
+  if command == 'sample' and (isinstance(num, bool) or not isinstance(num, (int, np.integer))
+                              or num < 1):
+    raise ArgumentError(f'--num must be a whole number >= 1 (pieces to sample), got {num!r}')
+  if command == 'interpolate':
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+      raise ArgumentError(f'--steps must be a whole number >= 2 (the two endpoints included), '
+                          f'got {steps!r}')
+    if not from_eval and not (a and b):
+      raise ArgumentError('interpolate needs --a and --b (MIDI files) or --from_eval=I,J')
+  if command == 'reconstruct' and not from_eval and not input_path:
+    raise ArgumentError('reconstruct needs --input (a MIDI file) or --from_eval=I')
+
+
 def _eval_examples(model: Model, indices: Sequence[int]) -> list[np.ndarray]:
   from mvae_jax import input_pipeline
-  source = input_pipeline.get_source(model.config.data, 'eval')
+  from mvae_jax import run as run_lib
+  recorded = (run_lib.load_dataset_record(model.workdir) if model.workdir else None) or {}
+  source = input_pipeline.get_source(model.config.data, 'eval', recorded.get('fingerprint'))
   out = []
   for i in indices:
     if not 0 <= i < len(source):
@@ -126,22 +157,28 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
 
   Default output folder: `<workdir>/samples/<command>[-<input>-bar<N>...]-step<step>-<how>-
   seed<seed>`, with the next free index appended when it exists (see `output_folder`).
+  `temperature=0` is greedy decoding (the argmax at every step), as `greedy=True`. A command that
+  fails removes the output folder it created, so no empty or partial folder is left behind.
+
+  Raises:
+    ArgumentError: an argument no command can use (checked before anything is loaded).
+    InputError, FileNotFoundError, ...: an unusable input or run (nothing written).
   """
-  if command not in COMMANDS:
-    raise InputError(f'unknown command {command!r}; choose one of {COMMANDS}')
-  # Check the inputs before loading anything.
-  if command == 'interpolate' and not from_eval and not (a and b):
-    raise InputError('interpolate needs --a and --b (MIDI files) or --from_eval=I,J')
-  if command == 'reconstruct' and not from_eval and not input_path:
-    raise InputError('reconstruct needs --input (a MIDI file) or --from_eval=I')
+  # Check the arguments before loading anything.
+  check_arguments(command, num=num, temperature=temperature, steps=steps, a=a, b=b,
+                  from_eval=from_eval, input_path=input_path)
   model = Model.load(workdir, step)
   if command != 'sample':
     model._need_encoder(command)  # pylint: disable=protected-access
   if greedy is None:
     greedy = command == 'reconstruct'
+  if temperature == 0 and not greedy:
+    _say('--temperature=0 is greedy decoding: the most likely token at every step (as --greedy)')
+    greedy = True
   how = 'greedy' if greedy else f'T{temperature:g}'
   name = f'{model.config.family}:{model.config.preset} step {model.step}'
   what = ''  # the inputs, in the folder's name
+  ta = tb = tx = labels = label = None
   if command == 'interpolate':
     if from_eval:
       ia, ib = _parse_indices(from_eval, 2)
@@ -161,7 +198,31 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   base = out or os.path.join(model.workdir, 'samples',
                              f'{command}{what}-step{model.step}-{how}-seed{seed}')
   out = output_folder(base, explicit=bool(out), overwrite=overwrite)
-  w = _Writer(model, out, wav)
+  created = not os.path.exists(out)
+  try:
+    return _write(command, _Writer(model, out, wav), name=name, how=how, num=num,
+                  temperature=temperature, greedy=greedy, seed=seed, steps=steps,
+                  with_inputs=with_inputs, a=(ta, labels[0]) if command == 'interpolate' else None,
+                  b=(tb, labels[1]) if command == 'interpolate' else None,
+                  x=(tx, label) if command == 'reconstruct' else None)
+  except BaseException:
+    if created:  # a failed command leaves no empty or half-written folder behind
+      shutil.rmtree(out, ignore_errors=True)
+    raise
+
+
+def _write(command: str, w: _Writer, *, name: str, how: str, num: int, temperature: float,
+           greedy: bool, seed: int, steps: int, with_inputs: bool,
+           a: tuple[np.ndarray, str] | None, b: tuple[np.ndarray, str] | None,
+           x: tuple[np.ndarray, str] | None) -> list[str]:
+  """Decodes and writes the outputs of `command` through `w`; returns their absolute paths.
+  `a`, `b` (interpolate) and `x` (reconstruct): (tokens [1, time, parts], label) of the inputs."""
+  model = w.model
+  if a is not None:
+    (ta, label_a), (tb, label_b) = a, b
+    labels = (label_a, label_b)
+  if x is not None:
+    tx, label = x
   if command == 'sample':
     tokens = model.sample_tokens(num, temperature, greedy, seed)
     w.share_range(tokens)
