@@ -147,8 +147,8 @@ def verify(folder: str) -> str | None:
   """
   path = os.path.join(folder, CHECKSUMS)
   if not os.path.exists(path):
-    return f'{UNSEALED} (written by an older version killed before sealing it, or copied ' \
-           'without them), so nothing proves it intact'
+    return (f'{UNSEALED}: an older version was killed before sealing it, or it was copied '
+            'without them; nothing proves it intact')
   try:
     with open(path) as f:
       want = json.load(f)['files']

@@ -100,8 +100,9 @@ def cli_flags_parser(argv: list[str]) -> list[str]:
       problem = _flag_error(e)
     else:
       try:  # a config file that failed to load only says so when first used
-        if 'config' in flags.FLAGS and flags.FLAGS.config is not None:
-          list(flags.FLAGS.config.keys())
+        config = flags.FLAGS['config'].value if 'config' in flags.FLAGS else None
+        if hasattr(config, 'keys'):  # a config file (import_magenta's --config is a name)
+          list(config.keys())
         return rest
       except Exception as e:  # pylint: disable=broad-except
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]

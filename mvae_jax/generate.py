@@ -61,6 +61,12 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
                       '--window_a / --window_b.', flag_values=fv)
   flags.DEFINE_string('window_a', None, 'interpolate: window of --a (default --window).', flag_values=fv)
   flags.DEFINE_string('window_b', None, 'interpolate: window of --b (default --window).', flag_values=fv)
+  flags.DEFINE_integer('track', None, 'Melody models: take the windows of this track of the '
+                       'input file(s) only (the numbers the command prints with the windows).',
+                       flag_values=fv)
+  flags.DEFINE_bool('any_program', False, 'A magenta-mode 2-bar melody model (trained on GM '
+                    'programs 0..31, the reference\'s rule) also takes notes of other programs.',
+                    flag_values=fv)
   flags.DEFINE_bool('wav', False, 'Also render every MIDI file to WAV (needs midirenderer).', flag_values=fv)
   flags.DEFINE_bool('overwrite', False, 'Write into --out even if it already holds files.', flag_values=fv)
 
@@ -86,7 +92,7 @@ def main(argv: Sequence[str]) -> int:
         a=FLAGS.a, b=FLAGS.b, from_eval=FLAGS.from_eval, steps=FLAGS.steps,
         with_inputs=FLAGS.with_inputs, input_path=FLAGS.input, window=FLAGS.window,
         window_a=FLAGS.window_a, window_b=FLAGS.window_b, wav=FLAGS.wav,
-        overwrite=FLAGS.overwrite)
+        overwrite=FLAGS.overwrite, track=FLAGS.track, any_program=FLAGS.any_program)
   except ArgumentError as e:
     return cli.error(str(e), cli.EXIT_USAGE)
   except (FileNotFoundError, InputError, run_lib.CheckpointMismatchError, ImportError,

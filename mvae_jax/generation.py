@@ -124,9 +124,9 @@ class _Writer:
     if self.wav:
       self.paths.append(render_wav(path))
 
-  def piece(self, tokens: np.ndarray, name: str, title: str) -> None:
+  def piece(self, tokens: np.ndarray, name: str, title: str, first_bar: int = 1) -> None:
     self.midi(self.model.to_note_sequence(tokens), name)
-    self.plot([tokens], name + '.png', title=title)
+    self.plot([tokens], name + '.png', title=title, first_bars=[first_bar])
 
   def plot(self, pieces: Sequence[np.ndarray], name: str, **kwargs) -> None:
     self.paths.append(self.model.plot(pieces, os.path.join(self.out, name),
@@ -137,13 +137,15 @@ def _say(line: str) -> None:
   print(line, file=sys.stderr, flush=True)
 
 
-def _file_input(model: Model, path: str, window: WindowChoice) -> tuple[np.ndarray, str]:
-  """(tokens [1, time, parts], folder-name part) of a MIDI file's chosen window; prints which
-  window it is and how to pick another."""
-  windows = model.windows(path)
+def _file_input(model: Model, path: str, window: WindowChoice, track: int | None = None,
+                any_program: bool = False) -> tuple[np.ndarray, str, int]:
+  """(tokens [1, time, parts], folder-name part, the file's bar where the window starts) of a
+  MIDI file's chosen window; prints which window it is (and its track) and how to pick another."""
+  windows = model.windows(path, track=track, any_program=any_program)
   i = windows.select(window)
   _say(windows.summary(i, window))
-  return windows.tokens[i:i + 1].copy(), f'{_slug(path)}-bar{windows.bars[i]}'
+  part = f'{_slug(path)}' + (f'-track{track}' if track is not None else '')
+  return windows.tokens[i:i + 1].copy(), f'{part}-bar{windows.bars[i]}', int(windows.bars[i])
 
 
 def run_command(command: str, *, workdir: str, step: int | None = None, out: str | None = None,
@@ -152,7 +154,8 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
                 from_eval: str | None = None, steps: int = 7, with_inputs: bool = True,
                 input_path: str | None = None, window: WindowChoice = None,
                 window_a: WindowChoice = None, window_b: WindowChoice = None,
-                wav: bool = False, overwrite: bool = False) -> list[str]:
+                wav: bool = False, overwrite: bool = False, track: int | None = None,
+                any_program: bool = False) -> list[str]:
   """The CLI's work: writes the outputs of `command` and returns their paths (absolute).
 
   Default output folder: `<workdir>/samples/<command>[-<input>-bar<N>...]-step<step>-<how>-
@@ -179,22 +182,26 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
   name = f'{model.config.family}:{model.config.preset} step {model.step}'
   what = ''  # the inputs, in the folder's name
   ta = tb = tx = labels = label = None
+  first_bars = (1, 1)  # where the inputs start in their files (the piano rolls' bar numbers)
+  pick = dict(track=track, any_program=any_program)
   if command == 'interpolate':
     if from_eval:
       ia, ib = _parse_indices(from_eval, 2)
       ta, tb = (model.tokens(t) for t in _eval_examples(model, [ia, ib]))
       labels, what = (f'eval {ia}', f'eval {ib}'), f'-eval{ia}-eval{ib}'
     else:
-      ta, part_a = _file_input(model, a, window if window_a is None else window_a)
-      tb, part_b = _file_input(model, b, window if window_b is None else window_b)
+      ta, part_a, bar_a = _file_input(model, a, window if window_a is None else window_a, **pick)
+      tb, part_b, bar_b = _file_input(model, b, window if window_b is None else window_b, **pick)
       labels, what = (os.path.basename(a), os.path.basename(b)), f'-{part_a}-{part_b}'
+      first_bars = (bar_a, bar_b)
   elif command == 'reconstruct':
     if from_eval:
       [i] = _parse_indices(from_eval, 1)
       tx, label, what = model.tokens(_eval_examples(model, [i])[0]), f'eval {i}', f'-eval{i}'
     else:
-      tx, part = _file_input(model, input_path, window)
+      tx, part, bar_x = _file_input(model, input_path, window, **pick)
       label, what = os.path.basename(input_path), f'-{part}'
+      first_bars = (bar_x, bar_x)
   base = out or os.path.join(model.workdir, 'samples',
                              f'{command}{what}-step{model.step}-{how}-seed{seed}')
   out = output_folder(base, explicit=bool(out), overwrite=overwrite)
@@ -204,7 +211,7 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
                   temperature=temperature, greedy=greedy, seed=seed, steps=steps,
                   with_inputs=with_inputs, a=(ta, labels[0]) if command == 'interpolate' else None,
                   b=(tb, labels[1]) if command == 'interpolate' else None,
-                  x=(tx, label) if command == 'reconstruct' else None)
+                  x=(tx, label) if command == 'reconstruct' else None, first_bars=first_bars)
   except BaseException:
     if created:  # a failed command leaves no empty or half-written folder behind
       shutil.rmtree(out, ignore_errors=True)
@@ -214,9 +221,10 @@ def run_command(command: str, *, workdir: str, step: int | None = None, out: str
 def _write(command: str, w: _Writer, *, name: str, how: str, num: int, temperature: float,
            greedy: bool, seed: int, steps: int, with_inputs: bool,
            a: tuple[np.ndarray, str] | None, b: tuple[np.ndarray, str] | None,
-           x: tuple[np.ndarray, str] | None) -> list[str]:
+           x: tuple[np.ndarray, str] | None, first_bars: tuple[int, int] = (1, 1)) -> list[str]:
   """Decodes and writes the outputs of `command` through `w`; returns their absolute paths.
-  `a`, `b` (interpolate) and `x` (reconstruct): (tokens [1, time, parts], label) of the inputs."""
+  `a`, `b` (interpolate) and `x` (reconstruct): (tokens [1, time, parts], label) of the inputs;
+  `first_bars`: the bars of their files where they start (the pictures' bar numbers)."""
   model = w.model
   if a is not None:
     (ta, label_a), (tb, label_b) = a, b
@@ -236,23 +244,24 @@ def _write(command: str, w: _Writer, *, name: str, how: str, num: int, temperatu
       w.piece(t, f'interp_{i:02d}', f'{name} | interpolation step {i}/{steps - 1} ({how})')
     tags = [f'{i}' for i in range(steps)]
     tags[0], tags[-1] = f'0 (A)', f'{steps - 1} (B)'
-    highlight = ()
+    highlight, bars = (), [1] * len(pieces)
     if with_inputs:
       pieces = [ta[0]] + pieces + [tb[0]]
       tags = ['A: ' + labels[0]] + tags + ['B: ' + labels[1]]
       highlight = (0, len(pieces) - 1)
+      bars = [first_bars[0]] + bars + [first_bars[1]]  # the inputs in their files' bars
       w.midi(model.to_note_sequence(ta[0]), 'input_a')
       w.midi(model.to_note_sequence(tb[0]), 'input_b')
     w.midi(concatenate(model.to_note_sequences(np.stack(pieces))), 'interpolation')
-    w.plot(pieces, 'interpolation.png', highlight=highlight, labels=tags,
+    w.plot(pieces, 'interpolation.png', highlight=highlight, labels=tags, first_bars=bars,
            title=f'{name} | {labels[0]} -> {labels[1]}, {steps} steps ({how}, inputs in black)')
   else:  # reconstruct
     rec = model.reconstruct_tokens(tx, temperature, greedy, seed)[0]
     w.share_range([tx[0], rec])
-    w.piece(tx[0], 'input', f'{name} | input: {label}')
-    w.piece(rec, 'reconstruction', f'{name} | reconstruction of {label} ({how})')
+    w.piece(tx[0], 'input', f'{name} | input: {label}', first_bars[0])
+    w.piece(rec, 'reconstruction', f'{name} | reconstruction of {label} ({how})', first_bars[0])
     acc = float((rec == tx[0]).mean())
-    w.plot([tx[0], rec], 'comparison.png', highlight=(0,),
+    w.plot([tx[0], rec], 'comparison.png', highlight=(0,), first_bars=[first_bars[0]] * 2,
            labels=['input', f'reconstruction ({acc:.0%} of steps equal)'],
            title=f'{name} | {label}')
   return [os.path.abspath(p) for p in w.paths]

@@ -271,9 +271,8 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
 def main(argv):
   del argv
   if not (FLAGS.checkpoint and FLAGS.config and FLAGS.workdir):
-    print('usage: python -m mvae_jax.import_magenta --checkpoint=PATH --config=NAME '
-          '--workdir=RUN', file=sys.stderr)
-    return 2
+    return cli.error('usage: python -m mvae_jax.import_magenta --checkpoint=PATH --config=NAME '
+                     '--workdir=RUN', cli.EXIT_USAGE)
   # Library logging to a file in the temp dir: the import writes only config.json and the checkpoint.
   console.setup(None, 'import_magenta')
   try:
@@ -291,4 +290,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.cli_flags_parser)  # a mistyped --config: one line, exit 2

@@ -187,14 +187,22 @@ class Model:
                        '(model.use_encoder=False): it can only sample')
 
   # -- inputs
-  def windows(self, x: str | os.PathLike | note_seq.NoteSequence) -> InputWindows:
-    """The windows of a MIDI file or NoteSequence for this model, in time order."""
-    return input_windows(x, self.spec)
+  def windows(self, x: str | os.PathLike | note_seq.NoteSequence, *, track: int | None = None,
+              any_program: bool = False) -> InputWindows:
+    """The windows of a MIDI file or NoteSequence for this model, in time order (`.tokens`,
+    `.bars`, `.seconds`, `.track`: the track each melody window comes from, `.default`).
 
-  def tokens(self, x: Any, window: WindowChoice = None) -> np.ndarray:
-    """`x` as model input: int32 [batch, time, parts]."""
+    `track`: only that track's windows; `any_program`: a magenta-mode 2-bar melody model (trained
+    on GM programs 0..31, the reference's rule) also takes notes of other programs.
+    """
+    return input_windows(x, self.spec, track=track, any_program=any_program)
+
+  def tokens(self, x: Any, window: WindowChoice = None, *, track: int | None = None,
+             any_program: bool = False) -> np.ndarray:
+    """`x` as model input: int32 [batch, time, parts]. For a file or NoteSequence, one window
+    (`window`, `track`, `any_program`: see `windows`)."""
     if isinstance(x, (str, os.PathLike, note_seq.NoteSequence)):
-      windows = self.windows(x)
+      windows = self.windows(x, track=track, any_program=any_program)
       i = windows.select(window)
       return windows.tokens[i:i + 1].copy()
     t = np.asarray(x)

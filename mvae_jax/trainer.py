@@ -281,6 +281,13 @@ class _Loop:
         print(f'{config.family}:{config.preset} | {n_params:,} parameters | '
               f'{len(self.train_source):,} train / {n_eval} eval windows | '
               f'{mesh.devices.size} devices | global batch {config.train.batch_size}', flush=True)
+        if config.preset.split(',')[0] == 'smoke' and config.train.num_steps > SMOKE_STEPS:
+          print(f'note: the smoke preset is for tests: it logs every '
+                f'{config.train.log_every_steps}, evaluates every {config.eval.every_steps} and '
+                f'saves every {config.train.checkpoint_every_steps} steps, which dominates a '
+                f'{config.train.num_steps}-step run; use the small preset, or set '
+                '--config.train.log_every_steps, --config.eval.every_steps and '
+                '--config.train.checkpoint_every_steps', flush=True)
         if emulated_bfloat16(config.model.dtype, jax.default_backend()):
           print('note: this CPU has no native bfloat16 products (avx512_bf16 / amx_bf16): '
                 'model.dtype=bfloat16 is emulated here and not expected to beat float32',
@@ -349,6 +356,8 @@ class _Loop:
             + (f'; library log in {log}' if log else ''), flush=True)
     return {**last_train, **last_eval}
 
+
+SMOKE_STEPS = 100  # beyond this, a smoke-preset run is told its intervals are for tests
 
 # The periodic evaluation's metrics shown on the console (all are written to metrics.jsonl).
 EVAL_CONSOLE = ('recon_loss', 'kl', 'next_accuracy')
