@@ -53,8 +53,8 @@ def get_builder(source: str, kind: str, mode: str = 'paper', data_dir: str | Non
                 midi_dir: str | None = None, workers: int | None = None,
                 options: ConvertOptions | None = None,
                 fingerprint: conversion.FolderFingerprint | None = None, **kwargs):
-  """The TFDS builder of (source, kind, mode) (not prepared). A folder's builder needs the
-  `fingerprint` of `midi_dir` (`conversion.folder_fingerprint`), which names its dataset."""
+  """The TFDS builder of (source, kind, mode) (not prepared). A folder's dataset is named by
+  the `fingerprint` of `midi_dir` (`conversion.folder_fingerprint`; computed when not given)."""
   from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
   cls = mvae_datasets.BUILDERS[source]
   expand = options.expand_repeats if options is not None and source == 'folk' else None
@@ -62,7 +62,9 @@ def get_builder(source: str, kind: str, mode: str = 'paper', data_dir: str | Non
   config = config_name(kind, mode, expand)
   if source == 'folder':
     if fingerprint is None:
-      raise ValueError('a folder dataset needs the fingerprint of its MIDI folder')
+      midi_dir = os.path.abspath(midi_dir or manual_dir(data_dir))
+      fingerprint = conversion.folder_fingerprint(midi_dir, data_dir or default_data_dir(),
+                                                  options, mode)
     config = dataclasses.replace(mvae_datasets.make_config(kind, mode),
                                  name=folder_config_name(kind, mode, fingerprint.value))
     kwargs['fingerprint'] = fingerprint
@@ -165,7 +167,8 @@ def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | Non
       if not midi_dir or not os.path.isdir(midi_dir):
         raise FileNotFoundError(
             f'no built dataset for the MIDI folder {midi_dir or "(none given)"}; run: python -m '
-            f'data_pipelines.build --source=folder --midi_dir=<folder of MIDI files> '
+            f'data_pipelines.build --source=folder '
+            f'--midi_dir={midi_dir or "<folder of MIDI files>"} '
             f'--kinds={kind} --mode={mode} --data_dir={data_dir or default_data_dir()}')
       fingerprint = conversion.folder_fingerprint(midi_dir, data_dir or default_data_dir(),
                                                   mode=mode).value

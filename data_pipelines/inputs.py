@@ -190,6 +190,8 @@ class InputWindows:
     pick = (f'pick another with --window=K (0..{n - 1}) or --window=bar:N' if n > 1
             else 'it is the only one')
     tracks = self.tracks
+    if len(tracks) == 1 and len(self.track_names) > 1:  # one track of several (--track)
+      head += f'; only {self.track_names.get(tracks[0], f"track {tracks[0]}")}'
     if len(tracks) > 1:
       counts = {t: int((self.track == t).sum()) for t in tracks}
       head += ('; from ' + ', '.join(f'{self.track_names.get(t, f"track {t}")}: {c}'
