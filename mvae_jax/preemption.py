@@ -51,8 +51,9 @@ def _handler(signum, frame) -> None:
   if _STATE['deferring'] and _STATE['requested'] is None:
     _STATE['requested'] = signum  # the loop saves and stops at the end of this step
     return
-  raise Interrupted(signum, f'interrupted ({signal_name(signum)}) before the current step was '
-                    'saved; rerun the same command to resume from the last checkpoint')
+  # Outside the loop no trained step is unsaved (the loop saves before it ends).
+  raise Interrupted(signum, f'interrupted ({signal_name(signum)}); no trained step was lost; '
+                    'rerun the same command to continue')
 
 
 @contextlib.contextmanager

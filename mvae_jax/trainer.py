@@ -309,12 +309,15 @@ class _Loop:
         pending = (done, m)
         last = done == config.train.num_steps
         do_log = done % config.train.log_every_steps == 0 or last
-        # Stopping (a signal): no evaluation, the grace period is short; this step is saved.
-        do_eval = bool(every_eval) and (done % every_eval == 0 or last) and not stop
-        do_save = done % every_save == 0 or last or stop
-        if do_log or do_eval or do_save:
+        do_eval = bool(every_eval) and (done % every_eval == 0 or last)
+        do_save = done % every_save == 0 or last
+        if do_log or do_eval or do_save or stop:
           stop = _check_finite(*pending, last_saved, resumed) or stop
           pending = None
+        # Stopping (a signal, on any process): this step is saved; no evaluation, the grace
+        # period is short. Every process decides alike: `stop` comes out of the step.
+        do_eval = do_eval and not stop
+        do_save = do_save or stop
         if do_log:
           host = {k: float(v) for k, v in jax.device_get(m).items() if k != 'finite'}
           last_train = {f'train/{_metric_name(k)}': v for k, v in host.items()}
