@@ -159,9 +159,23 @@ def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | Non
   """`<data_dir>/<builder>/<config>/<version>` of the newest built version; raises
   FileNotFoundError (with the command that builds it) if none. A folder dataset's config is
   `<kind>-<fingerprint>`: pass the `fingerprint`, or the `midi_dir` whose current content
-  (default options) names it."""
+  (default options) names it; with neither, the only folder dataset of the kind in `data_dir`
+  (ValueError when there are several)."""
   from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
   config = config_name(kind, mode)
+  if source == 'folder' and fingerprint is None and not midi_dir:
+    # No folder named: the one folder dataset of this kind there is (several: say which).
+    import glob  # pylint: disable=g-import-not-at-top
+    root = os.path.join(data_dir or default_data_dir(), builder_name(source))
+    version = str(mvae_datasets.BUILDERS[source].VERSION)
+    found = sorted(os.path.dirname(p) for p in glob.glob(
+        os.path.join(root, f'{config}-*', version, 'dataset_info.json')))
+    if len(found) > 1:
+      raise ValueError(f'{root} holds {len(found)} {config} datasets of different MIDI folders '
+                       f'({", ".join(os.path.basename(os.path.dirname(f)) for f in found)}); '
+                       'name the folder (midi_dir=) or the fingerprint')
+    if found:
+      return found[0]
   if source == 'folder':
     if fingerprint is None:
       if not midi_dir or not os.path.isdir(midi_dir):

@@ -138,10 +138,11 @@ def _check_finite(done: int, m: dict[str, Any], resume_from: int,
             else 'no checkpoint was saved yet, so a rerun starts over')
   intact = ''
   if resumed is not None and done <= resumed.next_save:
-    intact = (f' (checkpoint {resumed.step}, resumed {done - resumed.step} step(s) before, '
-              'matches its checksums: the divergence is the training\'s own)')
+    intact = (f' Checkpoint {resumed.step}, resumed {done - resumed.step} step(s) before, '
+              'matches its checksums: the divergence is the training\'s own, not the '
+              'checkpoint\'s.')
   raise NonFiniteLossError(
-      f'training diverged at step {done} ({values}); stopped before saving it, {resume}{intact}. '
+      f'training diverged at step {done} ({values}); stopped before saving it, {resume}.{intact} '
       'Lower --config.optim.learning_rate or check the data.')
 
 
