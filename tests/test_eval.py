@@ -186,7 +186,8 @@ def test_a_folder_that_is_not_a_run_gets_nothing_and_results_are_never_overwritt
   assert os.listdir(stray) == []  # no eval.log written into it
   assert run_cli(eval_lib, [f'--workdir={stray}', '--num_batches=-1']) == 2
   assert '--num_batches must be >= 0' in capsys.readouterr().err
-  workdir = shutil.copytree(smoke_run('melody2', eval_runs_root), tmp_path / 'run')
+  workdir = shutil.copytree(smoke_run('melody2', eval_runs_root), tmp_path / 'run',
+                            ignore=shutil.ignore_patterns('eval_*.json'))
   for expected in ('eval_1.json', 'eval_1-2.json'):
     assert run_cli(eval_lib, [f'--workdir={workdir}', '--num_batches=1']) == 0
     assert f'wrote {workdir / expected}' in capsys.readouterr().out
