@@ -357,8 +357,8 @@ def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
   assert run_cli(generate, ['reconstruct', f'--workdir={workdir}',
                             f'--input={melody_only}']) == 1
   assert 'no drums' in capsys.readouterr().err
-  assert run_cli(generate, ['interpolate', f'--workdir={workdir}', f'--a={INPUT_A}']) == 1
-  assert 'needs --a and --b' in capsys.readouterr().err
+  assert run_cli(generate, ['interpolate', f'--workdir={workdir}', f'--a={INPUT_A}']) == 2
+  assert 'needs --a and --b' in capsys.readouterr().err  # a usage error: exit status 2
   assert run_cli(generate, ['dance', f'--workdir={workdir}']) == 2
 
 
