@@ -17,7 +17,10 @@ the others never make. The stop request therefore travels inside the training st
 sets a flag in its slice of the batch and the step returns their maximum, see
 `trainer.train_step`): all processes see it at the same step, and save and stop together. A
 signal that reaches a process outside the loop ends that process alone; schedulers signal every
-process of a job, and the others then stop the same way.
+process of a job, and the others then stop the same way. `jax.distributed.initialize` installs
+JAX's own SIGTERM notifier (for its preemption sync points, which we do not use); the commands
+therefore start the distributed runtime first and install these handlers after it, so SIGTERM
+reaches ours.
 
 Without `handle_signals()` (a notebook, a test) nothing changes: SIGINT is KeyboardInterrupt.
 """
@@ -69,7 +72,8 @@ def handle_signals() -> Iterator[None]:
     yield
   finally:
     for s, h in previous.items():
-      signal.signal(s, h)
+      # None: a handler installed outside Python (JAX's own SIGTERM notifier): left replaced.
+      signal.signal(s, h if h is not None else signal.SIG_DFL)
     _STATE.update(installed=False, deferring=False, requested=None)
 
 

@@ -114,9 +114,9 @@ def next_steps(workdir: str, use_encoder: bool) -> list[str]:
 def main(argv):
   del argv
   console.setup(FLAGS.workdir, 'quickstart')
+  parallel.maybe_initialize_distributed()  # first: it installs JAX's SIGTERM notifier
   with preemption.handle_signals():  # SIGTERM / Ctrl-C: the step being trained is saved
     try:
-      parallel.maybe_initialize_distributed()
       out = run(FLAGS.config, FLAGS.workdir, FLAGS.num_samples, FLAGS.interpolation_steps)
       with open(os.path.join(FLAGS.workdir, 'quickstart.json'), 'w') as f:
         json.dump(out, f, indent=2, default=str)

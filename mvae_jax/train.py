@@ -37,9 +37,10 @@ def main(argv) -> int:
   console.setup(workdir if cli.is_run_dir(workdir) else None, 'train')
   # SIGTERM (preemption) and SIGINT (Ctrl-C): the step being trained is saved, one line, exit
   # 143 / 130 (see mvae_jax.preemption).
+  # The distributed runtime first: it installs JAX's own SIGTERM notifier, which ours replaces.
+  parallel.maybe_initialize_distributed()
   with preemption.handle_signals():
     try:
-      parallel.maybe_initialize_distributed()
       config_lib.validate(FLAGS.config, num_devices=jax.device_count(),
                           process_count=jax.process_count())
       run_lib.check_config_fits(FLAGS.config, workdir)
