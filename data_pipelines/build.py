@@ -40,22 +40,46 @@ def builder_name(source: str) -> str:
   return mvae_datasets.BUILDERS[source].name
 
 
+def folder_config_name(kind: str, mode: str, fingerprint: str) -> str:
+  """`<kind>[_magenta]-<fingerprint>`: a MIDI folder's dataset is named by its content and
+  build options (`conversion.FolderFingerprint`), so another folder, a changed folder or other
+  options build their own dataset instead of reusing one made from other files."""
+  return f'{config_name(kind, mode)}-{fingerprint}'
+
+
+def manual_dir(data_dir: str | None = None) -> str:
+  """TFDS's manual folder, where a folder build looks without `midi_dir`."""
+  return os.path.join(data_dir or default_data_dir(), 'downloads', 'manual')
+
+
 def get_builder(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
                 midi_dir: str | None = None, workers: int | None = None,
-                options: ConvertOptions | None = None, **kwargs):
-  """The TFDS builder of (source, kind, mode) (not prepared)."""
+                options: ConvertOptions | None = None,
+                fingerprint: conversion.FolderFingerprint | None = None, **kwargs):
+  """The TFDS builder of (source, kind, mode) (not prepared). A folder's dataset is named by
+  the `fingerprint` of `midi_dir` (`conversion.folder_fingerprint`; computed when not given)."""
   from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
   cls = mvae_datasets.BUILDERS[source]
   expand = options.expand_repeats if options is not None and source == 'folk' else None
   filters = options.filters if options is not None else None
-  return cls(config=config_name(kind, mode, expand), data_dir=data_dir or default_data_dir(),
+  config = config_name(kind, mode, expand)
+  if source == 'folder':
+    if fingerprint is None:
+      midi_dir = os.path.abspath(midi_dir or manual_dir(data_dir))
+      fingerprint = conversion.folder_fingerprint(midi_dir, data_dir or default_data_dir(),
+                                                  options, mode)
+    config = dataclasses.replace(mvae_datasets.make_config(kind, mode),
+                                 name=folder_config_name(kind, mode, fingerprint.value))
+    kwargs['fingerprint'] = fingerprint
+  return cls(config=config, data_dir=data_dir or default_data_dir(),
              midi_dir=midi_dir, workers=workers, filters=filters, **kwargs)
 
 
 def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
           midi_dir: str | None = None, workers: int | None = None, *, beam: bool = False,
           timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
-          keep_work: bool = False, quiet: bool = False, options: ConvertOptions | None = None):
+          keep_work: bool = False, quiet: bool = False, options: ConvertOptions | None = None,
+          fingerprint: conversion.FolderFingerprint | None = None):
   """Builds (if missing) the dataset of (source, kind, mode) under `data_dir`; returns the builder.
 
   `options` (`ConvertOptions`): preprocessing filters (off by default) and, for folk, whether
@@ -67,19 +91,21 @@ def build(source: str, kind: str, mode: str = 'paper', data_dir: str | None = No
 
   `beam=True` (folder and freedoom sources only) runs the conversion as an Apache Beam pipeline on
   the local DirectRunner (see docs/DATA.md).
+
+  A MIDI folder's dataset is named by `fingerprint` (computed from `midi_dir` and `options` when
+  not given; without `midi_dir`, TFDS's manual folder is read): a dataset is never reused for
+  other files or options, and the conversion checks that the files it read are those the
+  fingerprint covers (ValueError when the folder changed during the build).
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  if source == 'folder' and midi_dir:
-    try:
-      built = data_source_builder(source, kind, mode, data_dir)
-    except FileNotFoundError:
-      built = None
-    if built is not None and built.info.metadata.get('midi_dir') not in (None, os.path.abspath(midi_dir)):
-      raise ValueError(
-          f"{built.data_dir} was built from {built.info.metadata['midi_dir']}, not {midi_dir}; "
-          'use another --data_dir for another MIDI folder')
-  b = get_builder(source, kind, mode, data_dir, midi_dir, workers, options, timeout_s=timeout_s,
-                  memory_gb=memory_gb, beam=beam, quiet=quiet, verbose=console.is_verbose())
+  if source == 'folder':
+    midi_dir = os.path.abspath(midi_dir or manual_dir(data_dir))
+    if fingerprint is None:
+      fingerprint = conversion.folder_fingerprint(midi_dir, data_dir or default_data_dir(),
+                                                  options, mode)
+  b = get_builder(source, kind, mode, data_dir, midi_dir, workers, options, fingerprint,
+                  timeout_s=timeout_s, memory_gb=memory_gb, beam=beam, quiet=quiet,
+                  verbose=console.is_verbose())
   dl_config = None
   if beam:
     import apache_beam as beam_lib  # pylint: disable=g-import-not-at-top
@@ -130,14 +156,17 @@ def remove_incomplete(config_dir: str) -> None:
 
 
 def data_source(source: str, kind: str, mode: str = 'paper', split: str = 'train',
-                data_dir: str | None = None):
+                data_dir: str | None = None, *, midi_dir: str | None = None,
+                fingerprint: str | None = None):
   """Random-access source (len(), [i]) of the built dataset's `split` ('train' | 'eval').
 
   Each element is a dict: 'tokens' int16 numpy [T] or [T, 3], 'source' (bytes: file id),
   'path' (bytes: relative path). Reads the prepared array_record files; needs no TensorFlow and
-  no builder code (so it also opens datasets built by an older checkout).
+  no builder code (so it also opens datasets built by an older checkout). A folder dataset is
+  found by its `fingerprint`, or by the fingerprint of `midi_dir` as it is now.
   """
-  b = data_source_builder(source, kind, mode, data_dir)
+  b = data_source_builder(source, kind, mode, data_dir, midi_dir=midi_dir,
+                          fingerprint=fingerprint)
   if split not in b.info.splits:
     raise ValueError(f'{b.data_dir} has no {split!r} split (it had no windows); '
                      f'splits: {list(b.info.splits)}')
@@ -176,17 +205,48 @@ def read_rows(source: Any, keys: Sequence[int]) -> tuple[np.ndarray, list[str]]:
 
 
 def data_source_builder(source: str, kind: str, mode: str = 'paper',
-                        data_dir: str | None = None):
+                        data_dir: str | None = None, *, midi_dir: str | None = None,
+                        fingerprint: str | None = None):
   """Read-only TFDS builder of a built dataset (its `.info.metadata` holds vocab sizes etc.)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tfds.builder_from_directory(dataset_dir(source, kind, mode, data_dir))
+  return tfds.builder_from_directory(dataset_dir(source, kind, mode, data_dir, midi_dir,
+                                                 fingerprint=fingerprint))
 
 
 def dataset_dir(source: str, kind: str, mode: str = 'paper', data_dir: str | None = None,
-                midi_dir: str | None = None) -> str:
-  """`<data_dir>/<builder>/<config>/<version>` of the newest built version; raises if none."""
+                midi_dir: str | None = None, *, fingerprint: str | None = None) -> str:
+  """`<data_dir>/<builder>/<config>/<version>` of the newest built version; raises
+  FileNotFoundError (with the command that builds it) if none. A folder dataset's config is
+  `<kind>-<fingerprint>`: pass the `fingerprint`, or the `midi_dir` whose current content
+  (default options) names it; with neither, the only folder dataset of the kind in `data_dir`
+  (ValueError when there are several)."""
   from data_pipelines import mvae_datasets  # pylint: disable=g-import-not-at-top
-  d = os.path.join(data_dir or default_data_dir(), builder_name(source), config_name(kind, mode))
+  config = config_name(kind, mode)
+  if source == 'folder' and fingerprint is None and not midi_dir:
+    # No folder named: the one folder dataset of this kind there is (several: say which).
+    import glob  # pylint: disable=g-import-not-at-top
+    root = os.path.join(data_dir or default_data_dir(), builder_name(source))
+    version = str(mvae_datasets.BUILDERS[source].VERSION)
+    found = sorted(os.path.dirname(p) for p in glob.glob(
+        os.path.join(root, f'{config}-*', version, 'dataset_info.json')))
+    if len(found) > 1:
+      raise ValueError(f'{root} holds {len(found)} {config} datasets of different MIDI folders '
+                       f'({", ".join(os.path.basename(os.path.dirname(f)) for f in found)}); '
+                       'name the folder (midi_dir=) or the fingerprint')
+    if found:
+      return found[0]
+  if source == 'folder':
+    if fingerprint is None:
+      if not midi_dir or not os.path.isdir(midi_dir):
+        raise FileNotFoundError(
+            f'no built dataset for the MIDI folder {midi_dir or "(none given)"}; run: python -m '
+            f'data_pipelines.build --source=folder '
+            f'--midi_dir={midi_dir or "<folder of MIDI files>"} '
+            f'--kinds={kind} --mode={mode} --data_dir={data_dir or default_data_dir()}')
+      fingerprint = conversion.folder_fingerprint(midi_dir, data_dir or default_data_dir(),
+                                                  mode=mode).value
+    config = folder_config_name(kind, mode, str(fingerprint))
+  d = os.path.join(data_dir or default_data_dir(), builder_name(source), config)
   version = str(mvae_datasets.BUILDERS[source].VERSION)
   full = os.path.join(d, version)
   if not os.path.exists(os.path.join(full, 'dataset_info.json')):
@@ -201,19 +261,34 @@ def build_all(source: str, window_kinds, mode: str = 'paper', data_dir: str | No
               midi_dir: str | None = None, workers: int | None = None, *, beam: bool = False,
               timeout_s: float = FILE_TIMEOUT_S, memory_gb: float = WORKER_MEMORY_GB,
               keep_work: bool = False, options: ConvertOptions | None = None) -> dict:
-  """Builds several kinds of one source with a single conversion pass; returns the report."""
+  """Builds several kinds of one source with a single conversion pass; returns the report.
+
+  Kinds whose dataset exists already (for a MIDI folder: from the same content and options, see
+  `conversion.folder_fingerprint`) are not converted again; the report lists them under
+  `already_built` and holds the other kinds only (None when every kind was built already).
+  """
   t0 = time.monotonic()
   data_dir = data_dir or default_data_dir()
   options = options or ConvertOptions.default(mode)
+  fingerprint = None
+  if source == 'folder':
+    midi_dir = os.path.abspath(midi_dir or manual_dir(data_dir))
+    fingerprint = conversion.folder_fingerprint(midi_dir, data_dir, options, mode)
+  already = {}
+  for k in window_kinds:
+    b = get_builder(source, k, mode, data_dir, midi_dir, workers, options, fingerprint)
+    if os.path.exists(os.path.join(os.fspath(b.data_dir), 'dataset_info.json')):
+      already[k] = os.fspath(b.data_dir)
+  todo = [k for k in window_kinds if k not in already]
   ext = None
-  if not beam:
+  if todo and not beam:
     # One pass for every kind; each builder then finds its kind in the work folder.
-    ext = conversion.extract(source, window_kinds, mode, data_dir, midi_dir, workers, timeout_s, memory_gb,
-                  options=options)
+    ext = conversion.extract(source, todo, mode, data_dir, midi_dir, workers, timeout_s,
+                             memory_gb, options=options)
   builders = {k: build(source, k, mode, data_dir, midi_dir, workers, beam=beam,
                        timeout_s=timeout_s, memory_gb=memory_gb, keep_work=True, quiet=True,
-                       options=options)
-              for k in window_kinds}
+                       options=options, fingerprint=fingerprint)
+              for k in todo}
   reports = []
   for b in builders.values():
     path = os.path.join(b.data_dir, 'build_report.json')
@@ -225,12 +300,15 @@ def build_all(source: str, window_kinds, mode: str = 'paper', data_dir: str | No
       with open(path, 'w') as f:
         json.dump(r, f, indent=1)
     reports.append(r)
-  rep = dict(reports[0])
-  rep['kinds'] = {k: r['kinds'][k] for k, r in zip(window_kinds, reports)}
+  rep = dict(reports[0]) if reports else {'source': source, 'mode': mode, 'kinds': {}}
+  rep['kinds'] = {k: r['kinds'][k] for k, r in zip(todo, reports)}
   if ext is not None:  # the builders reused this pass: report its time
     rep['convert_s'], rep['conversion_reused'] = round(ext.convert_s, 1), ext.reused
   rep['total_s'] = round(time.monotonic() - t0, 1)
-  rep['datasets'] = {k: b.data_dir for k, b in builders.items()}
+  rep['datasets'] = {**already, **{k: os.fspath(b.data_dir) for k, b in builders.items()}}
+  rep['already_built'] = already
+  if fingerprint is not None:
+    rep['fingerprint'], rep['midi_dir'] = fingerprint.value, midi_dir
   if not keep_work:
     for b in builders.values():
       if b.work_dir:
@@ -290,9 +368,19 @@ def main(argv=None):
   rep = build_all(a.source, window_kinds, a.mode, a.data_dir, a.midi_dir, a.workers, beam=a.beam,
                   timeout_s=a.file_timeout, memory_gb=a.worker_memory_gb, keep_work=a.keep_work,
                   options=options)
-  conversion.print_report(rep)
+  if rep['kinds']:
+    conversion.print_report(rep)
+  same = ('the same folder content and options' if a.source == 'folder'
+          else 'the same source and options')
   for k, d in rep['datasets'].items():
-    print(f'{k}: {os.path.abspath(d)}')
+    if k in rep['already_built']:
+      print(f'{k}: already built from {same}, not converted again: {os.path.abspath(d)} '
+            '(its report: build_report.json there)')
+    else:
+      print(f'{k}: {os.path.abspath(d)}')
+  if rep.get('fingerprint'):
+    print(f'folder fingerprint: {rep["fingerprint"]} ({rep["midi_dir"]}: file contents and '
+          'build options; another or a changed folder builds its own dataset)')
   print(f'library log: {log_path}')
   if a.report:
     with open(a.report, 'w') as f:

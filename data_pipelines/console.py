@@ -3,9 +3,13 @@
 `setup(log_dir, name)`: every command line entry point (train, eval, generate, quickstart,
 `data_pipelines.build`, ...) calls it first. The console then holds our own lines only (progress
 with ETA, metrics, results, our warnings, errors); library logging (Orbax, absl, TFDS, JAX's
-backend probing, Python warnings) goes to `<log_dir>/<name>.log`. Library records at ERROR still
-reach the console. With `--verbosity=N` (absl's flag; `-v`) the library lines are shown on the
-console too. Progress bars of libraries (TFDS's tqdm) are off unless verbose on a terminal; our
+backend probing, Python warnings), at every level, goes to `<log_dir>/<name>.log`, and so do the
+tracebacks Python would print for exceptions in background threads and in `__del__` methods
+(Orbax's asyncio machinery on a full disk or a damaged checkpoint): a failure is reported by our
+own one `error:` line, with the details in the log. When the log file itself cannot be written (a
+full disk), library records are dropped silently instead of printing `--- Logging error ---`
+tracebacks. With `--verbosity=N` (absl's flag; `-v`) the library lines are shown on the console
+too. Progress bars of libraries (TFDS's tqdm) are off unless verbose on a terminal; our
 own progress lines use no escape codes when stdout / stderr is not a terminal.
 """
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from typing import TextIO
 
@@ -31,6 +36,45 @@ def duration(seconds: float) -> str:
 
 
 _STATE = {'verbose': False, 'handler': None, 'path': None}
+_QUIET = py_logging.CRITICAL + 1  # a handler level that lets no record through
+
+
+class _LogFile(py_logging.FileHandler):
+  """The library log file. A record that cannot be written (full disk, file removed) is
+  dropped, and the file given up, instead of a traceback on the console for every record."""
+
+  broken = False
+
+  def emit(self, record: py_logging.LogRecord) -> None:
+    if not self.broken:
+      super().emit(record)
+
+  def handleError(self, record: py_logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+    del record
+    self.broken = True
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
+def _to_log(what: str, exc_type, exc_value, exc_tb) -> None:
+  py_logging.getLogger('mvae_jax.uncaught').warning(
+      '%s', what, exc_info=(exc_type, exc_value, exc_tb))
+
+
+def _unraisable_hook(unraisable) -> None:
+  """`Exception ignored in ...` (e.g. Orbax's event loop closed under a failed save): logged."""
+  _to_log(f'exception ignored in {unraisable.object!r}: {unraisable.err_msg or ""}',
+          unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+
+
+def _thread_hook(args) -> None:
+  """An exception that ended a background thread (a library's): logged, not printed."""
+  if args.exc_type is SystemExit:
+    return
+  name = args.thread.name if args.thread is not None else '?'
+  _to_log(f'exception in thread {name}', args.exc_type, args.exc_value, args.exc_traceback)
 _FORMAT = '%(levelname).1s%(asctime)s %(name)s %(filename)s:%(lineno)d] %(message)s'
 
 
@@ -59,7 +103,7 @@ def setup(log_dir: str | None, name: str, verbose: bool | None = None) -> str:
         folder, f'{name}.log' if folder == log_dir else f'mvae_jax-{name}.log'))
     try:
       os.makedirs(folder, exist_ok=True)
-      handler = py_logging.FileHandler(candidate, mode='a', encoding='utf-8')
+      handler = _LogFile(candidate, mode='a', encoding='utf-8')
       path = candidate
       break
     except OSError:
@@ -74,21 +118,29 @@ def setup(log_dir: str | None, name: str, verbose: bool | None = None) -> str:
     handler.setLevel(py_logging.DEBUG if verbose else py_logging.INFO)
     root.addHandler(handler)
     _STATE['handler'], _STATE['path'] = handler, path
-    handler.stream.write(f'==== {name} started {time.strftime("%Y-%m-%d %H:%M:%S")} '
-                         f'(pid {os.getpid()}): {" ".join(sys.argv)}\n')
+    try:
+      handler.stream.write(f'==== {name} started {time.strftime("%Y-%m-%d %H:%M:%S")} '
+                           f'(pid {os.getpid()}): {" ".join(sys.argv)}\n')
+    except OSError:
+      handler.handleError(None)
   if not verbose:
     # absl's verbosity is also the absl logger's level: INFO, so that the file gets it.
     logging.set_verbosity(logging.INFO)
     root.setLevel(py_logging.INFO)
   absl_handler = logging.get_absl_handler()
-  absl_handler.setLevel(py_logging.NOTSET if verbose else py_logging.ERROR)
+  absl_handler.setLevel(py_logging.NOTSET if verbose else _QUIET)
   # Any other console handler on the root logger (e.g. a library's basicConfig) too.
   for h in root.handlers:
     if (h is not _STATE['handler'] and h is not absl_handler
         and isinstance(h, py_logging.StreamHandler)
         and not isinstance(h, py_logging.FileHandler)):
-      h.setLevel(py_logging.NOTSET if verbose else py_logging.ERROR)
+      h.setLevel(py_logging.NOTSET if verbose else _QUIET)
   py_logging.captureWarnings(True)  # library warnings -> logger 'py.warnings' -> the file
+  if not verbose:
+    sys.unraisablehook = _unraisable_hook
+    threading.excepthook = _thread_hook
+  else:
+    sys.unraisablehook, threading.excepthook = sys.__unraisablehook__, threading.__excepthook__
   return path or ''
 
 

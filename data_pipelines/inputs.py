@@ -22,17 +22,38 @@ class InputError(ValueError):
   """An input (MIDI file, NoteSequence or token array) the model cannot encode; says why."""
 
 
+def _clock(seconds: float) -> str:
+  m, sec = divmod(float(seconds), 60.0)
+  return f'{int(m)}:{sec:04.1f}'
+
+
+def meters(ns: note_seq.NoteSequence) -> str:
+  """The time signatures of a piece and where each starts: `4/4 from 0:00.0, 3/4 from 0:02.0`
+  (4/4 from 0:00.0 when the file states none, as MIDI assumes)."""
+  sigs = sorted(ns.time_signatures, key=lambda t: t.time)
+  if not sigs or sigs[0].time > 0:
+    shown = ['4/4 from 0:00.0 (the MIDI default)']
+  else:
+    shown = []
+  last = None
+  for t in sigs:
+    name = f'{t.numerator}/{t.denominator}'
+    if name != last:
+      shown.append(f'{name} from {_clock(t.time)}')
+      last = name
+  return ', '.join(shown)
+
+
 def _why_no_window(ns: note_seq.NoteSequence, spec: encoding.WindowSpec) -> str:
   """The most likely reason `extract_windows(ns, spec)` found nothing, in words."""
   parts = midi.quantized_parts(ns, spec.steps_per_quarter, spec.steps_per_bar)
-  if not parts:
-    sigs = sorted({f'{t.numerator}/{t.denominator}' for t in ns.time_signatures}) or ['4/4']
+  bars = max((p.total_steps for p in parts), default=0) / spec.steps_per_bar
+  if not parts or bars == 0:
     return ('no section in 4/4 (or 2/2, 8/8) with a steady tempo that fits the 16th-note grid '
-            f'(time signatures in the file: {", ".join(sigs)})')
-  bars = max(p.total_steps for p in parts) / spec.steps_per_bar
+            f'(time signatures in the file: {meters(ns)})')
   if bars < spec.num_bars:
-    return (f'too short: its longest 4/4 section is {bars:.1f} bars, the model needs '
-            f'{spec.num_bars}')
+    return (f'too short: its longest 4/4 section with a steady tempo is {bars:.1f} bars, the '
+            f'model needs {spec.num_bars} (time signatures in the file: {meters(ns)})')
   drums = any(bool((p.is_drum & (encoding.DRUM_PITCH_TO_CLASS[np.clip(p.pitch, 0, 127)] >= 0)
                     & (p.velocity > 0)).any()) for p in parts)
 
@@ -54,7 +75,8 @@ def _why_no_window(ns: note_seq.NoteSequence, spec: encoding.WindowSpec) -> str:
     if spec.programs and not melody_ok(spec.programs):
       return (f'no non-drum notes with a GM program in {spec.programs[0]}..'
               f'{spec.programs[1] - 1} (piano, chromatic percussion, organ, guitar), which this '
-              'model is trained on')
+              'model is trained on; --any_program (Python: any_program=True) takes the notes '
+              'of every program')
   else:
     missing = [name for name, ok in (
         (f'lead (program {encoding.LEAD_PROGRAMS[0]}..{encoding.LEAD_PROGRAMS[1] - 1})',
@@ -100,15 +122,26 @@ class InputWindows:
   num_bars: int          # bars per window
   default: int           # `default_window` of `tokens`
   complete_bars: int     # the default window's bars with onsets (the fewest over its parts)
+  # Melody kinds: the track (NoteSequence instrument) each window's notes come from, -1 when
+  # not one track (drums: every drum track together; trios), and the tracks' descriptions.
+  track: np.ndarray | None = None                    # int [n]
+  track_names: dict = dataclasses.field(default_factory=dict)  # number -> 'track 2 "Lead" (...)'
 
   def __len__(self) -> int:
     return len(self.tokens)
 
+  @property
+  def tracks(self) -> list[int]:
+    """The tracks that give windows (melody kinds), in order of their numbers."""
+    return sorted(set(self.track.tolist()) - {-1}) if self.track is not None else []
+
   def describe(self, i: int) -> str:
-    """`window 3 (bars 9-10, from 0:17.4)`."""
-    m, sec = divmod(float(self.seconds[i]), 60.0)
+    """`window 3 (bars 9-10, from 0:17.4)`, with its track when the file has several."""
+    where = ''
+    if len(self.tracks) > 1 and self.track[i] >= 0:
+      where = ', ' + self.track_names.get(int(self.track[i]), f'track {self.track[i]}')
     return (f'window {i} (bars {self.bars[i]}-{self.bars[i] + self.num_bars - 1}, from '
-            f'{int(m)}:{sec:04.1f})')
+            f'{_clock(self.seconds[i])}{where})')
 
   def select(self, window: WindowChoice = None) -> int:
     """The index of `window`: None / '' = `default`; K (int or digits) = the K-th window in time
@@ -156,23 +189,42 @@ class InputWindows:
       why = f'as asked (--window={asked})'
     pick = (f'pick another with --window=K (0..{n - 1}) or --window=bar:N' if n > 1
             else 'it is the only one')
+    tracks = self.tracks
+    if len(tracks) == 1 and len(self.track_names) > 1:  # one track of several (--track)
+      head += f'; only {self.track_names.get(tracks[0], f"track {tracks[0]}")}'
+    if len(tracks) > 1:
+      counts = {t: int((self.track == t).sum()) for t in tracks}
+      head += ('; from ' + ', '.join(f'{self.track_names.get(t, f"track {t}")}: {c}'
+                                     for t, c in counts.items()))
+      pick += ', or one track with --track=N'
     return f'{head}; using {self.describe(chosen)}, {why}; {pick}.'
 
 
 def input_windows(source: str | os.PathLike | note_seq.NoteSequence,
-                  spec: encoding.WindowSpec) -> InputWindows:
+                  spec: encoding.WindowSpec, *, track: int | None = None,
+                  any_program: bool = False) -> InputWindows:
   """The windows of a MIDI file or NoteSequence as the datasets extract them, in time order.
 
+  Args:
+    track: only the windows of this track (the NoteSequence instrument number the windows'
+      descriptions name; melody kinds).
+    any_program: a model whose data admits only some GM programs (magenta mode's 2-bar melodies:
+      0..31, the reference's rule) takes the notes of every program.
   Raises:
     InputError: unreadable file, or no usable window (the message says why).
   """
+  if any_program and spec.programs is not None:
+    spec = dataclasses.replace(spec, programs=None)
+  if track is not None and (isinstance(track, bool) or not isinstance(track, (int, np.integer))
+                            or track < 0):
+    raise InputError(f'--track must be a track number >= 0, got {track!r}')
   if isinstance(source, note_seq.NoteSequence):
-    return _windows(source, source.filename or 'the NoteSequence', spec)
+    return _windows(source, source.filename or 'the NoteSequence', spec, track)
   label = os.fspath(source)
   if not os.path.exists(label):
     raise InputError(f'{label}: no such file')
   stat = os.stat(label)
-  return _file_windows(label, stat.st_mtime_ns, stat.st_size, spec)
+  return _file_windows(label, stat.st_mtime_ns, stat.st_size, spec, track)
 
 
 def midi_windows(source: str | note_seq.NoteSequence, spec: encoding.WindowSpec) -> np.ndarray:
@@ -187,35 +239,100 @@ def midi_windows(source: str | note_seq.NoteSequence, spec: encoding.WindowSpec)
 
 
 @functools.lru_cache(maxsize=32)
-def _file_windows(path: str, mtime_ns: int, size: int, spec: encoding.WindowSpec
-                  ) -> InputWindows:
+def _file_windows(path: str, mtime_ns: int, size: int, spec: encoding.WindowSpec,
+                  track: int | None = None) -> InputWindows:
   """Windows of a file, cached while the file is unchanged (interactive use re-reads often)."""
   del mtime_ns, size  # part of the cache key only
   try:
     ns = midi.read_midi(path)
   except midi.MidiError as e:
+    if e.reason == 'no_notes':  # a valid file: say what it lacks
+      raise InputError(f'{path}: the file has no notes (a valid MIDI file, but nothing to '
+                       'encode)') from e
     raise InputError(f'{path}: cannot read it as MIDI ({e.reason}'
                      + (f': {e.detail}' if e.detail else '') + ')') from e
-  return _windows(ns, path, spec)
+  return _windows(ns, path, spec, track)
 
 
-def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec) -> InputWindows:
+def _track_names(ns: note_seq.NoteSequence) -> dict[int, str]:
+  """{instrument number: 'track 2 "Lead" (Electric Guitar (clean))'} of the non-drum tracks."""
+  import pretty_midi  # pylint: disable=g-import-not-at-top
+  names = {i.instrument: i.name for i in ns.instrument_infos}
+  programs = {}
+  for n in ns.notes:
+    if not n.is_drum:
+      programs.setdefault(n.instrument, n.program)
+  out = {}
+  for inst, program in sorted(programs.items()):
+    name = names.get(inst, '').strip()
+    out[inst] = (f'track {inst}' + (f' "{name}"' if name else '')
+                 + f' ({pretty_midi.program_to_instrument_name(program)})')
+  return out
+
+
+def _only_track(ns: note_seq.NoteSequence, track: int) -> note_seq.NoteSequence:
+  out = note_seq.NoteSequence()
+  out.CopyFrom(ns)
+  del out.notes[:]
+  out.notes.extend(n for n in ns.notes if n.instrument == track and not n.is_drum)
+  return out
+
+
+def _windows(ns: note_seq.NoteSequence, label: str, spec: encoding.WindowSpec,
+             track: int | None = None) -> InputWindows:
+  names = _track_names(ns)
+  melody = spec.parts == ('melody',)
+  if track is not None:
+    if not melody:
+      raise InputError(f'{label}: --track picks a melody track; a {spec.kind} model reads '
+                       + ('every drum track together' if spec.parts == ('drums',)
+                          else 'lead, bass and drums together'))
+    if track not in names:
+      listed = ', '.join(names.values()) or 'none'
+      raise InputError(f'{label}: no melody track {track}; its tracks with notes: {listed}')
+    ns = _only_track(ns, track)
   try:
     windows, bars, seconds = encoding.located_windows(ns, spec)
   except midi.MidiError as e:
     raise InputError(f'{label}: {e.reason} {e.detail}'.strip()) from e
   if len(windows) == 0:
-    raise InputError(f'{label}: no usable {spec.num_bars}-bar window for a {spec.kind} '
+    which = f' in {names[track]}' if track is not None else ''
+    raise InputError(f'{label}: no usable {spec.num_bars}-bar window{which} for a {spec.kind} '
                      f'({spec.mode} mode) model: {_why_no_window(ns, spec)}')
+  if not melody:
+    owner = np.full(len(windows), -1, np.int64)
+  elif track is not None:
+    owner = np.full(len(windows), track, np.int64)
+  else:
+    owner = _window_tracks(ns, spec, windows, seconds, list(names))
   w = np.asarray(windows, np.int32)
   w = w[..., None] if w.ndim == 2 else w
   bars = np.floor(bars + 1e-6).astype(np.int64) + 1
   for a in (w, bars, seconds):  # shared by every caller of the cache
     a.setflags(write=False)
   best = default_window(w, spec)
+  owner.setflags(write=False)
   return InputWindows(label=os.path.basename(label), tokens=w, bars=bars, seconds=seconds,
                       num_bars=spec.num_bars, default=best,
-                      complete_bars=int(_onset_bars(w[best:best + 1], spec)[0]))
+                      complete_bars=int(_onset_bars(w[best:best + 1], spec)[0]),
+                      track=owner, track_names=names)
+
+
+def _window_tracks(ns: note_seq.NoteSequence, spec: encoding.WindowSpec, windows: np.ndarray,
+                   seconds: np.ndarray, tracks: list[int]) -> np.ndarray:
+  """The track each melody window comes from: the track whose own windows hold the same
+  content starting at the same time (int [n]; -1 if none, which the extraction never gives)."""
+  if len(tracks) == 1:
+    return np.full(len(windows), tracks[0], np.int64)
+  owner = np.full(len(windows), -1, np.int64)
+  where = {}
+  for t in tracks:
+    w_t, _, s_t = encoding.located_windows(_only_track(ns, t), spec)
+    for row, sec in zip(w_t, s_t):
+      where.setdefault((row.tobytes(), round(float(sec), 6)), t)
+  for i, (row, sec) in enumerate(zip(windows, seconds)):
+    owner[i] = where.get((np.asarray(row, np.int16).tobytes(), round(float(sec), 6)), -1)
+  return owner
 
 
 # ----------------------------------------------------------------------------- a folder of MIDI

@@ -88,9 +88,10 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def __init__(self, *, midi_dir=None, workers=None, timeout_s=conversion.FILE_TIMEOUT_S,
                memory_gb=conversion.WORKER_MEMORY_GB, beam=False, quiet=False, filters=None,
-               verbose=False, **kwargs):
+               verbose=False, fingerprint=None, **kwargs):
     """`quiet`: no progress line or report printed; `verbose`: library output (TFDS's progress
-    bars) shown on the console, as `--verbosity` asks (`data_pipelines.console`)."""
+    bars) shown on the console, as `--verbosity` asks (`data_pipelines.console`);
+    `fingerprint`: the `conversion.FolderFingerprint` of a MIDI folder (its dataset's name)."""
     self._root = kwargs.get('data_dir') or conversion.default_data_dir()
     kwargs['data_dir'] = self._root
     self._midi_dir = os.path.abspath(midi_dir) if midi_dir else None
@@ -103,6 +104,7 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.work_dir = None
     self._beam = beam
     self._filters = filters
+    self._fingerprint = fingerprint
     super().__init__(**kwargs)
     if beam:
       if not self.BEAM_CAPABLE:
@@ -161,11 +163,15 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                             self._workers, self._timeout_s, self._memory_gb,
                             progress=not self._quiet, options=self.options)
     self.work_dir = ext.work_dir
+    self._check_fingerprint(ext.items)
     sel = conversion.select(ext, cfg.kind, cfg.max_per_file, cfg.seed, cfg.eval_percent)
     self._report = conversion.report(ext, {cfg.kind: sel})
     self._report['midi_dir'] = midi_dir
     self._t0 = t0
     rep = self._report
+    if self._fingerprint is not None:
+      rep['fingerprint'] = self._fingerprint.value
+      self.info.metadata.update(fingerprint=self._fingerprint.value)
     self.info.metadata.update(
         midi_dir=midi_dir, num_files=rep['files_total'], files_read=rep['files_read'],
         files_skipped=rep['files_skipped'], skipped_by_reason=rep['skipped_by_reason'],
@@ -176,6 +182,19 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       raise conversion.NothingFoundError(
           conversion.nothing_found_message(self.SOURCE, ext.items, midi_dir, cfg.kind))
     return splits
+
+  def _check_fingerprint(self, items: list) -> None:
+    """The files converted are those the fingerprint (the dataset's name) covers: a file
+    added, removed or rewritten since the fingerprint was taken stops the build."""
+    fp = self._fingerprint
+    if fp is None:
+      return
+    converted = {r['path']: r['file_id'] for r in items}
+    for path in sorted(set(converted) | set(fp.files)):
+      if path not in converted or path not in fp.files or (
+          converted[path] and fp.files[path] and converted[path] != fp.files[path]):
+        raise ValueError(f'{fp.midi_dir} changed while its dataset was being built ({path}); '
+                         'build again once it stays unchanged')
 
   def _generate_examples(self, selection, split):
     yield from selection.examples(split)
@@ -219,6 +238,8 @@ class _WindowsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     midi_dir = self._items_dir(dl_manager)
     items = conversion.list_items(self.SOURCE, midi_dir)
     self.info.metadata.update(midi_dir=midi_dir, num_files=len(items))
+    if self._fingerprint is not None:
+      self.info.metadata.update(fingerprint=self._fingerprint.value)
     self._t0 = time.monotonic()
     self._report = None
     kind, mode = cfg.kind, cfg.mode

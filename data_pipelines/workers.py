@@ -27,6 +27,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +41,9 @@ def failed(item, reason: str, detail: str) -> dict:
 
 def _worker_main(read_fd, write_fd, memory_bytes):
   """Entry point of a worker process: gets (func, args), then converts items until None."""
+  # Ctrl-C reaches every process of the terminal's group: the parent decides (it stops the pool),
+  # so a worker prints no traceback of its own.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   try:  # Linux: die with the parent, even when stuck inside an item.
     import ctypes  # pylint: disable=g-import-not-at-top
     ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -84,7 +88,8 @@ class WorkerPool:
   def _spawn(self):
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
-    code = ('from data_pipelines.workers import _worker_main; '
+    code = ('import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); '
+            'from data_pipelines.workers import _worker_main; '
             f'_worker_main({to_child_r}, {from_child_w}, {self._memory})')
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -31,6 +31,19 @@ def define_config_flags(default_config: str | None = None, default_workdir: str 
                       'Run directory (created; resumed when it has checkpoints).', flag_values=fv)
 
 
+def is_run_dir(path: str | None) -> bool:
+  """Whether `path` is a run directory (holds `config.json`): commands that read a run write
+  their log there, and nothing into a folder that is not one."""
+  return bool(path) and os.path.isfile(os.path.join(path, 'config.json'))
+
+
+def interrupted(message: str = 'interrupted (SIGINT); nothing was written') -> int:
+  """What a command that only reads a run (eval, generate) prints on Ctrl-C: one line, no
+  traceback; returns 130 (128 + SIGINT)."""
+  print(message, file=sys.stderr, flush=True)
+  return 130
+
+
 def one_line(e: BaseException) -> str:
   """An exception's message on one line."""
   return ' '.join(str(e).split())
@@ -87,8 +100,9 @@ def cli_flags_parser(argv: list[str]) -> list[str]:
       problem = _flag_error(e)
     else:
       try:  # a config file that failed to load only says so when first used
-        if 'config' in flags.FLAGS and flags.FLAGS.config is not None:
-          list(flags.FLAGS.config.keys())
+        config = flags.FLAGS['config'].value if 'config' in flags.FLAGS else None
+        if hasattr(config, 'keys'):  # a config file (import_magenta's --config is a name)
+          list(config.keys())
         return rest
       except Exception as e:  # pylint: disable=broad-except
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]

@@ -10,6 +10,7 @@ arguments of `mvae_jax.models.MusicVAE`. The returned config is locked, so a mis
 from __future__ import annotations
 
 import copy
+import math
 import os
 from typing import Any, Sequence
 
@@ -421,6 +422,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int = 1,
     default = defaults[path]
     if not _type_ok(value, default):
       raise ConfigError(f'config field {path} must be {_type_name(default)}, got {value!r}')
+    # NaN passes every comparison below and inf most of them: a float field is finite first.
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+      raise ConfigError(f'config field {path} must be a finite number, got {value!r}')
     if path in _CHOICES and value not in _CHOICES[path]:
       raise ConfigError(f'config field {path} is {value!r}; choose one of {list(_CHOICES[path])}')
     if path in _LOWER and value is not None:

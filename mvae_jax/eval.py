@@ -48,11 +48,19 @@ def main(argv: Sequence[str]) -> int:
     return cli.error(f'unexpected arguments {list(argv[1:])}', cli.EXIT_USAGE)
   if not FLAGS.workdir:
     return cli.error('--workdir is required', cli.EXIT_USAGE)
+  for flag, value, lowest in (('num_batches', FLAGS.num_batches, 0),
+                              ('batch_size', FLAGS.batch_size, 0)):
+    if value < lowest:
+      return cli.error(f'--{flag} must be >= {lowest}, got {value}', cli.EXIT_USAGE)
+  if FLAGS.split not in ('eval', 'train'):
+    return cli.error(f'--split must be eval or train, got {FLAGS.split!r}', cli.EXIT_USAGE)
   if FLAGS.workers < 0:
     return cli.error(f'--workers must be >= 0, got {FLAGS.workers}', cli.EXIT_USAGE)
   if FLAGS.midi_dir is not None and not os.path.isdir(FLAGS.midi_dir):
     return cli.error(f'--midi_dir {FLAGS.midi_dir} is not a folder', cli.EXIT_USAGE)
-  console.setup(FLAGS.workdir if os.path.isdir(FLAGS.workdir) else None, 'eval')
+  # Library logging goes to <workdir>/eval.log only when --workdir is a run: a mistyped folder
+  # gets nothing written into it.
+  console.setup(FLAGS.workdir if cli.is_run_dir(FLAGS.workdir) else None, 'eval')
   parallel.maybe_initialize_distributed()
   try:
     results = evaluation.evaluate_run(
@@ -62,6 +70,8 @@ def main(argv: Sequence[str]) -> int:
   except (FileNotFoundError, run_lib.CheckpointMismatchError, checkpoints.DamagedCheckpointError,
           ValueError) as e:
     return cli.error(str(e))
+  except KeyboardInterrupt:
+    return cli.interrupted()
   if jax.process_index() == 0:
     # The table first: a failed write (read-only run directory, full disk) loses nothing shown.
     print(evaluation.details(results))

@@ -206,7 +206,9 @@ def evaluate_run(workdir: str, *, step: int | None = None, recon_accuracy: bool 
       print(folder.describe(), flush=True)
     source, split = [{'tokens': t} for t in folder.tokens], 'midi_dir'
   else:
-    source = input_pipeline.get_source(config.data, split)
+    # A MIDI-folder run is evaluated on the dataset it trained on (its recorded fingerprint).
+    recorded = run_lib.load_dataset_record(loaded.workdir) or {}
+    source = input_pipeline.get_source(config.data, split, recorded.get('fingerprint'))
   params = jax.device_put(loaded.params, parallel.replicated(mesh))
   total, class_counts = split_sums(params, source, model=model, mesh=mesh, batch_size=batch_size,
                                    num_batches=num_batches, rng=jax.random.PRNGKey(seed),
@@ -288,14 +290,25 @@ def details(results: dict[str, Any]) -> str:
 
 
 def write_json(results: dict[str, Any], path: str) -> str:
+  """Writes `results` to `path` (through a temporary file that never stays behind)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(results, f, indent=2, sort_keys=True)
-  os.replace(path + '.tmp', path)
+  try:
+    with open(path + '.tmp', 'w') as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+    os.replace(path + '.tmp', path)
+  except BaseException:
+    if os.path.exists(path + '.tmp'):
+      os.remove(path + '.tmp')
+    raise
   return path
 
 
 def default_output(results: dict[str, Any]) -> str:
-  """`<workdir>/eval_<step>[_<split>].json`."""
+  """`<workdir>/eval_<step>[_<split>].json`, or, when an earlier evaluation wrote that file,
+  the next free `eval_<step>[_<split>]-2.json`, `-3`, ...: earlier results are never overwritten."""
   suffix = '' if results['split'] == 'eval' else f'_{results["split"]}'
-  return os.path.join(results['workdir'], f'eval_{results["step"]}{suffix}.json')
+  base = os.path.join(results['workdir'], f'eval_{results["step"]}{suffix}')
+  path, k = base + '.json', 2
+  while os.path.exists(path):
+    path, k = f'{base}-{k}.json', k + 1
+  return path

@@ -24,7 +24,6 @@ The command line only: the work is `mvae_jax.generation.run_command`, on the Pyt
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from absl import app, flags
@@ -33,7 +32,7 @@ from data_pipelines import console
 from data_pipelines.inputs import InputError
 from mvae_jax import checkpoints, cli
 from mvae_jax import run as run_lib
-from mvae_jax.generation import COMMANDS, run_command
+from mvae_jax.generation import COMMANDS, ArgumentError, check_arguments, run_command
 from mvae_jax.trained_model import DEFAULT_TEMPERATURE
 
 FLAGS = flags.FLAGS
@@ -46,7 +45,8 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
   flags.DEFINE_integer('seed', 0, 'Random seed (z and sampling noise).', flag_values=fv)
   flags.DEFINE_string('out', None, 'Output folder (default <workdir>/samples/<command>-...).', flag_values=fv)
   flags.DEFINE_integer('num', 8, 'sample: number of pieces.', flag_values=fv)
-  flags.DEFINE_float('temperature', DEFAULT_TEMPERATURE, 'Softmax temperature of the samples.', flag_values=fv)
+  flags.DEFINE_float('temperature', DEFAULT_TEMPERATURE, 'Softmax temperature of the samples '
+                     '(> 0; 0 = greedy, as --greedy).', flag_values=fv)
   flags.DEFINE_bool('greedy', None, 'Argmax decoding (default: sample and interpolate sample at '
                     '--temperature, reconstruct is greedy).', flag_values=fv)
   flags.DEFINE_string('a', None, 'interpolate: first MIDI file.', flag_values=fv)
@@ -70,18 +70,30 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
                       '--window_a / --window_b.', flag_values=fv)
   flags.DEFINE_string('window_a', None, 'interpolate: window of --a (default --window).', flag_values=fv)
   flags.DEFINE_string('window_b', None, 'interpolate: window of --b (default --window).', flag_values=fv)
+  flags.DEFINE_integer('track', None, 'Melody models: take the windows of this track of the '
+                       'input file(s) only (the numbers the command prints with the windows).',
+                       flag_values=fv)
+  flags.DEFINE_bool('any_program', False, 'A magenta-mode 2-bar melody model (trained on GM '
+                    'programs 0..31, the reference\'s rule) also takes notes of other programs.',
+                    flag_values=fv)
   flags.DEFINE_bool('wav', False, 'Also render every MIDI file to WAV (needs midirenderer).', flag_values=fv)
   flags.DEFINE_bool('overwrite', False, 'Write into --out even if it already holds files.', flag_values=fv)
 
 
 def main(argv: Sequence[str]) -> int:
-  console.setup(FLAGS.workdir if FLAGS.workdir and os.path.isdir(FLAGS.workdir) else None,
-                'generate')
+  # Library logging goes to <workdir>/generate.log only when --workdir is a run: a mistyped
+  # folder gets nothing written into it.
+  console.setup(FLAGS.workdir if cli.is_run_dir(FLAGS.workdir) else None, 'generate')
   if len(argv) != 2 or argv[1] not in COMMANDS:
     return cli.error(f'usage: python -m mvae_jax.generate {{{"|".join(COMMANDS)}}} '
                      f'--workdir=RUN [flags]; got {list(argv[1:])}', cli.EXIT_USAGE)
   if not FLAGS.workdir:
     return cli.error('--workdir is required', cli.EXIT_USAGE)
+  try:
+    check_arguments(argv[1], num=FLAGS.num, temperature=FLAGS.temperature, steps=FLAGS.steps,
+                    a=FLAGS.a, b=FLAGS.b, from_eval=FLAGS.from_eval, input_path=FLAGS.input)
+  except ArgumentError as e:
+    return cli.error(str(e), cli.EXIT_USAGE)
   try:
     paths = run_command(
         argv[1], workdir=FLAGS.workdir, step=FLAGS.checkpoint_step, out=FLAGS.out,
@@ -89,11 +101,15 @@ def main(argv: Sequence[str]) -> int:
         a=FLAGS.a, b=FLAGS.b, from_eval=FLAGS.from_eval, steps=FLAGS.steps,
         with_inputs=FLAGS.with_inputs, input_path=FLAGS.input, window=FLAGS.window,
         window_a=FLAGS.window_a, window_b=FLAGS.window_b, wav=FLAGS.wav,
-        overwrite=FLAGS.overwrite, attribute=FLAGS.attribute, amount=FLAGS.amount,
-        nearest=FLAGS.nearest)
+        overwrite=FLAGS.overwrite, track=FLAGS.track, any_program=FLAGS.any_program,
+        attribute=FLAGS.attribute, amount=FLAGS.amount, nearest=FLAGS.nearest)
+  except ArgumentError as e:
+    return cli.error(str(e), cli.EXIT_USAGE)
   except (FileNotFoundError, InputError, run_lib.CheckpointMismatchError, ImportError,
           ValueError, checkpoints.DamagedCheckpointError) as e:
-    return cli.error(str(e))
+    return cli.error(cli.one_line(e))
+  except KeyboardInterrupt:
+    return cli.interrupted()
   for p in paths:
     print(p)
   return 0

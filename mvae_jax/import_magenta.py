@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from typing import Any
 
 import jax
@@ -506,9 +505,9 @@ def main(argv):
   if len(argv) > 1:
     return cli.error(f'unexpected arguments {list(argv[1:])}', cli.EXIT_USAGE)
   if not (FLAGS.checkpoint and FLAGS.workdir):
-    print('usage: python -m mvae_jax.import_magenta --checkpoint=PATH [--config=NAME] '
-          '--workdir=RUN  (--config is required for a TensorFlow checkpoint)', file=sys.stderr)
-    return cli.EXIT_USAGE
+    return cli.error('usage: python -m mvae_jax.import_magenta --checkpoint=PATH [--config=NAME] '
+                     '--workdir=RUN  (--config is required for a TensorFlow checkpoint)',
+                     cli.EXIT_USAGE)
   if FLAGS.config is None and not is_tfjs(FLAGS.checkpoint):
     if os.path.exists(FLAGS.checkpoint) or os.path.exists(FLAGS.checkpoint + '.index'):
       return cli.error(f'{FLAGS.checkpoint} is a TensorFlow checkpoint: --config is required '
@@ -528,4 +527,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.cli_flags_parser)  # a mistyped --config: one line, exit 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 from typing import Any, Iterator, Sequence
 
@@ -24,6 +23,7 @@ import numpy as np
 from data_pipelines import console
 from data_pipelines.kinds import NUM_SPECIAL as NOTE_ON_OFFSET  # first note-on class
 from data_pipelines import conversion
+from mvae_jax import runlock
 
 
 def to_parts(tokens: np.ndarray) -> np.ndarray:
@@ -148,23 +148,135 @@ def eval_batches(source: Sequence[Any], *, global_batch: int, num_batches: int =
 
 @contextlib.contextmanager
 def _build_lock(data_dir: str, name: str):
-  """An exclusive lock on `<data_dir>/.build-<name>.lock` (released by the kernel if we die)."""
+  """An exclusive lock on `<data_dir>/.build-<name>.lock` (released by the kernel if we die);
+  the file is removed when the block ends."""
   os.makedirs(data_dir, exist_ok=True)
-  with open(os.path.join(data_dir, f'.build-{name}.lock'), 'a') as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      print(f'waiting for another process that is building the {name} dataset in {data_dir}...',
-            flush=True)
-      fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+  path = os.path.join(data_dir, f'.build-{name}.lock')
+
+  def wait(fd):
+    del fd
+    print(f'waiting for another process that is building the {name} dataset in {data_dir}...',
+          flush=True)
+
+  with runlock.locked_file(path, on_busy=wait):
+    yield
 
 
-def get_source(data: Any, split: str) -> Sequence[Any]:
-  """The random-access TFDS source for `config.data` and a split, building the dataset if missing.
+class DatasetChangedError(ValueError):
+  """A run's recorded MIDI-folder dataset is gone and the folder no longer has its content."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """The dataset a run trains on: where it is and, for a MIDI folder, its fingerprint
+  (`conversion.FolderFingerprint`: the folder's file contents and the build options)."""
+  source: str
+  kind: str
+  mode: str
+  data_dir: str
+  path: str                      # <data_dir>/<builder>/<config>/<version>
+  fingerprint: str | None = None  # folder source only
+  midi_dir: str | None = None
+
+  def record(self) -> dict[str, Any]:
+    """What a run directory keeps of it (`dataset.json`)."""
+    return dataclasses.asdict(self)
+
+
+def _note(line: str) -> None:
+  import sys  # pylint: disable=g-import-not-at-top
+  print(line, file=sys.stderr, flush=True)
+
+
+def prepare(data: Any, fingerprint: str | None = None) -> Dataset:
+  """The dataset of `config.data`, built if missing (on process 0; the others wait).
+
+  A MIDI folder's dataset is the one of `fingerprint` when given (the fingerprint a run recorded
+  when it started): a run never switches to other data. When that dataset exists it is used even
+  if the folder changed since (the change is named in one line on stderr); when it does not, it
+  is built if the folder still has that content, and otherwise DatasetChangedError says so.
+  Without `fingerprint`, the dataset of the folder's current content and options is used or built.
+  """
+  from data_pipelines import build  # local import: the model code does not need the data stack
+
+  data_dir = os.path.abspath(data.data_dir or conversion.default_data_dir())
+  where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data_dir)
+  folder = data.source == 'folder'
+  midi_dir = os.path.abspath(data.midi_dir) if folder and data.midi_dir else None
+  current = None
+  if jax.process_index() == 0:
+    if folder:
+      fingerprint, current = _folder_dataset(data, data_dir, midi_dir, fingerprint)
+    try:
+      build.dataset_dir(**where, fingerprint=fingerprint)
+    except FileNotFoundError:
+      # Two trainings that need the same missing dataset (say, a sweep started at once) build it
+      # once: the second waits for the first's build, then finds it.
+      name = f'{data.source}-{data.kind}-{data.mode}' + (f'-{fingerprint}' if folder else '')
+      with _build_lock(data_dir, name):
+        try:
+          build.dataset_dir(**where, fingerprint=fingerprint)
+        except FileNotFoundError:
+          what = f'{data.source} {data.kind} ({data.mode})'
+          if folder:
+            what = f'{data.kind} ({data.mode}) dataset of {midi_dir}, fingerprint {fingerprint},'
+          else:
+            what += ' dataset'
+          # Said before it starts: a folk or large-folder build takes minutes.
+          print(f'building the {what} (once) in {data_dir}: '
+                + build.build_estimate(data.source, midi_dir, data.workers or None)
+                + ' (set TFDS_DATA_DIR or --config.data.data_dir to build elsewhere)...',
+                flush=True)
+          build.build(**where, midi_dir=midi_dir, workers=data.workers or None,
+                      fingerprint=current)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(f'dataset {data.kind} built')
+    if folder:  # every process opens the dataset process 0 chose
+      raw = np.frombuffer((fingerprint or '').ljust(16).encode(), np.uint8)
+      fingerprint = bytes(np.asarray(multihost_utils.broadcast_one_to_all(raw),
+                                     np.uint8)).decode().strip()
+  # Still missing: FileNotFoundError with the full command.
+  path = build.dataset_dir(**where, midi_dir=midi_dir, fingerprint=fingerprint)
+  return Dataset(data.source, data.kind, data.mode, data_dir, path,
+                 fingerprint if folder else None, midi_dir)
+
+
+def _folder_dataset(data: Any, data_dir: str, midi_dir: str | None, recorded: str | None):
+  """(fingerprint to use, the folder's current `FolderFingerprint` or None) on process 0."""
+  from data_pipelines import build  # pylint: disable=g-import-not-at-top
+  where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data_dir)
+  if recorded is not None:
+    try:
+      path = build.dataset_dir(**where, fingerprint=recorded)
+    except FileNotFoundError:
+      path = None
+    if midi_dir is None or not os.path.isdir(midi_dir):
+      if path is None:
+        raise DatasetChangedError(
+            f'this run trained on the dataset of fingerprint {recorded}, which is not in '
+            f'{data_dir}, and its MIDI folder {midi_dir} is gone: point '
+            '--config.data.data_dir at the data dir that holds it, or restore the folder')
+      return recorded, None
+    current = conversion.folder_fingerprint(midi_dir, data_dir, mode=data.mode)
+    if current.value == recorded:
+      return recorded, current
+    if path is not None:
+      _note(f'note: {midi_dir} changed since this run started (fingerprint {recorded}, now '
+            f'{current.value}); the run keeps its own dataset {path}. Train a new --workdir to '
+            'use the folder as it is now.')
+      return recorded, None
+    raise DatasetChangedError(
+        f'this run trained on {midi_dir} when its fingerprint was {recorded}; that dataset is '
+        f'not in {data_dir} and the folder has changed since (fingerprint now {current.value}), '
+        'so it cannot be rebuilt: restore the folder, or train a new --workdir on it as it is now')
+  current = conversion.folder_fingerprint(midi_dir, data_dir, mode=data.mode)
+  return current.value, current
+
+
+def get_source(data: Any, split: str, fingerprint: str | None = None) -> Sequence[Any]:
+  """The random-access TFDS source for `config.data` and a split, building the dataset if missing
+  (see `prepare`). `fingerprint`: a MIDI-folder run's recorded dataset (`dataset.json`).
 
   Building happens on process 0 only; the other processes wait for it at a barrier. Before a
   build starts, one line says what it builds, from how many inputs and about how long it takes
@@ -172,30 +284,15 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
   """
   from data_pipelines import build  # local import: the model code does not need the data stack
 
-  where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data.data_dir or None)
-  if jax.process_index() == 0:
-    try:
-      build.dataset_dir(**where)
+  where = dict(source=data.source, kind=data.kind, mode=data.mode,
+               data_dir=data.data_dir or None)
+  if data.source == 'folder' and fingerprint:
+    try:  # the recorded dataset is there: open it, nothing to check or build
+      return build.data_source(split=split, **where, fingerprint=fingerprint)
     except FileNotFoundError:
-      data_dir = os.path.abspath(data.data_dir or conversion.default_data_dir())
-      # Two trainings that need the same missing dataset (say, a sweep started at once) build it
-      # once: the second waits for the first's build, then finds it.
-      with _build_lock(data_dir, f'{data.source}-{data.kind}-{data.mode}'):
-        try:
-          build.dataset_dir(**where)
-        except FileNotFoundError:
-          # Said before it starts: a folk or large-folder build takes minutes.
-          print(f'building the {data.source} {data.kind} ({data.mode}) dataset (once) in '
-                f'{data_dir}: ' + build.build_estimate(data.source, data.midi_dir or None,
-                                                       data.workers or None)
-                + ' (set TFDS_DATA_DIR or --config.data.data_dir to build elsewhere)...',
-                flush=True)
-          build.build(**where, midi_dir=data.midi_dir or None, workers=data.workers or None)
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(f'dataset {data.kind} built')
-  build.dataset_dir(**where, midi_dir=data.midi_dir or None)  # still missing: the full command
-  return build.data_source(split=split, **where)
+      pass
+  dataset = prepare(data, fingerprint)
+  return build.data_source(split=split, **where, fingerprint=dataset.fingerprint)
 
 
 def split_windows(data: Any, split: str = 'train', *, limit: int | None = None, seed: int = 0,

@@ -1,7 +1,9 @@
 """Piano-roll pictures of token arrays, in the style of the paper's supplemental figures 2-5.
 
-Melodies are drawn as pitch by time (one bar = 16 steps, bar lines in grey), with octave labels
-(C3, C4, ...) on a y axis that spans whole octaves, and every note-on visible: a note starts
+Melodies are drawn as pitch by time (one bar = 16 steps; grid lines at every bar, beat and
+sixteenth; bars numbered from 1, or from where an input window starts in its file), with octave
+labels (C3, C4, ...) on a y axis that spans whole octaves and the names of the pitches played
+beside their rows, and every note-on visible: a note starts
 after a small gap and its first steps are darker, so repeated notes of one pitch read as
 separate notes. Drums are a 9-row grid with the instrument names (kick at the bottom ... ride at
 the top), trios three panels (lead, bass, drums) in three colours. A list of pieces (an
@@ -113,8 +115,14 @@ def _melody_panel(ax, pieces, part, min_pitch, colours, offsets, pitch_range):
   ticks = list(range(lo, hi + 1, 12))
   ax.set_yticks(ticks)
   ax.set_yticklabels([_pitch_name(p) for p in ticks], fontsize=7)
-  ax.set_yticks(range(lo, hi + 1), minor=True)
-  ax.tick_params(axis='y', which='minor', length=1.5)
+  # Every semitone has a minor tick; the pitches the pieces play are named there too (the Cs
+  # are the major ticks), so a note's pitch reads off the axis.
+  used = {min_pitch + p for piece in pieces for _, _, p in melody_notes(piece[:, part])}
+  minor = list(range(lo, hi + 1))
+  ax.set_yticks(minor, minor=True)
+  ax.set_yticklabels([_pitch_name(p) if p in used and p % 12 else '' for p in minor],
+                     minor=True, fontsize=5, color='0.35')
+  ax.tick_params(axis='y', which='minor', length=1.5, pad=1)
   for c in ticks:
     ax.axhline(c - 0.5, color='0.88', linewidth=0.5, zorder=0)
 
@@ -139,8 +147,13 @@ def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
                 part_is_drums: Sequence[bool], min_pitch: int = 0,
                 highlight: Sequence[int] = (), labels: Sequence[str] | None = None,
                 title: str | None = None, steps_per_bar: int = STEPS_PER_BAR,
-                pitch_ranges: Sequence[tuple[int, int] | None] | None = None) -> str:
+                pitch_ranges: Sequence[tuple[int, int] | None] | None = None,
+                first_bars: Sequence[int] | None = None) -> str:
   """Draws `pieces` one after another; returns the matplotlib Figure (the caller closes it).
+
+  The time axis is numbered in bars (`first_bars`: the bar number of each piece's first bar,
+  e.g. where an input window starts in its file; default 1), with grid lines at every bar,
+  beat and (up to 32 bars) sixteenth.
 
   Args:
     pieces: token arrays, each int [time] or [time, parts].
@@ -163,9 +176,9 @@ def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
   offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
   total = int(sum(lengths))
   # Panel heights in inches: a semitone row or a drum row stays a few pixels high at any range.
-  heights = [1.5 if drums else min(9.0, max(1.8, 0.075 * (r[1] - r[0] + 1)))
+  heights = [1.8 if drums else min(10.0, max(2.2, 0.09 * (r[1] - r[0] + 1)))
              for drums, r in zip(part_is_drums, pitch_ranges)]
-  width = min(40.0, max(6.0, total / 16.0 * 0.9))
+  width = min(48.0, max(8.0, total / 16.0 * 1.6))
   fig, axes = plt.subplots(num_parts, 1, figsize=(width, 1.2 + sum(heights)), sharex=True,
                            squeeze=False, gridspec_kw={'height_ratios': heights})
   axes = axes[:, 0]
@@ -176,8 +189,16 @@ def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
       _drum_panel(ax, pieces, part, colours, offsets)
     else:
       _melody_panel(ax, pieces, part, min_pitch, colours, offsets, pitch_ranges[part])
+    beat = max(1, steps_per_bar // 4)
+    if total <= 32 * steps_per_bar:  # sixteenths, where they stay apart
+      for t in range(0, total + 1):
+        if t % beat:
+          ax.axvline(t, color='0.95', linewidth=0.3, zorder=0)
+    for t in range(0, total + 1, beat):
+      if t % steps_per_bar:
+        ax.axvline(t, color='0.88', linewidth=0.5, zorder=0)
     for bar in range(0, total + 1, steps_per_bar):
-      ax.axvline(bar, color='0.85', linewidth=0.5, zorder=0)
+      ax.axvline(bar, color='0.7', linewidth=0.8, zorder=0)
     for off in offsets[1:]:
       ax.axvline(off, color='0.3', linewidth=1.2, zorder=0)
     ax.set_xlim(0, total)
@@ -186,10 +207,17 @@ def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
     for off, n, label in zip(offsets, lengths, labels):
       axes[0].text(off + n / 2, 1.02, label, transform=axes[0].get_xaxis_transform(),
                    ha='center', va='bottom', fontsize=7)
-  bar_ticks = list(range(0, total + 1, steps_per_bar * max(1, total // steps_per_bar // 16)))
-  axes[-1].set_xticks(bar_ticks)
-  axes[-1].set_xticklabels([str(t // steps_per_bar) for t in bar_ticks], fontsize=7)
-  axes[-1].set_xlabel('bar')
+  # Each piece's bars numbered from its own first bar; long sets label every k-th bar.
+  first_bars = list(first_bars) if first_bars is not None else [1] * len(pieces)
+  every = max(1, total // steps_per_bar // 24)
+  ticks, names = [], []
+  for off, n, first in zip(offsets, lengths, first_bars):
+    for k in range(0, -(-n // steps_per_bar), every):
+      ticks.append(off + k * steps_per_bar)
+      names.append(str(first + k))
+  axes[-1].set_xticks(ticks)
+  axes[-1].set_xticklabels(names, fontsize=7)
+  axes[-1].set_xlabel('bar' if first_bars == [1] * len(pieces) else 'bar (of the input file)')
   if title:
     fig.suptitle(title, fontsize=9)
   # Fixed margins (in inches) instead of tight_layout, which costs more than the drawing.
@@ -205,7 +233,7 @@ def plot_pieces(pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
   fig = draw_pieces(pieces, **kwargs)
   try:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100)
   finally:
     plt.close(fig)
   return path

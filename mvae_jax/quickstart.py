@@ -25,7 +25,7 @@ import time
 from absl import app, flags
 
 from data_pipelines import console
-from mvae_jax import cli, evaluation, generation, parallel, trainer
+from mvae_jax import cli, config_lib, evaluation, generation, parallel, preemption, trainer
 
 _DEFAULT = str(pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'melody2.py') + ':small'
 FLAGS = flags.FLAGS
@@ -95,12 +95,9 @@ def written_lines(outputs: dict[str, list[str]]) -> list[str]:
 
 
 def _python() -> str:
-  """How the user runs this Python: `python` in an activated venv, else its path."""
-  if os.environ.get('VIRTUAL_ENV'):
-    return 'python'
-  exe = sys.executable
-  rel = os.path.relpath(exe)
-  return rel if not rel.startswith('..') else exe
+  """The absolute path of this Python, so the printed commands run from any folder and with
+  or without an activated venv."""
+  return os.path.abspath(sys.executable)
 
 
 def next_steps(workdir: str, use_encoder: bool) -> list[str]:
@@ -117,10 +114,22 @@ def next_steps(workdir: str, use_encoder: bool) -> list[str]:
 def main(argv):
   del argv
   console.setup(FLAGS.workdir, 'quickstart')
-  parallel.maybe_initialize_distributed()
-  out = run(FLAGS.config, FLAGS.workdir, FLAGS.num_samples, FLAGS.interpolation_steps)
-  with open(os.path.join(FLAGS.workdir, 'quickstart.json'), 'w') as f:
-    json.dump(out, f, indent=2, default=str)
+  parallel.maybe_initialize_distributed()  # first: it installs JAX's SIGTERM notifier
+  with preemption.handle_signals():  # SIGTERM / Ctrl-C: the step being trained is saved
+    try:
+      out = run(FLAGS.config, FLAGS.workdir, FLAGS.num_samples, FLAGS.interpolation_steps)
+      with open(os.path.join(FLAGS.workdir, 'quickstart.json'), 'w') as f:
+        json.dump(out, f, indent=2, default=str)
+    except preemption.Interrupted as e:
+      print(str(e), file=sys.stderr, flush=True)
+      return e.exit_code
+    except Exception as e:  # pylint: disable=broad-except
+      line = cli.failure_message(e, os.path.abspath(FLAGS.workdir))
+      if line is None:
+        raise
+      return cli.error(line, cli.EXIT_USAGE if isinstance(e, config_lib.ConfigError)
+                       else cli.EXIT_FAILED)
+  return 0
 
 
 if __name__ == '__main__':

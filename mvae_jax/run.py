@@ -1,11 +1,12 @@
 """A run directory: its config, its model, its state; written once, loaded by every command.
 
-Layout: `<workdir>/config.json` (the resolved config), `checkpoints/<step>/` (Orbax, with our
-checksums, see `checkpoints`), `metrics.jsonl`, `tensorboard/`, logs, `eval_<step>.json`,
+Layout: `<workdir>/config.json` (the resolved config), `dataset.json` (the dataset it trains on),
+`checkpoints/<step>/` (Orbax, with our checksums, see `checkpoints`), `metrics.jsonl`, `tensorboard/`, logs, `eval_<step>.json`,
 `samples/`. Made by `mvae_jax.train` or `mvae_jax.import_magenta`.
 
 - `create_model`, `create_optimizer`, `init_state`: what a config makes.
-- `write_config` / `load_config` / `check_config_fits`: `config.json`.
+- `write_config` / `load_config` / `check_config_fits`: `config.json`; `load_dataset_record`:
+  `dataset.json`, the dataset (for a MIDI folder, its fingerprint) the run trains on.
 - `load(workdir, step=None) -> Run`: the one way to open a trained run (eval, generate, `Model`,
   fine-tuning's `init_from`, the experiments): the newest healthy checkpoint (a damaged newer one
   is reported in one line and skipped) or exactly `step`, checked against config.json's model.
@@ -98,21 +99,54 @@ def check_config_fits(config: ml_collections.ConfigDict, workdir: str) -> None:
   old = load_config(workdir)
   for section in ('model', 'data'):
     a, b = config_lib.as_plain(old[section]), config_lib.as_plain(config[section])
+    if section == 'data':  # how many processes build a missing dataset changes no window
+      a, b = ({k: v for k, v in d.items() if k != 'workers'} for d in (a, b))
     if a != b:
       diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
       raise config_lib.ConfigError(f'{workdir} holds a run with a different config.{section}: '
                                    f'{diff} (saved, requested); use a new --workdir')
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes `config.json` (checked by `check_config_fits` first)."""
+def write_config(config: ml_collections.ConfigDict, workdir: str,
+                 dataset: dict[str, Any] | None = None) -> None:
+  """Writes `config.json` (checked by `check_config_fits` first) and, when given and not yet
+  recorded, `dataset.json`: which dataset the run trains on (`input_pipeline.Dataset.record`;
+  for a MIDI folder, its fingerprint). A resumed run keeps the record of its first start."""
   check_config_fits(config, workdir)
-  path = os.path.join(workdir, 'config.json')
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
+    _write_json(os.path.join(workdir, 'config.json'),
+                config.to_json_best_effort(indent=2, sort_keys=True))
+    if dataset is not None and load_dataset_record(workdir) is None:
+      _write_json(os.path.join(workdir, DATASET_RECORD), json.dumps(dataset, indent=2))
+
+
+DATASET_RECORD = 'dataset.json'
+
+
+def load_dataset_record(workdir: str) -> dict[str, Any] | None:
+  """The run's `dataset.json` ({'source', 'kind', 'mode', 'dataset_dir', 'fingerprint', ...}),
+  or None for a new run or one trained before runs recorded it."""
+  path = os.path.join(workdir, DATASET_RECORD)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_json(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file that never stays behind (a full disk
+  included)."""
+  try:
     with open(path + '.tmp', 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+      f.write(text)
     os.replace(path + '.tmp', path)
+  except BaseException:
+    try:
+      os.remove(path + '.tmp')
+    except OSError:
+      pass
+    raise
 
 
 # ----------------------------------------------------------------------------- loading
@@ -222,8 +256,8 @@ def load(workdir: str, step: int | None = None) -> Run:
     mgr.close()
   if restored is None:
     raise FileNotFoundError(f'{workdir}/checkpoints holds no checkpoint: train it first')
-  state, _, step, _ = restored
-  return Run(config=config, model=model, params=state.params, step=int(step), workdir=workdir)
+  return Run(config=config, model=model, params=restored.state.params, step=int(restored.step),
+             workdir=workdir)
 
 
 def _encoder_segments(model_cfg: Any) -> int | None:
@@ -275,12 +309,14 @@ def init_params_from(run: str, like: Any, expect_model: Any = None) -> Any:
 # ----------------------------------------------------------------------------- training
 
 def start_state(config: ml_collections.ConfigDict, workdir: str, mesh: Any, init_rng: jax.Array
-                ) -> tuple[Any, TrainState, int]:
-  """(checkpoint manager, state, first step) that training starts from.
+                ) -> tuple[Any, TrainState, int, bool]:
+  """(checkpoint manager, state, first step, verified) that training starts from.
 
-  The newest healthy checkpoint of `workdir` (damaged newer steps are reported and moved to
-  `checkpoints.damaged/`, out of the way of retention and new saves); without one, fresh
-  parameters, or those of `config.train.init_from` with a fresh optimizer state at step 0.
+  The newest healthy sealed checkpoint of `workdir` (newer steps that are damaged or unsealed are
+  reported and moved to `checkpoints.damaged/`, out of the way of retention and new saves; the
+  run then trains those steps again, exactly); without one, fresh parameters, or those of
+  `config.train.init_from` with a fresh optimizer state at step 0. `verified` is False when the
+  state comes from a checkpoint without checksums (no sealed one was healthy).
   """
   model, optim = create_model(config.model), create_optimizer(config)
   repl = parallel.replicated(mesh)
@@ -298,22 +334,21 @@ def start_state(config: ml_collections.ConfigDict, workdir: str, mesh: Any, init
 def _restore_or_init(config, workdir, mgr, init_fn, init_rng, optim, repl):
   abstract = checkpoints.abstract_like(jax.eval_shape(init_fn, init_rng), repl)
   restored = checkpoints.restore_good(mgr, abstract)
-  if restored is not None and restored[3]:
+  if restored is not None and restored.skipped:
     mgr.close()
     if jax.process_count() > 1:  # every process has checked them before any is moved
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
       multihost_utils.sync_global_devices('damaged checkpoints found')
-    checkpoints.set_aside(workdir, restored[3])
+    checkpoints.set_aside(workdir, restored.skipped)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('damaged checkpoints set aside')
     mgr = checkpoints.manager(workdir, keep=config.train.keep_checkpoints)
   if restored is not None:
-    state, position, start, _ = restored
-    start = int(position.get('next_batch', start))
+    start = int(restored.data.get('next_batch', restored.step))
     logging.info('resumed %s from step %d', workdir, start)
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and start < config.train.num_steps:
       print(f'resuming {workdir} from step {start}', flush=True)
-    return mgr, state, start
+    return mgr, restored.state, start, restored.verified
   state = init_fn(init_rng)
   if config.train.init_from:
     params = init_params_from(config.train.init_from, state.params, config.model)
@@ -323,4 +358,4 @@ def _restore_or_init(config, workdir, mgr, init_fn, init_rng, optim, repl):
     logging.info('initialised %s from the parameters of %s', workdir, config.train.init_from)
   else:
     logging.info('initialised a new model in %s', workdir)
-  return mgr, state, 0
+  return mgr, state, 0, True

@@ -27,6 +27,7 @@ import re
 import struct
 import tarfile
 import tempfile
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -303,9 +304,17 @@ def _prefix_in(directory: str, names: list[str], where: str) -> str:
 
 def _tar_files(path: str, extract_dir: str | None) -> _Files:
   try:
-    tf = tarfile.open(path)
-  except (tarfile.TarError, OSError) as e:
-    raise CheckpointError(f'{path}: cannot read the archive ({e})') from e
+    return _tar_files_unchecked(path, extract_dir)
+  except CheckpointError:
+    raise
+  except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+    # A download cut short: the archive's members or its compressed stream end early.
+    raise CheckpointError(f'{path}: the archive is truncated or damaged ({type(e).__name__}: '
+                          f'{e}); download it again') from e
+
+
+def _tar_files_unchecked(path: str, extract_dir: str | None) -> _Files:
+  tf = tarfile.open(path)
   with tf:
     members = {m.name.lstrip('./'): m for m in tf.getmembers() if m.isfile()}
     prefix = None
@@ -326,6 +335,15 @@ def _tar_files(path: str, extract_dir: str | None) -> _Files:
     return _Files(os.path.join(extract_dir, prefix))
 
 
+def _looks_like_tar(path: str) -> bool:
+  """A tar archive, or one cut short (a gzip stream or tar header that ends early): the latter
+  is then reported as a damaged archive, not as 'not a checkpoint'."""
+  try:
+    return tarfile.is_tarfile(path)
+  except (tarfile.TarError, EOFError, OSError, zlib.error):
+    return True
+
+
 def _is_plain_tar(path: str) -> bool:
   try:
     with tarfile.open(path, 'r:'):
@@ -340,13 +358,17 @@ def _open_files(path: str) -> Iterator[_Files]:
   if os.path.isdir(path):
     prefix = _state_file_prefix(path) or _prefix_in(path, os.listdir(path), path)
     yield _Files(prefix)
-  elif os.path.isfile(path) and tarfile.is_tarfile(path):
+  elif os.path.isfile(path) and _looks_like_tar(path):
     with tempfile.TemporaryDirectory(prefix='mvae_ckpt_') as tmp:
       yield _tar_files(path, tmp)
   elif os.path.exists(path + '.index'):
     yield _Files(path)
   elif path.endswith('.index') and os.path.exists(path):
     yield _Files(path[:-len('.index')])
+  elif os.path.exists(path):
+    raise CheckpointError(f'{path}: not a TensorFlow checkpoint (expected a prefix with a .index '
+                          'file, a directory with a checkpoint state file, or a .tar / .tar.gz '
+                          'archive)')
   else:
     raise CheckpointError(f'{path}: no such checkpoint (expected a prefix with a .index file, '
                           'a directory with a checkpoint state file, or a .tar archive)')

@@ -17,8 +17,12 @@ The command line over this is `mvae_jax.generate`.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import math
 import os
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -34,6 +38,43 @@ from mvae_jax.models import MusicVAE, default_part_names
 
 DEFAULT_TEMPERATURE = 0.5  # the paper's sampling temperature
 QPM = 120.0
+
+
+def check_temperature(temperature: float) -> float:
+  """`temperature` as a float: finite and >= 0 (0 means greedy decoding); ValueError otherwise."""
+  try:
+    t = float(temperature)
+  except (TypeError, ValueError):
+    t = math.nan
+  if not math.isfinite(t) or t < 0:
+    raise ValueError(f'temperature must be a finite number >= 0 (0 = greedy: the most likely '
+                     f'token at every step), got {temperature!r}')
+  return t
+
+
+def _check_count(value: int, what: str, lowest: int = 1) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+    raise ValueError(f'{what} must be a whole number >= {lowest}, got {value!r}')
+  return int(value)
+
+
+class Pieces(list):
+  """A list of NoteSequences (what `sample`, `decode`, `interpolate` and `reconstruct` return)
+  whose repr is one line per piece instead of every note's protocol buffer."""
+
+  def __repr__(self) -> str:
+    if not self:
+      return 'Pieces([])'
+    lines = [f'{len(self)} piece{"s" if len(self) != 1 else ""} (NoteSequences):']
+    for i, ns in enumerate(self):
+      pitches = [n.pitch for n in ns.notes if not n.is_drum]
+      span = f', pitches {min(pitches)}..{max(pitches)}' if pitches else ''
+      drums = sum(n.is_drum for n in ns.notes)
+      lines.append(f'  [{i}] {ns.total_time:.1f} s, {len(ns.notes)} notes'
+                   + (f' ({drums} drum hits)' if drums else '') + span)
+    return '\n'.join(lines)
+
+  _repr_pretty_ = lambda self, p, cycle: p.text(repr(self))  # noqa: E731 (IPython)
 
 
 # ----------------------------------------------------------------------------- jitted functions
@@ -109,10 +150,32 @@ class Model:
     self.z_size = int(config.model.z_size)
 
   @classmethod
-  def load(cls, workdir: str, step: int | None = None) -> 'Model':
-    """The latest (or `step`) checkpoint of a run directory."""
-    run = run_lib.load(workdir, step)
+  def load(cls, workdir: str, step: int | None = None, *, quiet: bool = True) -> 'Model':
+    """The newest healthy checkpoint of a run directory (or exactly `step`).
+
+    `quiet` (default): the libraries' log lines (Orbax, absl) are not shown, as the command
+    lines keep them off the console; our one-line warnings (a damaged checkpoint skipped) are.
+
+    Raises:
+      FileNotFoundError: not a run directory, no checkpoint, or no checkpoint for `step`.
+      checkpoints.DamagedCheckpointError, run.CheckpointMismatchError: see `run.load`.
+    """
+    with _quiet_libraries() if quiet else contextlib.nullcontext():
+      run = run_lib.load(workdir, step)
     return cls(run.config, run.model, run.params, run.step, run.workdir)
+
+  def __repr__(self) -> str:
+    m = self.config.model
+    kind = 'baseline (decoder only)' if not self.use_encoder else f'z {self.z_size}'
+    sizes = f'encoder {tuple(m.enc_sizes)}, ' if self.use_encoder else ''
+    if m.decoder == 'hier':
+      sizes += f'conductor {tuple(m.conductor_sizes)}, '
+    sizes += f'{m.decoder} decoder {tuple(m.dec_sizes)}'
+    where = f', from {self.workdir}' if self.workdir else ''
+    step = f', step {self.step}' if self.step is not None else ''
+    return (f'Model({self.config.family}:{self.config.preset}, {self.spec.kind} '
+            f'({self.spec.mode} mode, {"/".join(self.part_names)} in '
+            f'{"/".join(map(str, self.part_vocab))} classes), {kind}, {sizes}{step}{where})')
 
   @property
   def use_encoder(self) -> bool:
@@ -124,14 +187,22 @@ class Model:
                        '(model.use_encoder=False): it can only sample')
 
   # -- inputs
-  def windows(self, x: str | os.PathLike | note_seq.NoteSequence) -> InputWindows:
-    """The windows of a MIDI file or NoteSequence for this model, in time order."""
-    return input_windows(x, self.spec)
+  def windows(self, x: str | os.PathLike | note_seq.NoteSequence, *, track: int | None = None,
+              any_program: bool = False) -> InputWindows:
+    """The windows of a MIDI file or NoteSequence for this model, in time order (`.tokens`,
+    `.bars`, `.seconds`, `.track`: the track each melody window comes from, `.default`).
 
-  def tokens(self, x: Any, window: WindowChoice = None) -> np.ndarray:
-    """`x` as model input: int32 [batch, time, parts]."""
+    `track`: only that track's windows; `any_program`: a magenta-mode 2-bar melody model (trained
+    on GM programs 0..31, the reference's rule) also takes notes of other programs.
+    """
+    return input_windows(x, self.spec, track=track, any_program=any_program)
+
+  def tokens(self, x: Any, window: WindowChoice = None, *, track: int | None = None,
+             any_program: bool = False) -> np.ndarray:
+    """`x` as model input: int32 [batch, time, parts]. For a file or NoteSequence, one window
+    (`window`, `track`, `any_program`: see `windows`)."""
     if isinstance(x, (str, os.PathLike, note_seq.NoteSequence)):
-      windows = self.windows(x)
+      windows = self.windows(x, track=track, any_program=any_program)
       i = windows.select(window)
       return windows.tokens[i:i + 1].copy()
     t = np.asarray(x)
@@ -186,12 +257,15 @@ class Model:
                     shared_noise: bool = False) -> np.ndarray:
     """Free-running decoding of z float [batch, z_size] (None and `num` for a baseline) ->
     int32 [batch, time, parts]. Every step samples softmax(logits / temperature), or takes
-    the argmax when `greedy`. `shared_noise` gives every row the same sampling noise."""
+    the argmax when `greedy` or `temperature == 0`. `shared_noise` gives every row the same
+    sampling noise. Raises ValueError for a negative or non-finite temperature."""
+    greedy = greedy or check_temperature(temperature) == 0
     rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    temp = jnp.float32(temperature)
+    temp = jnp.float32(temperature if not greedy else 1.0)
     if z is None:
       if self.use_encoder:
         raise ValueError('decode needs z for a VAE (use sample() to draw it from the prior)')
+      num = _check_count(num, 'num')
       fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, batch_size=_bucket(num))
       return np.asarray(fn(self.params, None, rng, temp))[:num]
     self._need_encoder('decoding a given z')
@@ -202,8 +276,17 @@ class Model:
     return np.asarray(fn(self.params, jnp.asarray(_pad_rows(z, _bucket(n))), rng, temp))[:n]
 
   def decode(self, z: np.ndarray, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
-             seed: int = 0) -> list[note_seq.NoteSequence]:
-    """z float [batch, z_size] -> one NoteSequence per row."""
+             seed: int = 0) -> Pieces:
+    """Decodes codes z float [batch, z_size] into one NoteSequence per row.
+
+    Args:
+      z: latent codes, e.g. `encode(...)[0]` or points of `interpolation_z`.
+      temperature: softmax temperature of the sampled tokens (the paper's 0.5); 0 = greedy.
+      greedy: the most likely token at every step (no randomness).
+      seed: the sampling noise.
+    Returns:
+      `Pieces` (a list) of NoteSequences at 120 qpm, each exactly one window long.
+    """
     return self.to_note_sequences(self.decode_tokens(z, temperature=temperature, greedy=greedy,
                                                      seed=seed))
 
@@ -211,13 +294,26 @@ class Model:
                     greedy: bool = False, seed: int = 0) -> np.ndarray:
     """`num` pieces from z ~ N(0, I) (the baseline: from its decoder alone): int32
     [num, time, parts]."""
+    num = _check_count(num, 'num')
+    check_temperature(temperature)
     if not self.use_encoder:
       return self.decode_tokens(None, temperature=temperature, greedy=greedy, seed=seed, num=num)
     z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0), (num, self.z_size))
     return self.decode_tokens(np.asarray(z), temperature=temperature, greedy=greedy, seed=seed)
 
   def sample(self, num: int, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
-             seed: int = 0) -> list[note_seq.NoteSequence]:
+             seed: int = 0) -> Pieces:
+    """`num` new pieces: z drawn from the prior N(0, I) and decoded (a baseline decodes
+    without z).
+
+    Args:
+      num: how many pieces (>= 1).
+      temperature: softmax temperature (the paper's 0.5); 0 = greedy.
+      greedy: the most likely token at every step; the pieces still differ through z.
+      seed: z and the sampling noise; the same seed gives the same pieces.
+    Returns:
+      `Pieces` (a list) of `num` NoteSequences at 120 qpm, each one window long.
+    """
     return self.to_note_sequences(self.sample_tokens(num, temperature, greedy, seed))
 
   def interpolation_z(self, a: Any, b: Any, steps: int = 7, window_a: WindowChoice = None,
@@ -225,8 +321,7 @@ class Model:
     """mu of a and b, and the points between at equal steps of slerp: float32 [steps, z_size],
     endpoints included (row 0 = mu_a, row steps-1 = mu_b)."""
     self._need_encoder('interpolate')
-    if steps < 2:
-      raise ValueError(f'steps must be at least 2 (the two endpoints), got {steps}')
+    _check_count(steps, 'steps (the points of an interpolation, both endpoints included)', 2)
     mu_a, _ = self.encode(a, window_a)
     mu_b, _ = self.encode(b, window_b)
     if len(mu_a) != 1 or len(mu_b) != 1:
@@ -244,9 +339,20 @@ class Model:
                               shared_noise=not greedy)
 
   def interpolate(self, a: Any, b: Any, steps: int = 7, temperature: float = DEFAULT_TEMPERATURE,
-                  greedy: bool = False, seed: int = 0) -> list[note_seq.NoteSequence]:
-    """`steps` NoteSequences decoded at equal slerp steps from mu_a to mu_b (endpoints included)."""
-    return self.to_note_sequences(self.interpolate_tokens(a, b, steps, temperature, greedy, seed))
+                  greedy: bool = False, seed: int = 0, window_a: WindowChoice = None,
+                  window_b: WindowChoice = None) -> Pieces:
+    """Pieces on the way from `a` to `b`: decoded at `steps` equal slerp steps from mu_a to mu_b.
+
+    Args:
+      a, b: MIDI file paths, NoteSequences or tokens (see the class docstring).
+      steps: points, both endpoints included (>= 2).
+      temperature, greedy, seed: as `sample`; every point shares one sampling noise.
+      window_a, window_b: which window of a file (K, 'bar:N', None = the default).
+    Returns:
+      `Pieces` (a list) of `steps` NoteSequences.
+    """
+    return self.to_note_sequences(self.interpolate_tokens(a, b, steps, temperature, greedy, seed,
+                                                          window_a, window_b))
 
   def reconstruct_tokens(self, x: Any, temperature: float = DEFAULT_TEMPERATURE,
                          greedy: bool = True, seed: int = 0,
@@ -256,7 +362,18 @@ class Model:
     return self.decode_tokens(mu, temperature=temperature, greedy=greedy, seed=seed)
 
   def reconstruct(self, x: Any, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = True,
-                  seed: int = 0, window: WindowChoice = None) -> list[note_seq.NoteSequence]:
+                  seed: int = 0, window: WindowChoice = None) -> Pieces:
+    """Encodes `x` to mu and decodes it back: what the model keeps of an input.
+
+    Args:
+      x: a MIDI file path, a NoteSequence or tokens (see the class docstring).
+      temperature: used when `greedy=False`; 0 = greedy.
+      greedy: the most likely token at every step (the default).
+      seed: the sampling noise when not greedy.
+      window: which window of a file (K, 'bar:N', None = the default).
+    Returns:
+      `Pieces` (a list) with one NoteSequence per input sequence.
+    """
     return self.to_note_sequences(self.reconstruct_tokens(x, temperature, greedy, seed, window))
 
   # -- latent-space tools (mvae_jax.attributes, mvae_jax.score)
@@ -290,14 +407,32 @@ class Model:
     ns.total_time = len(tokens) * 60.0 / qpm / self.spec.steps_per_quarter
     return ns
 
-  def to_note_sequences(self, tokens: np.ndarray, qpm: float = QPM) -> list[note_seq.NoteSequence]:
-    return [self.to_note_sequence(t, qpm) for t in np.asarray(tokens)]
+  def to_note_sequences(self, tokens: np.ndarray, qpm: float = QPM) -> Pieces:
+    """Pieces int [n, time, parts] -> `Pieces` (a list) of n NoteSequences."""
+    return Pieces(self.to_note_sequence(t, qpm) for t in np.asarray(tokens))
 
   def plot(self, pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
     """Piano roll of token arrays (see `plotting.plot_pieces`)."""
     return plotting.plot_pieces(pieces, path, part_names=self.part_names,
                                 part_is_drums=self.part_is_drums,
                                 min_pitch=self.spec.min_pitch, **kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_libraries():
+  """Library log records below ERROR (Orbax's and absl's INFO / WARNING lines) and Python
+  warnings are dropped while a run loads, as the command lines keep them off the console."""
+  loggers = [logging.getLogger(name) for name in ('absl', 'orbax', 'jax')]
+  saved = [lg.level for lg in loggers]
+  try:
+    for lg in loggers:
+      lg.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      yield
+  finally:
+    for lg, level in zip(loggers, saved):
+      lg.setLevel(level)
 
 
 def to_midi(ns: note_seq.NoteSequence, path: str) -> str:

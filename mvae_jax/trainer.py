@@ -12,8 +12,9 @@ What a run guarantees (docs/USAGE.md, "When something goes wrong", lists the mes
 - one training per directory (`runlock`: a second one stops at once naming the first's pid);
 - every step's loss and global parameter / optimizer-state norms are checked (inside the jitted
   step), so a diverged state is never saved;
-- checkpoints are checksummed once committed; a damaged one is reported and the previous healthy
-  one used (`checkpoints.restore_good`);
+- a checkpoint is sealed with its checksums as part of its commit; a damaged or unsealed one is
+  reported and the previous healthy one used (`checkpoints.restore_good`);
+- SIGTERM / SIGINT (under `preemption.handle_signals()`) save the current step and stop;
 - periodic evaluation is `evaluation.evaluate` (the eval command's step and metric names, under
   `eval/`), on the first `eval.num_batches` batches of the eval split.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import signal
 import time
 from typing import Any
 
@@ -34,7 +36,7 @@ from absl import logging
 
 from data_pipelines import console
 from mvae_jax import (checkpoints, config_lib, evaluation, input_pipeline, losses, machine,
-                      metrics, parallel, runlock, schedules)
+                      metrics, parallel, preemption, runlock, schedules)
 from mvae_jax import run as run_lib
 from mvae_jax.logs import MetricWriter
 from mvae_jax.models import MusicVAE
@@ -84,6 +86,10 @@ def train_step(state: run_lib.TrainState, batch: dict[str, jax.Array], rng: jax.
                cfg.optim.learning_rate, cfg.optim.min_learning_rate, cfg.optim.decay_rate)(state.step))
   # Checked on every step (one scalar to the host): a diverged state is never saved.
   m['finite'] = jnp.isfinite(m['loss']) & jnp.isfinite(param_norm) & jnp.isfinite(opt_norm)
+  if 'stop' in batch:
+    # Any process asked to stop (SIGTERM / SIGINT, see `preemption`): every process reads the
+    # same value at the same step, so all of them save that step and stop together.
+    m['stop'] = jnp.max(batch['stop'])
   return run_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), m
 
 
@@ -99,26 +105,53 @@ class DataError(ValueError):
   """The dataset cannot serve this run (e.g. no eval split); one line for the user."""
 
 
-def _check_finite(done: int, m: dict[str, Any], resume_from: int) -> None:
-  """Raises NonFiniteLossError when step `done` (counted from 1, as the console does) diverged."""
-  if bool(m['finite']):
-    return
+@dataclasses.dataclass
+class _Resumed:
+  """Where a resumed run started: the checkpoint it restored and whether its checksums proved
+  it intact. A run that diverges before its next save blames that checkpoint first."""
+  step: int
+  verified: bool
+  workdir: str
+  next_save: int  # the first step saved after the resume
+
+
+def _check_finite(done: int, m: dict[str, Any], resume_from: int,
+                  resumed: _Resumed | None = None) -> bool:
+  """Raises NonFiniteLossError when step `done` (counted from 1, as the console does) diverged;
+  returns whether any process asked to stop (`preemption`) at that step."""
+  flags = jax.device_get({k: m[k] for k in ('finite', 'stop') if k in m})
+  if bool(flags['finite']):
+    return bool(flags.get('stop', 0))
   host = {k: float(v) for k, v in jax.device_get(m).items()}
+  values = (f'loss {host["loss"]:.4g}, recon {host["recon"]:.4g}, kl {host["kl"]:.4g}, parameter '
+            f'norm {host["param_norm"]:.4g}, optimizer-state norm {host["opt_state_norm"]:.4g}')
+  if resumed is not None and done <= resumed.next_save and not resumed.verified:
+    # Diverged at once after resuming from a checkpoint that has no checksums: the checkpoint,
+    # not the training, is the suspect. It is moved aside, so the rerun takes the previous one.
+    where = checkpoints.set_aside(resumed.workdir, [resumed.step])
+    raise NonFiniteLossError(
+        f'training diverged at step {done} ({values}), {done - resumed.step} step(s) after '
+        f'resuming from checkpoint {resumed.step}, which has no checksums to prove it intact: '
+        f'that checkpoint is the suspect. It was moved to {where}/{resumed.step}; rerun the same '
+        'command to resume from the checkpoint before it (move it back to try it again).')
   resume = (f'a rerun resumes from checkpoint {resume_from}' if resume_from
             else 'no checkpoint was saved yet, so a rerun starts over')
+  intact = ''
+  if resumed is not None and done <= resumed.next_save:
+    intact = (f' Checkpoint {resumed.step}, resumed {done - resumed.step} step(s) before, '
+              'matches its checksums: the divergence is the training\'s own, not the '
+              'checkpoint\'s.')
   raise NonFiniteLossError(
-      f'training diverged at step {done} (loss {host["loss"]:.4g}, recon {host["recon"]:.4g}, '
-      f'kl {host["kl"]:.4g}, parameter norm {host["param_norm"]:.4g}, optimizer-state norm '
-      f'{host["opt_state_norm"]:.4g}); stopped before saving it, {resume}. Lower '
-      '--config.optim.learning_rate or check the data.')
+      f'training diverged at step {done} ({values}); stopped before saving it, {resume}.{intact} '
+      'Lower --config.optim.learning_rate or check the data.')
 
 
-def _eval_source(config: ml_collections.ConfigDict) -> Any:
+def _eval_source(config: ml_collections.ConfigDict, fingerprint: str | None = None) -> Any:
   """The eval split, or None with `eval.every_steps=0`; a missing split is a one-line DataError."""
   if not config.eval.every_steps:
     return None
   try:
-    return input_pipeline.get_source(config.data, 'eval')
+    return input_pipeline.get_source(config.data, 'eval', fingerprint)
   except ValueError as e:
     if 'split' not in str(e):
       raise
@@ -143,16 +176,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train_locked(config: ml_collections.ConfigDict, workdir: str, mesh: Any) -> dict[str, float]:
-  train_source = input_pipeline.get_source(config.data, 'train')
-  eval_source = _eval_source(config)
+  # The dataset this run trains on: for a MIDI folder, the one of the fingerprint the run
+  # recorded when it started (docs/DATA.md), so a resumed run never switches data.
+  recorded = run_lib.load_dataset_record(workdir)
+  dataset = input_pipeline.prepare(config.data, recorded.get('fingerprint') if recorded else None)
+  train_source = input_pipeline.get_source(config.data, 'train', dataset.fingerprint)
+  eval_source = _eval_source(config, dataset.fingerprint)
   init_rng, train_rng, eval_rng = jax.random.split(jax.random.PRNGKey(config.train.seed), 3)
-  mgr, state, start = run_lib.start_state(config, workdir, mesh, init_rng)
+  mgr, state, start, verified = run_lib.start_state(config, workdir, mesh, init_rng)
   try:
     loop = _Loop(config=config, workdir=workdir, mesh=mesh, mgr=mgr, train_rng=train_rng,
-                 eval_rng=eval_rng, train_source=train_source, eval_source=eval_source)
-    out = loop.run(state, start)
+                 eval_rng=eval_rng, train_source=train_source, eval_source=eval_source,
+                 dataset=dataset.record())
+    out = loop.run(state, start, verified)
     mgr.wait_until_finished()
-    checkpoints.seal(mgr)
     return out
   finally:
     _finish_saves(mgr, workdir)
@@ -160,10 +197,11 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, mesh: Any) ->
 
 def _finish_saves(mgr: Any, workdir: str) -> None:
   """Lets a pending asynchronous save commit (or removes what it left) and closes the manager;
-  never raises, so the error that got us here is the one reported."""
+  never raises, so the error that got us here is the one reported. A save seals itself as it
+  commits (`checkpoints.manager`), so nothing is sealed here: a step nobody verified never gets
+  checksums."""
   try:
     mgr.wait_until_finished()
-    checkpoints.seal(mgr)
   except Exception:  # pylint: disable=broad-except
     logging.warning('pending checkpoint save failed', exc_info=True)
   try:
@@ -189,9 +227,28 @@ class _Loop:
   eval_rng: jax.Array
   train_source: Any
   eval_source: Any         # None: no periodic evaluation
+  dataset: dict            # what `run.write_dataset_record` keeps of the dataset
 
-  def run(self, state: run_lib.TrainState, start: int) -> dict[str, float]:
-    """Steps start..num_steps: log, evaluate and save on schedule; returns the last metrics."""
+  def run(self, state: run_lib.TrainState, start: int, verified: bool = True
+          ) -> dict[str, float]:
+    """Steps start..num_steps: log, evaluate and save on schedule; returns the last metrics.
+
+    `verified`: whether the checkpoint resumed from (step `start`) matched its checksums. A
+    SIGTERM / SIGINT under `preemption.handle_signals()` saves the step being trained and
+    raises `preemption.Interrupted`.
+    """
+    config = self.config
+    if start >= config.train.num_steps:
+      if jax.process_index() == 0:
+        print(f'{self.workdir} is complete: trained {start} of {config.train.num_steps} steps, '
+              f'nothing to do. To train longer, run the same command with '
+              f'--config.train.num_steps=N (N > {start}); it resumes from step {start}.',
+              flush=True)
+      return {}
+    with preemption.deferred():
+      return self._run(state, start, verified)
+
+  def _run(self, state: run_lib.TrainState, start: int, verified: bool) -> dict[str, float]:
     config, mesh = self.config, self.mesh
     model, optim = run_lib.create_model(config.model), run_lib.create_optimizer(config)
     repl, data_sh = parallel.replicated(mesh), parallel.batch_sharded(mesh)
@@ -208,15 +265,30 @@ class _Loop:
         functools.partial(train_step, model=model, optimizer=optim, cfg=config),
         in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
 
-    run_lib.write_config(config, self.workdir)  # training really starts now
+    run_lib.write_config(config, self.workdir, dataset=self.dataset)  # training really starts
     writer = MetricWriter(self.workdir, config.train.num_steps, start_step=start)
     last_saved = start
+    every_save = config.train.checkpoint_every_steps
+    resumed = None
+    if start:
+      resumed = _Resumed(step=start, verified=verified, workdir=self.workdir,
+                         next_save=min(config.train.num_steps,
+                                       (start // every_save + 1) * every_save))
+    local_rows = config.train.batch_size // jax.process_count()
+    done = start
     try:
       if start == 0 and jax.process_index() == 0:
         n_eval = f'{len(self.eval_source):,}' if self.eval_source is not None else 'no'
         print(f'{config.family}:{config.preset} | {n_params:,} parameters | '
               f'{len(self.train_source):,} train / {n_eval} eval windows | '
               f'{mesh.devices.size} devices | global batch {config.train.batch_size}', flush=True)
+        if config.preset.split(',')[0] == 'smoke' and config.train.num_steps > SMOKE_STEPS:
+          print(f'note: the smoke preset is for tests: it logs every '
+                f'{config.train.log_every_steps}, evaluates every {config.eval.every_steps} and '
+                f'saves every {config.train.checkpoint_every_steps} steps, which dominates a '
+                f'{config.train.num_steps}-step run; use the small preset, or set '
+                '--config.train.log_every_steps, --config.eval.every_steps and '
+                '--config.train.checkpoint_every_steps', flush=True)
         if emulated_bfloat16(config.model.dtype, jax.default_backend()):
           print('note: this CPU has no native bfloat16 products (avx512_bf16 / amx_bf16): '
                 'model.dtype=bfloat16 is emulated here and not expected to beat float32',
@@ -227,19 +299,26 @@ class _Loop:
       every_eval = config.eval.every_steps
       t_start = time.time()
       for step in range(start, config.train.num_steps):
-        batch = parallel.global_batch_array(next(batches), mesh)
+        local = dict(next(batches))
+        local['stop'] = np.full(local_rows, preemption.requested() is not None, np.int32)
+        batch = parallel.global_batch_array(local, mesh)
         state, m = p_train_step(state, batch, self.train_rng)
+        stop = False
         if pending is not None:
-          _check_finite(*pending, last_saved)
+          stop = _check_finite(*pending, last_saved, resumed)
         done = step + 1
         pending = (done, m)
         last = done == config.train.num_steps
         do_log = done % config.train.log_every_steps == 0 or last
         do_eval = bool(every_eval) and (done % every_eval == 0 or last)
-        do_save = done % config.train.checkpoint_every_steps == 0 or last
-        if do_log or do_eval or do_save:
-          _check_finite(*pending, last_saved)
+        do_save = done % every_save == 0 or last
+        if do_log or do_eval or do_save or stop:
+          stop = _check_finite(*pending, last_saved, resumed) or stop
           pending = None
+        # Stopping (a signal, on any process): this step is saved; no evaluation, the grace
+        # period is short. Every process decides alike: `stop` comes out of the step.
+        do_eval = do_eval and not stop
+        do_save = do_save or stop
         if do_log:
           host = {k: float(v) for k, v in jax.device_get(m).items() if k != 'finite'}
           last_train = {f'train/{_metric_name(k)}': v for k, v in host.items()}
@@ -258,8 +337,20 @@ class _Loop:
         if do_save:
           checkpoints.save(self.mgr, done, state, {'next_batch': done})
           last_saved = done
+        if stop and not last:
+          self.mgr.wait_until_finished()  # committed and sealed before we say so
+          signum = preemption.requested() or signal.SIGTERM  # another process's signal
+          raise preemption.Interrupted(
+              signum, f'interrupted at step {done}; saved; rerun the same command to resume')
       if pending is not None:
-        _check_finite(*pending, last_saved)
+        _check_finite(*pending, last_saved, resumed)
+    except preemption.Interrupted as e:
+      if 'saved;' in str(e):
+        raise
+      since = f'from checkpoint {last_saved}' if last_saved else 'from the start (no checkpoint)'
+      raise preemption.Interrupted(e.signum, f'interrupted ({preemption.signal_name(e.signum)}) '
+                                   f'at step {done}, before it was saved; rerun the same command '
+                                   f'to resume {since}') from None
     finally:
       writer.close()
     if jax.process_index() == 0 and start < config.train.num_steps:
@@ -269,6 +360,8 @@ class _Loop:
             + (f'; library log in {log}' if log else ''), flush=True)
     return {**last_train, **last_eval}
 
+
+SMOKE_STEPS = 100  # beyond this, a smoke-preset run is told its intervals are for tests
 
 # The periodic evaluation's metrics shown on the console (all are written to metrics.jsonl).
 EVAL_CONSOLE = ('recon_loss', 'kl', 'next_accuracy')

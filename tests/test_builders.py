@@ -154,7 +154,10 @@ def test_two_builds_identical(built, midi_dir, tmp_path):
 
 def test_magenta_mode_cap(midi_dir, tmp_path):
   b = build.build('folder', 'mel_2bar', 'magenta', str(tmp_path), midi_dir, workers=2, quiet=True)
-  assert b.builder_config.name == 'mel_2bar_magenta' and b.builder_config.max_per_file == 5
+  # A folder's dataset is named by the fingerprint of its content (and options).
+  fingerprint = conversion.folder_fingerprint(midi_dir, str(tmp_path), mode='magenta').value
+  assert b.builder_config.name == f'mel_2bar_magenta-{fingerprint}'
+  assert b.builder_config.max_per_file == 5
   got = _read_all(str(tmp_path), 'mel_2bar', 'magenta')
   per_file = collections.Counter(e['source'] for s in got.values() for e in s)
   full = collections.Counter(f for f, *_ in _expected(midi_dir, 'mel_2bar', 'magenta'))

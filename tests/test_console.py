@@ -69,6 +69,9 @@ def test_quickstart_prints_levels_paths_time_and_next_steps(make_config, tfds_di
     assert os.path.isabs(path) and os.path.exists(path), line
   assert re.search(r'^done in \dm\d\ds\. Next:$', printed, re.M)
   assert f'-m mvae_jax.generate sample --workdir={workdir}' in printed
+  # The interpreter by its absolute path: the commands run from any folder, venv or not.
+  nexts = printed.split('Next:\n')[1].splitlines()
+  assert nexts and all(line.split()[0] == os.path.abspath(sys.executable) for line in nexts)
 
 
 def test_setup_sends_library_logging_to_the_file(tmp_path):
@@ -81,7 +84,23 @@ def test_setup_sends_library_logging_to_the_file(tmp_path):
   text = open(path).read()
   assert 'a library line' in text and 'an absl line' in text
   assert not console.is_verbose()
-  assert absl_logging.get_absl_handler().level == logging.ERROR  # the console: errors only
+  # The console: none of the libraries' records, errors included (our own lines report
+  # failures; the details are in the file).
+  assert absl_logging.get_absl_handler().level > logging.CRITICAL
   console.setup(str(tmp_path / 'run'), 'generate', verbose=True)
   assert console.is_verbose() and absl_logging.get_absl_handler().level == logging.NOTSET
   console.setup(str(tmp_path / 'run'), 'generate', verbose=False)
+
+
+def test_a_log_file_that_cannot_be_written_is_given_up_silently(tmp_path, capfd):
+  import logging
+  path = console.setup(str(tmp_path / 'run'), 'train', verbose=False)
+  handler = next(h for h in logging.getLogger().handlers
+                 if getattr(h, 'baseFilename', None) == path)
+  handler.stream.close()  # as on a full disk: every write fails
+  handler.stream = open('/dev/full', 'w')
+  capfd.readouterr()
+  for i in range(5):
+    logging.getLogger('orbax').error('write failed %d', i)
+  assert capfd.readouterr().err == ''  # no '--- Logging error ---' tracebacks
+  assert handler.broken

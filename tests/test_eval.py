@@ -176,3 +176,19 @@ def test_cli_errors(eval_runs_root, tmp_path, capsys):
   err = capsys.readouterr().err
   assert 'does not match the model' in err and 'encoder/mu/kernel' in err
   assert run_cli(eval_lib, ['--workdir', str(workdir), 'extra']) == 2
+
+
+def test_a_folder_that_is_not_a_run_gets_nothing_and_results_are_never_overwritten(
+    eval_runs_root, tmp_path, capsys):
+  stray = tmp_path / 'not_a_run'
+  stray.mkdir()
+  assert run_cli(eval_lib, [f'--workdir={stray}']) == 1
+  assert os.listdir(stray) == []  # no eval.log written into it
+  assert run_cli(eval_lib, [f'--workdir={stray}', '--num_batches=-1']) == 2
+  assert '--num_batches must be >= 0' in capsys.readouterr().err
+  workdir = shutil.copytree(smoke_run('melody2', eval_runs_root), tmp_path / 'run',
+                            ignore=shutil.ignore_patterns('eval_*.json'))
+  for expected in ('eval_1.json', 'eval_1-2.json'):
+    assert run_cli(eval_lib, [f'--workdir={workdir}', '--num_batches=1']) == 0
+    assert f'wrote {workdir / expected}' in capsys.readouterr().out
+  assert json.load(open(workdir / 'eval_1.json'))['step'] == 1

@@ -357,8 +357,8 @@ def test_cli_outputs_and_errors(runs_root, tmp_path, capsys):
   assert run_cli(generate, ['reconstruct', f'--workdir={workdir}',
                             f'--input={melody_only}']) == 1
   assert 'no drums' in capsys.readouterr().err
-  assert run_cli(generate, ['interpolate', f'--workdir={workdir}', f'--a={INPUT_A}']) == 1
-  assert 'needs --a and --b' in capsys.readouterr().err
+  assert run_cli(generate, ['interpolate', f'--workdir={workdir}', f'--a={INPUT_A}']) == 2
+  assert 'needs --a and --b' in capsys.readouterr().err  # a usage error: exit status 2
   assert run_cli(generate, ['dance', f'--workdir={workdir}']) == 2
 
 
@@ -466,3 +466,75 @@ def test_bars_count_an_earlier_meter(tmp_path):
       meters=((3, 4, 0.0), (4, 4, 3.0)))
   assert windows.bars.tolist() == [3, 4]
   np.testing.assert_allclose(windows.seconds, [3.0, 5.0], atol=1e-6)
+
+
+def test_tracks_programs_meters_and_files_without_notes(runs_root, tmp_path, capsys):
+  mel2 = encoding.window_spec('mel_2bar', 'paper')
+  # Two melody tracks: each window says which; --track picks one.
+  duo = _write_midi(tmp_path / 'duo.mid', seconds=16.0, extra=[(40, False, 72)])
+  windows = inputs.input_windows(duo, mel2)
+  assert windows.tracks == [0, 1]
+  assert set(windows.track.tolist()) == {0, 1}
+  assert '(Acoustic Grand Piano)' in windows.track_names[0]
+  assert '(Violin)' in windows.track_names[1]
+  summary = windows.summary(windows.default)
+  assert 'track 0 (Acoustic Grand Piano): ' in summary and '--track=N' in summary
+  only = inputs.input_windows(duo, mel2, track=1)
+  assert set(only.track.tolist()) == {1}
+  assert np.all(only.tokens[only.tokens >= 2] == 72 + 2)  # the violin's pitch only
+  with pytest.raises(inputs.InputError, match='no melody track 7; its tracks with notes: track 0'):
+    inputs.input_windows(duo, mel2, track=7)
+  workdir = smoke_run('melody2', runs_root)
+  assert run_cli(generate, ['reconstruct', f'--workdir={workdir}', f'--input={duo}', '--track=1',
+                            f'--out={tmp_path / "rec"}']) == 0
+  assert '; only track 1 (Violin); using window' in capsys.readouterr().err
+  pm = pretty_midi.PrettyMIDI(str(tmp_path / 'rec' / 'input.mid'))
+  assert {n.pitch for i in pm.instruments for n in i.notes} == {72}
+
+  # The reference's 2-bar rule (programs 0..31) stays the default; any_program lifts it.
+  mel_mag = encoding.window_spec('mel_2bar', 'magenta')
+  strings = _write_midi(tmp_path / 'strings.mid', program=48)
+  with pytest.raises(inputs.InputError, match='--any_program'):
+    inputs.input_windows(strings, mel_mag)
+  assert len(inputs.input_windows(strings, mel_mag, any_program=True)) > 0
+
+  # One bar of 4/4 then 3/4: the message names the meters and where they start.
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.time_signature_changes += [pretty_midi.TimeSignature(4, 4, 0.0),
+                                pretty_midi.TimeSignature(3, 4, 2.0)]
+  inst = pretty_midi.Instrument(0)
+  inst.notes += [pretty_midi.Note(80, 60, t / 2, t / 2 + 0.25) for t in range(16)]
+  pm.instruments.append(inst)
+  pm.write(str(tmp_path / 'meters.mid'))
+  with pytest.raises(inputs.InputError, match=r'time signatures in the file: 4/4 from 0:00\.0, '
+                                              r'3/4 from 0:02\.0'):
+    inputs.input_windows(str(tmp_path / 'meters.mid'), mel2)
+
+  # A valid file without notes is called that, not unreadable.
+  pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+  pm.instruments.append(pretty_midi.Instrument(0))
+  pm.write(str(tmp_path / 'empty.mid'))
+  with pytest.raises(inputs.InputError, match=r'empty\.mid: the file has no notes'):
+    inputs.input_windows(str(tmp_path / 'empty.mid'), mel2)
+
+
+def test_model_is_quiet_documented_and_says_what_it_is(runs_root, capfd):
+  import logging as py_logging
+  from absl import logging as absl_logging
+  workdir = smoke_run('melody2', runs_root)
+  capfd.readouterr()
+  absl_logging.use_absl_handler()  # a notebook's setup: absl's handler on stderr
+  py_logging.getLogger('absl').setLevel(py_logging.INFO)
+  model = trained_model.Model.load(workdir)
+  assert capfd.readouterr().err == ''  # no Orbax / absl lines
+  text = repr(model)
+  assert text.startswith('Model(melody2:smoke, mel_2bar (paper mode, melody in 130 classes), '
+                         'z 8, encoder (16,), flat decoder (16,), step 1, from ')
+  pieces = model.sample(2, seed=0)
+  assert isinstance(pieces, list) and len(pieces) == 2
+  shown = repr(pieces)
+  assert shown.splitlines()[0] == '2 pieces (NoteSequences):' and 'notes {' not in shown
+  for method in ('sample', 'decode', 'interpolate', 'reconstruct'):
+    doc = getattr(trained_model.Model, method).__doc__
+    assert doc and 'Returns:' in doc, method
+    assert 'Pieces' in str(getattr(trained_model.Model, method).__annotations__['return'])

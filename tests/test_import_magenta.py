@@ -26,6 +26,7 @@ from mvae_jax import generation
 from mvae_jax import run as run_lib
 from mvae_jax import trainer
 
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'magenta_checkpoints'
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / 'checkpoint').is_dir())
 # The released configs listed at their real sizes (real_sizes/vars_<config>.json).
@@ -145,6 +146,36 @@ def test_missing_and_corrupt_files_are_one_line_errors(tmp_path):
   index.write_bytes(index.read_bytes()[:-10])
   with pytest.raises(tf_checkpoint.CheckpointError, match='not a TensorFlow checkpoint index'):
     tf_checkpoint.read_checkpoint(str(broken))
+
+
+def test_cut_short_archives_and_other_files_are_one_line_errors(tmp_path):
+  src = FIXTURES / 'cat-mel_2bar_small' / 'checkpoint'
+  for mode, name in (('w', 'ckpt.tar'), ('w:gz', 'ckpt.tar.gz')):
+    with tarfile.open(tmp_path / name, mode) as tar:
+      for f in sorted(os.listdir(src)):
+        if f != 'checkpoint':
+          tar.add(src / f, arcname=f)
+    data = (tmp_path / name).read_bytes()
+    for cut in (len(data) // 5, len(data) // 2):
+      (tmp_path / f'cut_{name}').write_bytes(data[:cut])
+      with pytest.raises(tf_checkpoint.CheckpointError,
+                         match='the archive is truncated or damaged') as e:
+        tf_checkpoint.read_checkpoint(str(tmp_path / f'cut_{name}'))
+      assert '\n' not in str(e.value)
+  (tmp_path / 'random.bin').write_bytes(np.random.default_rng(0).bytes(5000))
+  with pytest.raises(tf_checkpoint.CheckpointError, match='random.bin: not a TensorFlow checkpoint'):
+    tf_checkpoint.read_checkpoint(str(tmp_path / 'random.bin'))
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'mvae_jax.import_magenta', f'--checkpoint={tmp_path}',
+       '--config=cat-mel_2bar_smal', f'--workdir={tmp_path / "run"}'],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 2
+  [line] = proc.stderr.strip().splitlines()
+  assert line.startswith('error: flag --config=cat-mel_2bar_smal: value should be one of')
 
 
 def test_crc32c_known_values():

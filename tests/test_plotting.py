@@ -93,3 +93,19 @@ def test_drums_and_trio_labels(figures):
 def test_plot_pieces_writes_png(tmp_path):
   path = plotting.plot_pieces([_melody([60])], str(tmp_path / 'a' / 'x.png'), **MELODY)
   assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_pitch_names_grid_and_the_input_files_bars(figures):
+  [ax] = figures([_melody([60, 64, 67])], first_bars=[9], **MELODY)
+  named = [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]
+  assert named == ['E4', 'G4']  # the pitches played (C4 is a major tick)
+  assert [t.get_text() for t in ax.get_xticklabels()] == ['9', '10']  # bars of the file
+  vertical = sorted({line.get_xdata()[0] for line in ax.lines
+                     if line.get_xdata()[0] == line.get_xdata()[1]})
+  assert vertical == list(range(33))  # every sixteenth, beat and bar of the 2 bars
+  widths = sorted({line.get_linewidth() for line in ax.lines
+                   if line.get_xdata()[0] == line.get_xdata()[1]})
+  assert len(widths) == 3  # bars, beats and sixteenths are drawn differently
+  assert ax.figure.get_size_inches()[0] >= 8
+  [ax] = figures([_melody([60]), _melody([62])], first_bars=[5, 1], **MELODY)
+  assert [t.get_text() for t in ax.get_xticklabels()] == ['5', '6', '1', '2']  # each its own

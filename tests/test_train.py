@@ -124,3 +124,16 @@ def test_bfloat16_emulation_is_named_only_on_cpus_without_native_support():
   assert not trainer.emulated_bfloat16('bfloat16', 'cpu', ['amx_bf16'])
   assert not trainer.emulated_bfloat16('bfloat16', 'gpu', [])
   assert not trainer.emulated_bfloat16('float32', 'cpu', [])
+
+
+def test_a_finished_run_says_it_is_complete(make_config, tmp_path, capsys):
+  config = make_config('melody2:smoke', **{'train.num_steps': 2, 'eval.every_steps': 0})
+  trainer.train_and_evaluate(config, str(tmp_path))
+  capsys.readouterr()
+  assert trainer.train_and_evaluate(config, str(tmp_path)) == {}
+  out = capsys.readouterr().out
+  assert 'resuming' not in out
+  assert out.strip() == (f'{tmp_path} is complete: trained 2 of 2 steps, nothing to do. To train '
+                         'longer, run the same command with --config.train.num_steps=N (N > 2); '
+                         'it resumes from step 2.')
+  assert not (tmp_path / 'train.lock').exists()
