@@ -37,26 +37,56 @@ QPM = 120.0
 
 
 # ----------------------------------------------------------------------------- jitted functions
+#
+# One jitted call per operation: the key is made from the seed, z drawn and the interpolation's
+# points computed inside it, so a call costs one dispatch (at batch 1 the host-side work of
+# separate calls was a large part of the time). Sampling keys are those of the earlier separate
+# calls: jax.random.PRNGKey(seed), z from fold_in(key, 0), decoding from fold_in(key, 1).
 
 def _encode(params: Any, tokens: jax.Array, *, model: MusicVAE) -> tuple[jax.Array, jax.Array]:
   return model.apply({'params': params}, tokens, method=MusicVAE.encode)
 
 
-def _decode(params: Any, z: jax.Array | None, rng: jax.Array, temperature: jax.Array, *,
-            model: MusicVAE, time: int, greedy: bool, batch_size: int | None = None) -> jax.Array:
+def _decoder_tokens(module: MusicVAE, z: jax.Array | None, **kwargs: Any) -> jax.Array:
+  """The decoder's free-running tokens alone (no logits kept): int32 [batch, time, parts]."""
+  return module.dec.decode(z, with_logits=False, **kwargs)[0]
+
+
+def _decode(params: Any, z: jax.Array | None, seed: jax.Array, temperature: jax.Array, *,
+            model: MusicVAE, time: int, greedy: bool, batch_size: int | None = None,
+            shared_noise: bool = False) -> jax.Array:
   """z [batch, z_size] (or None and `batch_size` for a baseline) -> int32 [batch, time, parts]."""
-  tokens, _ = model.apply({'params': params}, z,
-                          batch_size=batch_size if z is None else z.shape[0], time=time,
-                          temperature=temperature, greedy=greedy, rngs={'sample': rng},
-                          method=MusicVAE.decode)
-  return tokens
+  rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+  return model.apply({'params': params}, z,
+                     batch_size=batch_size if z is None else z.shape[0], time=time,
+                     temperature=temperature, greedy=greedy, shared_noise=shared_noise,
+                     rngs={'sample': rng}, method=_decoder_tokens)
 
 
-def _decode_shared_noise(params: Any, z: jax.Array, rng: jax.Array, temperature: jax.Array, *,
-                         model: MusicVAE, time: int, greedy: bool) -> jax.Array:
-  """Decodes every row of z with the same sampling noise (smooth interpolations)."""
-  one = functools.partial(_decode, model=model, time=time, greedy=greedy)
-  return jax.vmap(lambda zi: one(params, zi[None], rng, temperature)[0])(z)
+def _sample(params: Any, seed: jax.Array, temperature: jax.Array, *, model: MusicVAE, time: int,
+            greedy: bool, rows: int) -> jax.Array:
+  """`rows` pieces from z ~ N(0, I) (z from fold_in(key, 0); row i's z does not depend on
+  `rows`): int32 [rows, time, parts]."""
+  z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0), (rows, model.z_size))
+  return _decode(params, z, seed, temperature, model=model, time=time, greedy=greedy)
+
+
+def _interpolate(params: Any, tokens: jax.Array, seed: jax.Array, temperature: jax.Array, *,
+                 model: MusicVAE, time: int, greedy: bool, pairs: int, steps: int) -> jax.Array:
+  """Encode, slerp and decode in one call.
+
+  Args:
+    tokens: int [>= 2 * pairs, time, parts]: the `pairs` start sequences, then the end ones.
+  Returns:
+    int32 [_bucket(pairs * steps), time, parts]: row i * steps + j is point j of pair i.
+  """
+  mu, _ = _encode(params, tokens, model=model)
+  z = metrics.slerp(mu[:pairs], mu[pairs:2 * pairs], jnp.linspace(0.0, 1.0, steps))
+  z = jnp.swapaxes(z, 0, 1).reshape(pairs * steps, -1)  # [steps, pairs, d] -> pair-major
+  rows = _bucket(pairs * steps)
+  z = jnp.concatenate([z, jnp.zeros((rows - len(z), z.shape[1]), z.dtype)])
+  return _decode(params, z, seed, temperature, model=model, time=time, greedy=greedy,
+                 shared_noise=not greedy)
 
 
 def _teacher_forced_logits(params: Any, tokens: jax.Array, z: jax.Array | None, *,
@@ -72,8 +102,16 @@ def _jitted(fn: Any, model: MusicVAE, **static: Any) -> Any:
 
 
 def _bucket(n: int) -> int:
-  """Batch sizes are padded to a power of two (at least 4), so varying n rarely recompiles."""
-  return max(4, 1 << (max(n, 1) - 1).bit_length())
+  """Batch sizes are padded to a power of two, so varying n rarely recompiles. One row stays
+  one: a single piece (interactive use) is the common case, and at batch 1 XLA multiplies
+  matrix by vector, several times faster than the smallest padded product."""
+  return 1 << (max(n, 1) - 1).bit_length()
+
+
+def _seed(seed: int) -> np.ndarray:
+  """A seed as `jax.random.PRNGKey` reads it (its low 32 bits), passed as an array so that
+  another seed does not recompile."""
+  return np.uint32(int(seed) & 0xFFFFFFFF)
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -187,19 +225,18 @@ class Model:
     """Free-running decoding of z float [batch, z_size] (None and `num` for a baseline) ->
     int32 [batch, time, parts]. Every step samples softmax(logits / temperature), or takes
     the argmax when `greedy`. `shared_noise` gives every row the same sampling noise."""
-    rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    temp = jnp.float32(temperature)
+    temp = np.float32(temperature)
     if z is None:
       if self.use_encoder:
         raise ValueError('decode needs z for a VAE (use sample() to draw it from the prior)')
-      fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, batch_size=_bucket(num))
-      return np.asarray(fn(self.params, None, rng, temp))[:num]
+      fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, batch_size=_bucket(num),
+                   shared_noise=shared_noise)
+      return np.asarray(fn(self.params, None, _seed(seed), temp))[:num]
     self._need_encoder('decoding a given z')
     z = np.asarray(z, np.float32).reshape(-1, self.z_size)
     n = len(z)
-    fn = _jitted(_decode_shared_noise if shared_noise else _decode, self.module, time=self.time,
-                 greedy=greedy)
-    return np.asarray(fn(self.params, jnp.asarray(_pad_rows(z, _bucket(n))), rng, temp))[:n]
+    fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, shared_noise=shared_noise)
+    return np.asarray(fn(self.params, _pad_rows(z, _bucket(n)), _seed(seed), temp))[:n]
 
   def decode(self, z: np.ndarray, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
              seed: int = 0) -> list[note_seq.NoteSequence]:
@@ -213,8 +250,8 @@ class Model:
     [num, time, parts]."""
     if not self.use_encoder:
       return self.decode_tokens(None, temperature=temperature, greedy=greedy, seed=seed, num=num)
-    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0), (num, self.z_size))
-    return self.decode_tokens(np.asarray(z), temperature=temperature, greedy=greedy, seed=seed)
+    fn = _jitted(_sample, self.module, time=self.time, greedy=greedy, rows=_bucket(num))
+    return np.asarray(fn(self.params, _seed(seed), np.float32(temperature)))[:num]
 
   def sample(self, num: int, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
              seed: int = 0) -> list[note_seq.NoteSequence]:
@@ -237,11 +274,32 @@ class Model:
                          temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
                          seed: int = 0, window_a: WindowChoice = None,
                          window_b: WindowChoice = None) -> np.ndarray:
-    """Decoded interpolation, int32 [steps, time, parts]. Every point is decoded with the same
-    sampling noise, so neighbouring points differ only through z."""
-    z = self.interpolation_z(a, b, steps, window_a, window_b)
-    return self.decode_tokens(z, temperature=temperature, greedy=greedy, seed=seed,
-                              shared_noise=not greedy)
+    """Decoded interpolation, int32 [steps, time, parts]: the points of `interpolation_z`.
+    Every point is decoded with the same sampling noise, so neighbouring points differ only
+    through z."""
+    self._need_encoder('interpolate')
+    ta, tb = self.tokens(a, window_a), self.tokens(b, window_b)
+    if len(ta) != 1 or len(tb) != 1:
+      raise InputError('interpolate takes one sequence for a and one for b')
+    return self.interpolate_pairs_tokens(ta, tb, steps, temperature, greedy, seed)[0]
+
+  def interpolate_pairs_tokens(self, a: Any, b: Any, steps: int = 7,
+                               temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
+                               seed: int = 0) -> np.ndarray:
+    """n interpolations in one call: tokens a and b [n, time, parts] (row i of a to row i of
+    b) -> int32 [n, steps, time, parts]; pair i is what `interpolate_tokens(a[i], b[i])` gives.
+    Encoding, slerp and decoding run as one compiled function."""
+    self._need_encoder('interpolate')
+    if steps < 2:
+      raise ValueError(f'steps must be at least 2 (the two endpoints), got {steps}')
+    ta, tb = self.tokens(a), self.tokens(b)
+    if len(ta) != len(tb):
+      raise InputError(f'a has {len(ta)} sequences and b {len(tb)}: they go in pairs')
+    n = len(ta)
+    fn = _jitted(_interpolate, self.module, time=self.time, greedy=greedy, pairs=n, steps=steps)
+    tokens = _pad_rows(np.concatenate([ta, tb]), _bucket(2 * n))
+    out = np.asarray(fn(self.params, tokens, _seed(seed), np.float32(temperature)))[:n * steps]
+    return out.reshape((n, steps) + out.shape[1:])
 
   def interpolate(self, a: Any, b: Any, steps: int = 7, temperature: float = DEFAULT_TEMPERATURE,
                   greedy: bool = False, seed: int = 0) -> list[note_seq.NoteSequence]:

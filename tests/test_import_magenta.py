@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from mvae_jax import config_lib, import_magenta, losses, tf_checkpoint
-from mvae_jax.generate import Model
+from mvae_jax.trained_model import Model
 from data_pipelines import kinds
 from mvae_jax import evaluation
 from mvae_jax import generation
