@@ -16,9 +16,10 @@ timing through its public API:
   sample       ours `Model.sample_tokens(batch, T)`; the reference's
                `TrainedModel.decode_to_tensors(z ~ N(0, I), length, T)` (T = 0.5)
   encode       ours `Model.encode(tokens [batch, time, parts])`; the reference's `encode_tensors`
-  interpolate  `batch` interpolations (encode the 2 endpoints, slerp to 7 points, decode them):
+  interpolate  max(1, batch // 7) interpolations (encode the 2 endpoints, slerp to 7 points,
+               decode them; batch 1: one, 7 points; batch 64: nine, 63 points):
                ours `Model.interpolate_pairs_tokens(a, b, 7, T)`; the reference encodes and
-               decodes through `TrainedModel` at batch 2 * batch and 7 * batch (its batch size
+               decodes through `TrainedModel` at batch 2 * pairs and 7 * pairs (its batch size
                is fixed per graph: it gets the best one for each), slerp in numpy between.
 Each process reports per operation the setup (ours: `Model.load`; the reference: building and
 restoring its graphs), the first call (ours: compilation, or a read of the persistent compilation
@@ -38,6 +39,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -68,9 +70,15 @@ def _last_json(text: str) -> dict:
 
 # ----------------------------------------------------------------------------- our side
 
+def interpolation_pairs(batch: int) -> int:
+  """Interpolations per call at a batch size: as many 7-point interpolations as fit in `batch`
+  decoded sequences, at least one (batch 1: one interpolation, 64: nine, 63 points)."""
+  return max(1, batch // STEPS)
+
+
 def sequences_per_call(op: str, batch: int) -> int:
   """Output sequences of one call: samples, encoded inputs, or decoded interpolation points."""
-  return batch * STEPS if op == 'interpolate' else batch
+  return interpolation_pairs(batch) * STEPS if op == 'interpolate' else batch
 
 
 def time_ours(run_dir: str | None, batch: int, ops: list[str], calls: int, warmup: int = 1,
@@ -82,6 +90,8 @@ def time_ours(run_dir: str | None, batch: int, ops: list[str], calls: int, warmu
   import jax  # pylint: disable=g-import-not-at-top
   from mvae_jax import config_lib, trained_model  # pylint: disable=g-import-not-at-top
   from mvae_jax import run as run_lib  # pylint: disable=g-import-not-at-top
+  import_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
   if run_dir:
     model = trained_model.Model.load(run_dir)
   else:
@@ -98,16 +108,24 @@ def time_ours(run_dir: str | None, batch: int, ops: list[str], calls: int, warmu
     return np.stack([rng.integers(0, v, size=(n, model.time)) for v in model.part_vocab],
                     -1).astype(np.int32)
 
-  x, a, b = tokens(batch), tokens(batch), tokens(batch)
+  pairs = interpolation_pairs(batch)
+  x, a, b = tokens(batch), tokens(pairs), tokens(pairs)
   seed = iter(range(10**6))
+  if hasattr(model, 'interpolate_pairs_tokens'):
+    interpolate = lambda: model.interpolate_pairs_tokens(a, b, STEPS, TEMPERATURE,
+                                                         seed=next(seed))
+  else:  # code from before interpolate_pairs_tokens (measuring a change): one pair at a time
+    interpolate = lambda: [model.interpolate_tokens(a[i:i + 1], b[i:i + 1], STEPS, TEMPERATURE,
+                                                    seed=next(seed)) for i in range(pairs)]
   fns = {
       'sample': lambda: model.sample_tokens(batch, TEMPERATURE, seed=next(seed)),
       'encode': lambda: model.encode(x),
-      'interpolate': lambda: model.interpolate_pairs_tokens(a, b, STEPS, TEMPERATURE,
-                                                            seed=next(seed)),
+      'interpolate': interpolate,
   }
   out = {'who': 'ours', 'batch': batch, 'temperature': TEMPERATURE, 'steps': STEPS,
-         'calls': calls, 'setup_s': round(setup, 3), 'jax': jax.__version__, 'ops': {}}
+         'calls': calls, 'import_s': round(import_s, 3), 'setup_s': round(setup, 3),
+         'compilation_cache': jax.config.jax_compilation_cache_dir, 'jax': jax.__version__,
+         'ops': {}}
   for op in ops:
     fn = fns[op]
     t1 = time.perf_counter()
@@ -143,12 +161,14 @@ def prepare(config: str, work: str, ref_python: str, ref_tools: str) -> tuple[st
   return ckpt, run
 
 
-def run_ours(run_dir: str, batch: int, ops: list[str], calls: int, cache: str | None) -> dict:
+def run_ours(run_dir: str, batch: int, ops: list[str], calls: int, warmup: int,
+             cache: str | None) -> dict:
   env = dict(os.environ)
   if cache:
     env['MVAE_JAX_COMPILATION_CACHE'] = cache
   cmd = [sys.executable, os.path.abspath(__file__), '--_ours', f'--run={run_dir}',
-         f'--batches={batch}', f'--ops={",".join(ops)}', f'--calls={calls}']
+         f'--batches={batch}', f'--ops={",".join(ops)}', f'--calls={calls}',
+         f'--warmup={warmup}']
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
   if out.returncode:
     raise RuntimeError(f'ours failed:\n{out.stderr[-3000:]}')
@@ -156,10 +176,11 @@ def run_ours(run_dir: str, batch: int, ops: list[str], calls: int, cache: str | 
 
 
 def run_reference(ref_python: str, ref_tools: str, config: str, ckpt: str, batch: int,
-                  ops: list[str], calls: int) -> dict:
+                  ops: list[str], calls: int, warmup: int) -> dict:
   cmd = [ref_python, os.path.join(HERE, 'reference_generate.py'), 'time', f'--config={config}',
          f'--checkpoint={ckpt}', f'--batch={batch}', f'--ops={",".join(ops)}',
-         f'--calls={calls}', f'--tools={ref_tools}', f'--temperature={TEMPERATURE}',
+         f'--calls={calls}', f'--warmup={warmup}', f'--tools={ref_tools}',
+         f'--temperature={TEMPERATURE}',
          f'--steps={STEPS}']
   out = subprocess.run(cmd, capture_output=True, text=True)
   if out.returncode:
@@ -188,6 +209,10 @@ def summarise(runs: list[dict]) -> dict:
             'cpu_ms_per_call': round(1000 * float(np.median(
                 [r['ops'][op]['cpu_s_per_call'] for r in mine])), 3),
             'first_call_s': [r['ops'][op]['first_call_s'] for r in mine],
+            'rounds': [r['round'] for r in mine],
+            # ours: imports + Model.load per process; the reference: imports per process and
+            # building + restoring the graphs this operation needs
+            'import_s': [r.get('import_s') for r in mine],
             'setup_s': [r['ops'][op].get('setup_s', r.get('setup_s')) for r in mine],
             'loadavg_1m_before': [r.get('loadavg_1m_before') for r in mine]}
       paired, paired_cpu = [], []
@@ -205,23 +230,29 @@ def summarise(runs: list[dict]) -> dict:
   return summary
 
 
-def _fmt_first(xs: list) -> str:
-  return ', '.join(f'{x:.2f}' for x in xs)
+def _med(xs: list) -> float:
+  xs = [x for x in xs if x is not None]
+  return float(np.median(xs)) if xs else float('nan')
 
 
 def markdown(out: dict) -> str:
-  """The comparison table with the machine, load and command."""
+  """The comparison tables (steady state; first calls) with the machine, load and command."""
   loads = [r.get('loadavg_1m_before') for r in out['runs'] if r.get('loadavg_1m_before') is not None]
   lines = [f"Machine: {out.get('cpu_model', '?')}, {out.get('cpus', '?')} cores, ISA "
            f"{' '.join(out.get('isa_flags', [])) or '?'}; jax {out.get('jax', '?')}; "
-           f"{out.get('date', '')}; {out.get('rounds')} rounds, medians of {out.get('calls')} calls "
-           f"({out.get('hier_calls')} for hierdec) after a warm-up call; 1-minute load average "
+           f"{out.get('date', '')}; {out.get('rounds')} rounds; medians of {out.get('calls')} calls "
+           f"after the first and {out.get('warmup')} more (hierdec: {out.get('hier_calls')} after "
+           f"the first and {out.get('hier_warmup')} more); 1-minute load average "
            f"before each run {min(loads, default=0):.1f}-{max(loads, default=0):.1f}.",
            f"Command: `{out.get('command', '')}`", '',
            '| config | batch | op | ours ms/call | ref ms/call | wall ratio (per round) '
-           '| ours CPU ms | ref CPU ms | CPU ratio (per round) | ours seq/s | ref seq/s '
-           '| ours first call s | ref setup + first call s |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+           '| ours CPU ms | ref CPU ms | CPU ratio (per round) | ours seq/s | ref seq/s |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']
+  firsts = ['', 'First calls (seconds; ours: round 0 compiles, later rounds read the persistent '
+            'compilation cache; the reference builds and restores its graph, then runs):', '',
+            '| config | batch | op | ours first call, cold | ours first call, cached '
+            '| ref graph build + restore | ref first call |', '|---|---|---|---|---|---|---|']
+  procs = {}
   for key, s in out['summary'].items():
     config, batch, op = key.split('/')
     o, r = s.get('ours'), s.get('reference')
@@ -229,20 +260,30 @@ def markdown(out: dict) -> str:
       continue
     walls = ', '.join(f'{x:.2f}' for x in s.get('paired_speedups', []))
     cpus = ', '.join(f'{x:.2f}' for x in s.get('paired_cpu_speedups', []))
-    ratio = (f"**{s['median_paired_speedup']:.2f}x** ({walls})" if r else '-')
-    cratio = (f"**{s['median_paired_cpu_speedup']:.2f}x** ({cpus})" if r else '-')
-    ref_first = (', '.join(f'{a + b:.2f}' for a, b in zip(r['setup_s'], r['first_call_s']))
-                 if r else '-')
-    lines.append(
-        f"| {config} | {batch} | {op} | {o['median_call_ms']:.2f} | "
-        f"{r['median_call_ms']:.2f} | {ratio} | {o['cpu_ms_per_call']:.2f} | "
-        f"{r['cpu_ms_per_call']:.2f} | {cratio} | {o['sequences_per_s']:,.1f} | "
-        f"{r['sequences_per_s']:,.1f} | {_fmt_first(o['first_call_s'])} | {ref_first} |"
-        if r else
-        f"| {config} | {batch} | {op} | {o['median_call_ms']:.2f} | - | - | "
-        f"{o['cpu_ms_per_call']:.2f} | - | - | {o['sequences_per_s']:,.1f} | - | "
-        f"{_fmt_first(o['first_call_s'])} | - |")
-  return '\n'.join(lines) + '\n'
+    if r:
+      lines.append(
+          f"| {config} | {batch} | {op} | {o['median_call_ms']:.2f} | {r['median_call_ms']:.2f} | "
+          f"**{s['median_paired_speedup']:.2f}x** ({walls}) | {o['cpu_ms_per_call']:.2f} | "
+          f"{r['cpu_ms_per_call']:.2f} | **{s['median_paired_cpu_speedup']:.2f}x** ({cpus}) | "
+          f"{o['sequences_per_s']:,.1f} | {r['sequences_per_s']:,.1f} |")
+    else:
+      lines.append(f"| {config} | {batch} | {op} | {o['median_call_ms']:.2f} | - | - | "
+                   f"{o['cpu_ms_per_call']:.2f} | - | - | {o['sequences_per_s']:,.1f} | - |")
+    cold = [f for f, rnd in zip(o['first_call_s'], o['rounds']) if rnd == 0]
+    warm = [f for f, rnd in zip(o['first_call_s'], o['rounds']) if rnd > 0]
+    firsts.append(
+        f"| {config} | {batch} | {op} | {_med(cold):.2f} | "
+        f"{_med(warm):.2f} | " + (f"{_med(r['setup_s']):.2f} | {_med(r['first_call_s']):.2f} |"
+                                  if r else '- | - |'))
+    procs.setdefault(config, {'ours_import': [], 'ours_load': [], 'ref_import': []})
+    procs[config]['ours_import'] += o['import_s']
+    procs[config]['ours_load'] += o['setup_s']
+    if r:
+      procs[config]['ref_import'] += r['import_s']
+  firsts += ['', 'Per process (seconds, medians): ' + '; '.join(
+      f"{c}: ours imports {_med(p['ours_import']):.1f} + Model.load {_med(p['ours_load']):.1f}, "
+      f"the reference's imports {_med(p['ref_import']):.1f}" for c, p in procs.items()) + '.']
+  return '\n'.join(lines + firsts) + '\n'
 
 
 def write_results_md(path: str, table: str) -> None:
@@ -265,7 +306,11 @@ def main(argv=None) -> int:
   ap.add_argument('--ops', default=','.join(OPS))
   ap.add_argument('--rounds', type=int, default=3)
   ap.add_argument('--calls', type=int, default=20, help='timed calls per operation (2-bar)')
-  ap.add_argument('--hier_calls', type=int, default=3, help='timed calls per operation (hierdec)')
+  ap.add_argument('--hier_calls', type=int, default=2, help='timed calls per operation (hierdec)')
+  ap.add_argument('--warmup', type=int, default=1,
+                  help='untimed calls after the first, per operation (2-bar)')
+  ap.add_argument('--hier_warmup', type=int, default=0,
+                  help='untimed calls after the first, per operation (hierdec)')
   ap.add_argument('--work', default='/work/genbench_tools',
                   help='checkpoints (ckpt/NAME), imported runs (runs/NAME), compilation cache')
   ap.add_argument('--ref_python', default='/tmp/magenta_tf215/bin/python')
@@ -286,7 +331,7 @@ def main(argv=None) -> int:
   if any(b < 1 for b in batches) or not set(ops) <= set(OPS) or a.rounds < 1 or a.calls < 1:
     ap.error(f'batches must be >= 1, ops among {",".join(OPS)}, rounds and calls >= 1')
   if a._ours:  # one process of ours (called by the driver)
-    out = time_ours(a.run, batches[0], ops, a.calls, config_spec=a.config_spec)
+    out = time_ours(a.run, batches[0], ops, a.calls, a.warmup, config_spec=a.config_spec)
     print(json.dumps(out), flush=True)
     return 0
   if a.resummarise:
@@ -311,19 +356,24 @@ def main(argv=None) -> int:
     if not os.path.exists(a.ref_python):
       print(f'error: {a.ref_python} not found: bash {a.ref_tools}/setup.sh first', file=sys.stderr)
       return 1
+    # Emptied first, so that round 0's first calls compile (a new user's first call) and later
+    # rounds' read the persistent compilation cache (every later process of that user).
     cache = os.path.join(a.work, 'jax_cache')
+    shutil.rmtree(cache, ignore_errors=True)
     configs = a.configs.split(',')
     for config in configs:
       if config not in CONFIGS:
         ap.error(f'unknown config {config}; one of {",".join(CONFIGS)}')
       ckpt, run = prepare(config, a.work, a.ref_python, a.ref_tools)
-      calls = a.hier_calls if config.startswith('hierdec') else a.calls
+      hier = config.startswith('hierdec')
+      calls, warmup = (a.hier_calls, a.hier_warmup) if hier else (a.calls, a.warmup)
       for batch in batches:
         for rnd in range(a.rounds):
           for who in (('ours', 'reference') if rnd % 2 == 0 else ('reference', 'ours')):
             load = round(os.getloadavg()[0], 2)
-            res = (run_ours(run, batch, ops, calls, cache) if who == 'ours' else
-                   run_reference(a.ref_python, a.ref_tools, config, ckpt, batch, ops, calls))
+            res = (run_ours(run, batch, ops, calls, warmup, cache) if who == 'ours' else
+                   run_reference(a.ref_python, a.ref_tools, config, ckpt, batch, ops, calls,
+                                 warmup))
             res.update(config=config, round=rnd, loadavg_1m_before=load)
             runs.append(res)
             print(json.dumps({k: v for k, v in res.items()
@@ -336,6 +386,7 @@ def main(argv=None) -> int:
          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'command': command.strip(),
          'rounds': 1 if a.dry_run else a.rounds, 'calls': 2 if a.dry_run else a.calls,
          'hier_calls': 2 if a.dry_run else a.hier_calls, 'dry_run': a.dry_run,
+         'warmup': a.warmup, 'hier_warmup': a.hier_warmup,
          'temperature': TEMPERATURE, 'interpolation_steps': STEPS,
          'summary': summarise(runs), 'runs': runs}
   _write(out, a.json, a.results_md)

@@ -18,10 +18,10 @@ time: `TrainedModel` on that checkpoint, one per batch size an operation needs (
 fixed when the graph is built), then per operation one first call and `--calls` timed calls:
   sample       decode_to_tensors(z ~ N(0, I) [batch, z], length, temperature)
   encode       encode_tensors(batch input tensors, full lengths)
-  interpolate  `batch` interpolations: encode_tensors of the 2 * batch endpoints, slerp to
-               `--steps` points each (numpy, the reference's formula), decode_to_tensors of the
-               steps * batch points; encoding and decoding each at its own batch size (2 * batch,
-               steps * batch), the reference at its best.
+  interpolate  max(1, batch // steps) interpolations ("pairs"): encode_tensors of the 2 * pairs
+               endpoints, slerp to `--steps` points each (numpy, the reference's formula),
+               decode_to_tensors of the steps * pairs points; encoding and decoding each at its
+               own batch size (2 * pairs, steps * pairs), the reference at its best.
 Inputs are random one-hot tensors of the converter's input depth (a random multi-hot roll for
 drums); the time of a call does not depend on their values. Prints one JSON line: per operation
 the graph build and restore time (`setup_s`), the first call, the median call (wall) and process
@@ -92,7 +92,9 @@ def _slerp(np, p0, p1, ts):
 
 
 def time_ops(a):
+  t0 = time.perf_counter()
   np, tf, configs, trained_model = _imports(a.tools)
+  import_s = time.perf_counter() - t0
   config = configs.CONFIG_MAP[a.config]
   hp = config.hparams
   length = hp.max_seq_len
@@ -108,8 +110,9 @@ def time_ops(a):
     return models[batch]
 
   rng = np.random.default_rng(1)
+  pairs = max(1, b // a.steps)  # as many interpolations as fit in `batch` decoded sequences
   x, lengths = _inputs(np, config, b)
-  pairs_x, pairs_len = _inputs(np, config, 2 * b, seed=2)
+  pairs_x, pairs_len = _inputs(np, config, 2 * pairs, seed=2)
 
   def sample():
     z = rng.standard_normal((b, hp.z_size)).astype(np.float32)
@@ -119,16 +122,16 @@ def time_ops(a):
     return model(b).encode_tensors(list(x), list(lengths))
 
   def interpolate():
-    _, mu, _ = model(2 * b).encode_tensors(list(pairs_x), list(pairs_len))
+    _, mu, _ = model(2 * pairs).encode_tensors(list(pairs_x), list(pairs_len))
     ts = np.linspace(0.0, 1.0, a.steps)
-    z = np.concatenate([_slerp(np, mu[2 * i], mu[2 * i + 1], ts) for i in range(b)]
+    z = np.concatenate([_slerp(np, mu[i], mu[pairs + i], ts) for i in range(pairs)]
                        ).astype(np.float32)
-    return model(a.steps * b).decode_to_tensors(z, length=length, temperature=a.temperature)
+    return model(a.steps * pairs).decode_to_tensors(z, length=length, temperature=a.temperature)
 
   fns = {'sample': (sample, (b,)), 'encode': (encode, (b,)),
-         'interpolate': (interpolate, (2 * b, a.steps * b))}
+         'interpolate': (interpolate, (2 * pairs, a.steps * pairs))}
   out = {'who': 'reference', 'config': a.config, 'batch': b, 'temperature': a.temperature,
-         'steps': a.steps, 'calls': a.calls, 'ops': {}}
+         'steps': a.steps, 'calls': a.calls, 'import_s': round(import_s, 3), 'ops': {}}
   for op in a.ops.split(','):
     fn, batches = fns[op]
     new = [s for s in batches if s not in models]

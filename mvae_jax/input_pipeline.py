@@ -17,12 +17,14 @@ import fcntl
 import os
 from typing import Any, Iterator, Sequence
 
-import grain
 import jax
 import numpy as np
 
 from data_pipelines.kinds import NUM_SPECIAL as NOTE_ON_OFFSET  # first note-on class
-from data_pipelines import conversion
+
+# grain and the data stack (data_pipelines.conversion: MIDI reading, note-seq) are imported where
+# they are used, so that importing the trainer (a training step on synthetic batches, as the
+# benchmarks on a bare GPU machine run it) does not need them.
 
 
 def to_parts(tokens: np.ndarray) -> np.ndarray:
@@ -105,6 +107,7 @@ def train_dataset(source: Sequence[Any], *, global_batch: int, seed: int,
   if len(source) == 0:
     raise ValueError('the training split is empty')
   local = global_batch // process_count
+  import grain  # pylint: disable=g-import-not-at-top
   ds = grain.MapDataset.source(source).map(_tokens).shuffle(seed=seed).repeat()
   if augment is not None:
     ds = ds.random_map(augment, seed=seed + 1)
@@ -114,6 +117,7 @@ def train_dataset(source: Sequence[Any], *, global_batch: int, seed: int,
 def train_iterator(ds: grain.MapDataset, start_step: int, *, threads: int = 4,
                    prefetch: int = 8) -> Iterator[dict[str, np.ndarray]]:
   """Batches start_step, start_step + 1, ... read ahead on a few threads."""
+  import grain  # pylint: disable=g-import-not-at-top
   opts = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
   return iter(ds.slice(slice(start_step, None)).to_iter_dataset(opts))
 
@@ -167,7 +171,8 @@ def get_source(data: Any, split: str) -> Sequence[Any]:
 
   Building happens on process 0 only; the other processes wait for it at a barrier.
   """
-  from data_pipelines import build  # local import: the model code does not need the data stack
+  # local imports: the model code does not need the data stack
+  from data_pipelines import build, conversion  # pylint: disable=g-import-not-at-top
 
   where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data.data_dir or None)
   if jax.process_index() == 0:
