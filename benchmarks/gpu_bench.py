@@ -10,9 +10,15 @@ matrix-product FLOPs of a training step (benchmarks/flops.py) per second against
 peak for that dtype. Then sampling throughput (free-running decode at temperature 0.5).
 
 The first measurement is the headline: `melody16:magenta` (= Magenta's hierdec-mel_16bar) at batch
-512 in bfloat16 (target: 40% MFU). The rest follow in order until `--budget_s` is spent; what did
-not fit is listed as skipped, never silently dropped. `--dry_run` runs the same code path on the
-CPU at the `smoke` presets, batch 4, 2 steps, so the script is checked before a GPU is lent.
+512 in bfloat16 (target: 40% MFU). Then generation at the released configs' sizes (the `magenta`
+presets of melody2, drums2, melody16 and trio16 = cat-mel_2bar_small, cat-drums_2bar_small,
+hierdec-mel_16bar, hierdec-trio_16bar), float32 as the released weights are, at batch 1 and 64.
+The rest follow in order until `--budget_s` is spent; what did not fit is listed as skipped, never
+silently dropped. `--dry_run` runs the same code path on the CPU at the `smoke` presets, batch 4
+(generation: 1 and 4), 2 steps, so the script is checked before a GPU is lent.
+
+Imports only the model, trainer and config code (no MIDI or dataset packages): gpu.sh --offline
+brings ml-collections alone.
 
 Writes `<out>/gpu_bench.json` (one record per measurement, with the device and software) and
 `<out>/gpu_bench.md` (the table).
@@ -34,6 +40,8 @@ import train_step as bench  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAMILIES = ('melody16', 'melody2', 'drums2', 'melody32', 'trio16')
+RELEASED = ('melody2', 'drums2', 'melody16', 'trio16')  # the released configs' families
+SAMPLE_BATCHES = (1, 64)
 PRESETS = ('magenta', 'paper')
 DTYPES = ('bfloat16', 'float32')
 
@@ -105,11 +113,11 @@ def markdown(records: list[dict], skipped: list[str]) -> str:
                  f'{r["gflop_per_s"]:,.0f} | {mfu} |')
   samples = [r for r in records if r['kind'] == 'sample']
   if samples:
-    lines += ['', '| sampling | dtype | batch | sequences/s | call (ms) | compile (s) |',
+    lines += ['', '| sampling (T = 0.5) | dtype | batch | sequences/s | call (ms) | compile (s) |',
               '|---|---|---|---|---|---|']
     for r in samples:
-      lines.append(f'| {r["config"]} | {r["dtype"]} | {r["batch"]} | {r["sequences_per_s"]:,.0f} | '
-                   f'{1000 * r["median_call_s"]:.1f} | {r["compile_s"]:.1f} |')
+      lines.append(f'| {r["config"]} | {r["dtype"]} | {r["batch"]} | {r["sequences_per_s"]:,.1f} | '
+                   f'{1000 * r["median_call_s"]:.2f} | {r["compile_s"]:.1f} |')
   if skipped:
     lines += ['', f'Not measured (time budget spent or failed): {", ".join(skipped)}.']
   return '\n'.join(lines) + '\n'
@@ -122,19 +130,21 @@ def main(argv=None) -> int:
   ap.add_argument('--dry_run', action='store_true', help='CPU, smoke presets, batch 4, 2 steps')
   ap.add_argument('--steps', type=int, default=10)
   ap.add_argument('--batch', type=int, default=0, help="0 = each preset's train.batch_size")
-  ap.add_argument('--sample_batch', type=int, default=256)
-  ap.add_argument('--budget_s', type=float, default=330.0,
+  ap.add_argument('--sample_batches', default=','.join(map(str, SAMPLE_BATCHES)))
+  ap.add_argument('--budget_s', type=float, default=180.0,
                   help='start no new measurement after this many seconds')
   a = ap.parse_args(argv)
-  steps, batch, sample_batch = (2, 4, 4) if a.dry_run else (a.steps, a.batch or None,
-                                                            a.sample_batch)
+  steps, batch = (2, 4) if a.dry_run else (a.steps, a.batch or None)
+  sample_batches = [1, 4] if a.dry_run else [int(b) for b in a.sample_batches.split(',')]
   os.makedirs(a.out, exist_ok=True)
   records, skipped = [], []
   t0 = time.time()
-  todo = [('train', *x) for x in plan(a.dry_run)]
-  todo += [('sample', f, 'smoke' if a.dry_run else 'magenta', 'bfloat16') for f in FAMILIES]
-  for what, family, preset, dtype in todo:
-    name = f'{what} {family}:{preset} {dtype}'
+  train = [('train', *x, None) for x in plan(a.dry_run)]
+  samples = [('sample', f, 'smoke' if a.dry_run else 'magenta', 'float32', b)
+             for f in RELEASED for b in sample_batches]
+  todo = train[:1] + samples + train[1:]  # the headline, generation, then the other steps
+  for what, family, preset, dtype, sample_batch in todo:
+    name = f'{what} {family}:{preset} {dtype}' + (f' batch {sample_batch}' if sample_batch else '')
     if time.time() - t0 > a.budget_s:
       skipped.append(name)
       continue
@@ -142,7 +152,7 @@ def main(argv=None) -> int:
       if what == 'train':
         r = measure_train(family, preset, dtype, batch=batch, steps=steps)
       else:
-        r = measure_sample(family, preset, dtype, batch=sample_batch, calls=3)
+        r = measure_sample(family, preset, dtype, batch=sample_batch, calls=5)
     except Exception as e:  # an out-of-memory config must not cost the others
       print(f'{name}: failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}', flush=True)
       skipped.append(f'{name} ({type(e).__name__})')

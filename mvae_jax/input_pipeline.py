@@ -16,14 +16,16 @@ import dataclasses
 import os
 from typing import Any, Iterator, Sequence
 
-import grain
 import jax
 import numpy as np
 
 from data_pipelines import console
 from data_pipelines.kinds import NUM_SPECIAL as NOTE_ON_OFFSET  # first note-on class
-from data_pipelines import conversion
 from mvae_jax import runlock
+
+# grain and the data stack (data_pipelines.conversion: MIDI reading, note-seq) are imported where
+# they are used, so that importing the trainer (a training step on synthetic batches, as the
+# benchmarks on a bare GPU machine run it) does not need them.
 
 
 def to_parts(tokens: np.ndarray) -> np.ndarray:
@@ -106,6 +108,7 @@ def train_dataset(source: Sequence[Any], *, global_batch: int, seed: int,
   if len(source) == 0:
     raise ValueError('the training split is empty')
   local = global_batch // process_count
+  import grain  # pylint: disable=g-import-not-at-top
   ds = grain.MapDataset.source(source).map(_tokens).shuffle(seed=seed).repeat()
   if augment is not None:
     ds = ds.random_map(augment, seed=seed + 1)
@@ -115,6 +118,7 @@ def train_dataset(source: Sequence[Any], *, global_batch: int, seed: int,
 def train_iterator(ds: grain.MapDataset, start_step: int, *, threads: int = 4,
                    prefetch: int = 8) -> Iterator[dict[str, np.ndarray]]:
   """Batches start_step, start_step + 1, ... read ahead on a few threads."""
+  import grain  # pylint: disable=g-import-not-at-top
   opts = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)
   return iter(ds.slice(slice(start_step, None)).to_iter_dataset(opts))
 
@@ -197,7 +201,8 @@ def prepare(data: Any, fingerprint: str | None = None) -> Dataset:
   is built if the folder still has that content, and otherwise DatasetChangedError says so.
   Without `fingerprint`, the dataset of the folder's current content and options is used or built.
   """
-  from data_pipelines import build  # local import: the model code does not need the data stack
+  # local imports: the model code does not need the data stack
+  from data_pipelines import build, conversion  # pylint: disable=g-import-not-at-top
 
   data_dir = os.path.abspath(data.data_dir or conversion.default_data_dir())
   where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data_dir)
@@ -244,7 +249,7 @@ def prepare(data: Any, fingerprint: str | None = None) -> Dataset:
 
 def _folder_dataset(data: Any, data_dir: str, midi_dir: str | None, recorded: str | None):
   """(fingerprint to use, the folder's current `FolderFingerprint` or None) on process 0."""
-  from data_pipelines import build  # pylint: disable=g-import-not-at-top
+  from data_pipelines import build, conversion  # pylint: disable=g-import-not-at-top
   where = dict(source=data.source, kind=data.kind, mode=data.mode, data_dir=data_dir)
   if recorded is not None:
     try:

@@ -32,12 +32,43 @@ import numpy as np
 
 from data_pipelines import encoding, kinds
 from data_pipelines.inputs import InputError, InputWindows, WindowChoice, input_windows
-from mvae_jax import metrics, plotting
+from mvae_jax import metrics
 from mvae_jax import run as run_lib
 from mvae_jax.models import MusicVAE, default_part_names
 
 DEFAULT_TEMPERATURE = 0.5  # the paper's sampling temperature
 QPM = 120.0
+CACHE_ENV = 'MVAE_JAX_COMPILATION_CACHE'
+
+
+def enable_compilation_cache() -> str | None:
+  """Keeps compiled functions on disk (JAX's persistent compilation cache), so that a new
+  process's first call reads them instead of compiling again (measured: a first sample of
+  cat-mel_2bar_small 3.4 s instead of 22 s on a loaded 2-core machine; benchmarks/RESULTS.md).
+
+  The folder is $MVAE_JAX_COMPILATION_CACHE, else $XDG_CACHE_HOME/mvae_jax/xla (default
+  ~/.cache/mvae_jax/xla); MVAE_JAX_COMPILATION_CACHE=off turns it off. A cache folder the
+  process already set (`jax_compilation_cache_dir`) is left as it is. Entries are keyed by the
+  computation, the compiler options and the jax version, so a stale entry is never used; the
+  folder may be deleted at any time. Called by `Model`; returns the folder in use or None.
+  """
+  if jax.config.jax_compilation_cache_dir:
+    return jax.config.jax_compilation_cache_dir
+  path = os.environ.get(CACHE_ENV, '')
+  if path.lower() in ('off', '0', 'false', 'none'):
+    return None
+  if not path:
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    path = os.path.join(base, 'mvae_jax', 'xla')
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return None  # a read-only home: compile as before
+  jax.config.update('jax_compilation_cache_dir', path)
+  # Cache what takes a noticeable time to compile (all of our jitted functions), not every
+  # small eager operation.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  return path
 
 
 def check_temperature(temperature: float) -> float:
@@ -78,26 +109,56 @@ class Pieces(list):
 
 
 # ----------------------------------------------------------------------------- jitted functions
+#
+# One jitted call per operation: the key is made from the seed, z drawn and the interpolation's
+# points computed inside it, so a call costs one dispatch (at batch 1 the host-side work of
+# separate calls was a large part of the time). Sampling keys are those of the earlier separate
+# calls: jax.random.PRNGKey(seed), z from fold_in(key, 0), decoding from fold_in(key, 1).
 
 def _encode(params: Any, tokens: jax.Array, *, model: MusicVAE) -> tuple[jax.Array, jax.Array]:
   return model.apply({'params': params}, tokens, method=MusicVAE.encode)
 
 
-def _decode(params: Any, z: jax.Array | None, rng: jax.Array, temperature: jax.Array, *,
-            model: MusicVAE, time: int, greedy: bool, batch_size: int | None = None) -> jax.Array:
+def _decoder_tokens(module: MusicVAE, z: jax.Array | None, **kwargs: Any) -> jax.Array:
+  """The decoder's free-running tokens alone (no logits kept): int32 [batch, time, parts]."""
+  return module.dec.decode(z, with_logits=False, **kwargs)[0]
+
+
+def _decode(params: Any, z: jax.Array | None, seed: jax.Array, temperature: jax.Array, *,
+            model: MusicVAE, time: int, greedy: bool, batch_size: int | None = None,
+            shared_noise: bool = False) -> jax.Array:
   """z [batch, z_size] (or None and `batch_size` for a baseline) -> int32 [batch, time, parts]."""
-  tokens, _ = model.apply({'params': params}, z,
-                          batch_size=batch_size if z is None else z.shape[0], time=time,
-                          temperature=temperature, greedy=greedy, rngs={'sample': rng},
-                          method=MusicVAE.decode)
-  return tokens
+  rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+  return model.apply({'params': params}, z,
+                     batch_size=batch_size if z is None else z.shape[0], time=time,
+                     temperature=temperature, greedy=greedy, shared_noise=shared_noise,
+                     rngs={'sample': rng}, method=_decoder_tokens)
 
 
-def _decode_shared_noise(params: Any, z: jax.Array, rng: jax.Array, temperature: jax.Array, *,
-                         model: MusicVAE, time: int, greedy: bool) -> jax.Array:
-  """Decodes every row of z with the same sampling noise (smooth interpolations)."""
-  one = functools.partial(_decode, model=model, time=time, greedy=greedy)
-  return jax.vmap(lambda zi: one(params, zi[None], rng, temperature)[0])(z)
+def _sample(params: Any, seed: jax.Array, temperature: jax.Array, *, model: MusicVAE, time: int,
+            greedy: bool, rows: int) -> jax.Array:
+  """`rows` pieces from z ~ N(0, I) (z from fold_in(key, 0); row i's z does not depend on
+  `rows`): int32 [rows, time, parts]."""
+  z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0), (rows, model.z_size))
+  return _decode(params, z, seed, temperature, model=model, time=time, greedy=greedy)
+
+
+def _interpolate(params: Any, tokens: jax.Array, seed: jax.Array, temperature: jax.Array, *,
+                 model: MusicVAE, time: int, greedy: bool, pairs: int, steps: int) -> jax.Array:
+  """Encode, slerp and decode in one call.
+
+  Args:
+    tokens: int [>= 2 * pairs, time, parts]: the `pairs` start sequences, then the end ones.
+  Returns:
+    int32 [_bucket(pairs * steps), time, parts]: row i * steps + j is point j of pair i.
+  """
+  mu, _ = _encode(params, tokens, model=model)
+  z = metrics.slerp(mu[:pairs], mu[pairs:2 * pairs], jnp.linspace(0.0, 1.0, steps))
+  z = jnp.swapaxes(z, 0, 1).reshape(pairs * steps, -1)  # [steps, pairs, d] -> pair-major
+  rows = _bucket(pairs * steps)
+  z = jnp.concatenate([z, jnp.zeros((rows - len(z), z.shape[1]), z.dtype)])
+  return _decode(params, z, seed, temperature, model=model, time=time, greedy=greedy,
+                 shared_noise=not greedy)
 
 
 def _teacher_forced_logits(params: Any, tokens: jax.Array, z: jax.Array | None, *,
@@ -113,8 +174,16 @@ def _jitted(fn: Any, model: MusicVAE, **static: Any) -> Any:
 
 
 def _bucket(n: int) -> int:
-  """Batch sizes are padded to a power of two (at least 4), so varying n rarely recompiles."""
-  return max(4, 1 << (max(n, 1) - 1).bit_length())
+  """Batch sizes are padded to a power of two, so varying n rarely recompiles. One row stays
+  one: a single piece (interactive use) is the common case, and at batch 1 XLA multiplies
+  matrix by vector, several times faster than the smallest padded product."""
+  return 1 << (max(n, 1) - 1).bit_length()
+
+
+def _seed(seed: int) -> np.ndarray:
+  """A seed as `jax.random.PRNGKey` reads it (its low 32 bits), passed as an array so that
+  another seed does not recompile."""
+  return np.uint32(int(seed) & 0xFFFFFFFF)
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -140,6 +209,7 @@ class Model:
 
   def __init__(self, config: Any, module: MusicVAE, params: Any, step: int | None = None,
                workdir: str | None = None):
+    enable_compilation_cache()
     self.config, self.module, self.params = config, module, params
     self.step, self.workdir = step, workdir
     self.spec = encoding.window_spec(config.data.kind, config.data.mode)
@@ -260,20 +330,19 @@ class Model:
     the argmax when `greedy` or `temperature == 0`. `shared_noise` gives every row the same
     sampling noise. Raises ValueError for a negative or non-finite temperature."""
     greedy = greedy or check_temperature(temperature) == 0
-    rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    temp = jnp.float32(temperature if not greedy else 1.0)
+    temp = np.float32(temperature if not greedy else 1.0)
     if z is None:
       if self.use_encoder:
         raise ValueError('decode needs z for a VAE (use sample() to draw it from the prior)')
       num = _check_count(num, 'num')
-      fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, batch_size=_bucket(num))
-      return np.asarray(fn(self.params, None, rng, temp))[:num]
+      fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, batch_size=_bucket(num),
+                   shared_noise=shared_noise)
+      return np.asarray(fn(self.params, None, _seed(seed), temp))[:num]
     self._need_encoder('decoding a given z')
     z = np.asarray(z, np.float32).reshape(-1, self.z_size)
     n = len(z)
-    fn = _jitted(_decode_shared_noise if shared_noise else _decode, self.module, time=self.time,
-                 greedy=greedy)
-    return np.asarray(fn(self.params, jnp.asarray(_pad_rows(z, _bucket(n))), rng, temp))[:n]
+    fn = _jitted(_decode, self.module, time=self.time, greedy=greedy, shared_noise=shared_noise)
+    return np.asarray(fn(self.params, _pad_rows(z, _bucket(n)), _seed(seed), temp))[:n]
 
   def decode(self, z: np.ndarray, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
              seed: int = 0) -> Pieces:
@@ -298,8 +367,8 @@ class Model:
     check_temperature(temperature)
     if not self.use_encoder:
       return self.decode_tokens(None, temperature=temperature, greedy=greedy, seed=seed, num=num)
-    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), 0), (num, self.z_size))
-    return self.decode_tokens(np.asarray(z), temperature=temperature, greedy=greedy, seed=seed)
+    fn = _jitted(_sample, self.module, time=self.time, greedy=greedy, rows=_bucket(num))
+    return np.asarray(fn(self.params, _seed(seed), np.float32(temperature)))[:num]
 
   def sample(self, num: int, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
              seed: int = 0) -> Pieces:
@@ -332,11 +401,32 @@ class Model:
                          temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
                          seed: int = 0, window_a: WindowChoice = None,
                          window_b: WindowChoice = None) -> np.ndarray:
-    """Decoded interpolation, int32 [steps, time, parts]. Every point is decoded with the same
-    sampling noise, so neighbouring points differ only through z."""
-    z = self.interpolation_z(a, b, steps, window_a, window_b)
-    return self.decode_tokens(z, temperature=temperature, greedy=greedy, seed=seed,
-                              shared_noise=not greedy)
+    """Decoded interpolation, int32 [steps, time, parts]: the points of `interpolation_z`.
+    Every point is decoded with the same sampling noise, so neighbouring points differ only
+    through z."""
+    self._need_encoder('interpolate')
+    ta, tb = self.tokens(a, window_a), self.tokens(b, window_b)
+    if len(ta) != 1 or len(tb) != 1:
+      raise InputError('interpolate takes one sequence for a and one for b')
+    return self.interpolate_pairs_tokens(ta, tb, steps, temperature, greedy, seed)[0]
+
+  def interpolate_pairs_tokens(self, a: Any, b: Any, steps: int = 7,
+                               temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
+                               seed: int = 0) -> np.ndarray:
+    """n interpolations in one call: tokens a and b [n, time, parts] (row i of a to row i of
+    b) -> int32 [n, steps, time, parts]; pair i is what `interpolate_tokens(a[i], b[i])` gives.
+    Encoding, slerp and decoding run as one compiled function."""
+    self._need_encoder('interpolate')
+    if steps < 2:
+      raise ValueError(f'steps must be at least 2 (the two endpoints), got {steps}')
+    ta, tb = self.tokens(a), self.tokens(b)
+    if len(ta) != len(tb):
+      raise InputError(f'a has {len(ta)} sequences and b {len(tb)}: they go in pairs')
+    n = len(ta)
+    fn = _jitted(_interpolate, self.module, time=self.time, greedy=greedy, pairs=n, steps=steps)
+    tokens = _pad_rows(np.concatenate([ta, tb]), _bucket(2 * n))
+    out = np.asarray(fn(self.params, tokens, _seed(seed), np.float32(temperature)))[:n * steps]
+    return out.reshape((n, steps) + out.shape[1:])
 
   def interpolate(self, a: Any, b: Any, steps: int = 7, temperature: float = DEFAULT_TEMPERATURE,
                   greedy: bool = False, seed: int = 0, window_a: WindowChoice = None,
@@ -413,6 +503,7 @@ class Model:
 
   def plot(self, pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
     """Piano roll of token arrays (see `plotting.plot_pieces`)."""
+    from mvae_jax import plotting  # pylint: disable=g-import-not-at-top  (matplotlib: slow import)
     return plotting.plot_pieces(pieces, path, part_names=self.part_names,
                                 part_is_drums=self.part_is_drums,
                                 min_pitch=self.spec.min_pitch, **kwargs)

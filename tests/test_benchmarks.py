@@ -1,5 +1,6 @@
-"""The benchmark drivers' own logic: the reference comparison's summary and table (pure functions
-over recorded runs), and the bfloat16 accuracy check run for real at `smoke` size."""
+"""The benchmark drivers' own logic: the reference comparisons' summaries and tables (pure functions
+over recorded runs), the bfloat16 accuracy check and the generation benchmark run for real at
+`smoke` size."""
 import json
 import os
 import sys
@@ -9,6 +10,7 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 import bf16_accuracy  # noqa: E402  pylint: disable=g-import-not-at-top
 import compare_reference  # noqa: E402  pylint: disable=g-import-not-at-top
+import generate_vs_reference  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def _runs():
@@ -69,3 +71,57 @@ def test_bf16_accuracy_check_runs_on_real_windows(tfds_dir, tmp_path, capsys):
   assert result['train']['median_relative_loss_gap_last_quarter_seed1'] > 0
   assert result['step_time']['bfloat16']['median_s'] > 0
   assert '"gradients_at_init"' in capsys.readouterr().out
+
+
+def _gen_runs():
+  """Two rounds of one config at batch 1: ours 2 ms (1 CPU ms) and 4 ms, the reference 6 ms
+  (3 CPU ms); the first call 5 s in round 0 and 0.5 s in round 1 (the compilation cache)."""
+  runs = []
+  for rnd, t in ((0, 0.002), (1, 0.004)):
+    ops = {op: {'median_call_s': t, 'cpu_s_per_call': t / 2, 'first_call_s': 5.0 if rnd == 0
+                else 0.5} for op in generate_vs_reference.OPS}
+    runs.append({'who': 'ours', 'config': 'cat-mel_2bar_small', 'batch': 1, 'round': rnd,
+                 'import_s': 2.0, 'setup_s': 1.0, 'loadavg_1m_before': 1.0, 'ops': ops})
+    ref = {op: {'median_call_s': 0.006, 'cpu_s_per_call': 0.003, 'first_call_s': 0.2,
+                'setup_s': 3.0} for op in generate_vs_reference.OPS}
+    runs.append({'who': 'reference', 'config': 'cat-mel_2bar_small', 'batch': 1, 'round': rnd,
+                 'import_s': 4.0, 'loadavg_1m_before': 1.5, 'ops': ref})
+  return runs
+
+
+def test_generation_summary_pairs_rounds_and_table_states_the_machine(tmp_path):
+  summary = generate_vs_reference.summarise(_gen_runs())
+  s = summary['cat-mel_2bar_small/1/interpolate']
+  assert s['paired_speedups'] == [3.0, 1.5] and s['median_paired_speedup'] == 2.25
+  assert s['paired_cpu_speedups'] == [3.0, 1.5]
+  # One interpolation (7 decoded sequences) per call at batch 1.
+  assert s['ours']['sequences_per_s'] == round(7 / 0.003, 1)
+  assert generate_vs_reference.interpolation_pairs(64) == 9
+  out = {'summary': summary, 'runs': _gen_runs(), 'cpu_model': 'Test CPU', 'cpus': 2,
+         'isa_flags': ['avx2'], 'rounds': 2, 'calls': 3, 'hier_calls': 2, 'date': 'today',
+         'command': 'python benchmarks/generate_vs_reference.py', 'jax': '0'}
+  md = generate_vs_reference.markdown(out)
+  assert md.startswith('Machine: Test CPU, 2 cores, ISA avx2') and 'load average' in md
+  rows = [l for l in md.splitlines() if l.startswith('| cat-mel_2bar_small | 1 |')]
+  assert len(rows) == 6  # three operations, in the speed table and the first-call table
+  assert '**2.25x** (3.00, 1.50)' in rows[0]
+  assert '| 5.00 | 0.50 | 3.00 | 0.20 |' in rows[3]  # cold, cached, graph build, first call
+  # The table goes between the markers of a results file, replacing what was there.
+  results = tmp_path / 'RESULTS.md'
+  results.write_text(f'# R\n{generate_vs_reference.MARK_START}\nPREVIOUS TABLE\n'
+                     f'{generate_vs_reference.MARK_END}\n## next\n')
+  generate_vs_reference.write_results_md(str(results), md)
+  text = results.read_text()
+  assert 'PREVIOUS TABLE' not in text and md in text and text.endswith('## next\n')
+
+
+def test_generation_benchmark_dry_run_at_smoke_size(tmp_path):
+  out_json = tmp_path / 'gen.json'
+  assert generate_vs_reference.main(['--dry_run', '--batches=1,2', f'--json={out_json}']) == 0
+  out = json.load(open(out_json))
+  assert {r['config'] for r in out['runs']} == {'melody2:smoke', 'melody16:smoke'}
+  for r in out['runs']:
+    assert set(r['ops']) == set(generate_vs_reference.OPS)
+    assert all(op['median_call_s'] > 0 and op['cpu_s_per_call'] > 0 for op in r['ops'].values())
+  assert 'melody16:smoke/2/interpolate' in out['summary']
+  assert (tmp_path / 'gen.md').read_text().startswith('Machine: ')

@@ -10,6 +10,8 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax
 import note_seq
@@ -207,6 +209,65 @@ def test_python_api(runs_root):
     model.encode(np.zeros((16,), np.int32))
   with pytest.raises(inputs.InputError, match='outside'):
     model.encode(np.full((32,), 500, np.int32))
+
+
+def test_one_call_paths_equal_the_step_by_step_ones(runs_root):
+  """sample_tokens and interpolate_pairs_tokens run as one compiled call each (key, z, slerp
+  inside); they give what the separate steps give."""
+  model = trained_model.Model.load(smoke_run('melody16', runs_root))
+  for seed in (0, 5, -1, 2**32 + 3):  # the seed is passed as PRNGKey reads it
+    np.testing.assert_array_equal(jax.random.PRNGKey(trained_model._seed(seed)),
+                                  jax.random.PRNGKey(seed))
+  # sample: z from fold_in(PRNGKey(seed), 0), decoded with the seed's key; row i does not
+  # depend on how many rows are drawn.
+  z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(7), 0), (3, model.z_size))
+  sampled = model.sample_tokens(3, seed=7)
+  np.testing.assert_array_equal(sampled, model.decode_tokens(np.asarray(z), seed=7))
+  np.testing.assert_array_equal(sampled[:1], model.sample_tokens(1, seed=7))
+  # interpolate: encode, slerp and decode in one call = interpolation_z then decode_tokens
+  # with shared noise, pair by pair; one pair = interpolate_tokens.
+  rng = np.random.default_rng(0)
+  a = rng.integers(0, model.part_vocab[0], (2, model.time, 1)).astype(np.int32)
+  b = rng.integers(0, model.part_vocab[0], (2, model.time, 1)).astype(np.int32)
+  for greedy in (False, True):
+    pairs = model.interpolate_pairs_tokens(a, b, 5, temperature=0.5, greedy=greedy, seed=3)
+    assert pairs.shape == (2, 5, model.time, 1)
+    for i in range(2):
+      z = model.interpolation_z(a[i], b[i], 5)
+      step = model.decode_tokens(z, temperature=0.5, greedy=greedy, seed=3,
+                                 shared_noise=not greedy)
+      np.testing.assert_array_equal(pairs[i], step)
+      np.testing.assert_array_equal(
+          pairs[i], model.interpolate_tokens(a[i], b[i], 5, temperature=0.5, greedy=greedy,
+                                             seed=3))
+  with pytest.raises(inputs.InputError, match='pairs'):
+    model.interpolate_pairs_tokens(a, b[:1])
+  with pytest.raises(ValueError, match='at least 2'):
+    model.interpolate_pairs_tokens(a, b, 1)
+
+
+def test_compilation_cache_serves_a_new_process(tmp_path):
+  """A Model keeps its compiled functions in the persistent cache folder; =off keeps none."""
+  script = ('import sys; from mvae_jax import config_lib, trained_model; '
+            'from mvae_jax import run as run_lib; import jax, jax.numpy as jnp; '
+            "c = config_lib.from_file('melody2:smoke'); m = run_lib.create_model(c.model); "
+            "p = jax.jit(m.init)(dict(zip(('params', 'z', 'sample'), jax.random.split("
+            "jax.random.PRNGKey(0), 3))), jnp.zeros(run_lib.input_shape(c), jnp.int32))['params']; "
+            'model = trained_model.Model(c, m, p); model.sample_tokens(2); '
+            'print(jax.config.jax_compilation_cache_dir)')
+  root = pathlib.Path(__file__).resolve().parents[1]
+  for value, expect_files in ((str(tmp_path / 'xla'), True), ('off', False)):
+    env = dict(os.environ, MVAE_JAX_COMPILATION_CACHE=value, JAX_PLATFORMS='cpu',
+               PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                         text=True, cwd=str(root))
+    assert out.returncode == 0, out.stderr[-2000:]
+    cached = list((tmp_path / 'xla').glob('*')) if (tmp_path / 'xla').exists() else []
+    if expect_files:
+      assert out.stdout.strip().endswith(str(tmp_path / 'xla'))
+      assert any('_sample' in f.name for f in cached)  # the one-call sampling function
+    else:
+      assert out.stdout.strip() == 'None'
 
 
 def test_baseline_samples_but_cannot_encode(runs_root, tmp_path):

@@ -528,3 +528,41 @@ def test_run_layer_custom_gradient_equals_autodiff(reverse, dtype):
   np.testing.assert_allclose(v_fast, v_ref, rtol=tol, atol=tol)
   for a, b in zip(g_fast, g_ref):
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
+
+
+def _free_running(name, z, rng, **kwargs):
+  """Part 0's `PartDecoder.free_running` with an explicit key (flat decoders: one segment)."""
+  model, variables, _ = built(name)
+
+  def fn(module, z, rng):
+    return module.dec.parts[0].free_running(
+        z[:, None, :], jnp.full((z.shape[0],), -1, jnp.int32), num_segments=1, length=TIME,
+        rng=rng, **kwargs)
+
+  return jax.jit(lambda v, z, rng: model.apply(v, z, rng, method=fn))(variables, z, rng)
+
+
+def test_sampling_draws_are_categorical_step_by_step():
+  """The segment's noise is drawn before its steps run, but every sample is what
+  jax.random.categorical(step key, logits / T) gives, the key of step t being
+  split(split(rng, steps)[t])[0] as in a step-by-step loop."""
+  name = 'drums_flat'
+  model, variables, tokens = built(name)
+  z = get_z(name, model, variables, tokens)
+  rng, temperature = jax.random.PRNGKey(11), 0.7
+  samples, logits = _free_running(name, z, rng, temperature=temperature)
+  keys = jax.random.split(rng, TIME)
+  for t in range(TIME):
+    sample_key = jax.random.split(keys[t])[0]
+    want = jax.random.categorical(sample_key, logits[:, 0, t] / temperature)
+    np.testing.assert_array_equal(samples[:, 0, t], want)
+  # Without logits kept (generation), the same tokens.
+  alone, none = _free_running(name, z, rng, temperature=temperature, with_logits=False)
+  assert none is None
+  np.testing.assert_array_equal(alone, samples)
+  # Shared noise: every row draws what a batch of one draws (row 0's noise).
+  same_z = jnp.broadcast_to(z[1:2], z.shape)
+  shared, _ = _free_running(name, same_z, rng, temperature=temperature, shared_noise=True)
+  one, _ = _free_running(name, z[1:2], rng, temperature=temperature)
+  for row in shared:
+    np.testing.assert_array_equal(row, one[0])

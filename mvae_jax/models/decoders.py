@@ -105,14 +105,20 @@ class PartDecoder(nn.Module):
 
   def free_running(self, cond: jax.Array | None, first_input: jax.Array, *, num_segments: int,
                    length: int, rng: jax.Array, targets: jax.Array | None = None,
-                   p_sample: Any = 1.0, temperature: Any = 1.0,
-                   greedy: bool = False) -> tuple[jax.Array, jax.Array]:
+                   p_sample: Any = 1.0, temperature: Any = 1.0, greedy: bool = False,
+                   with_logits: bool = True,
+                   shared_noise: bool = False) -> tuple[jax.Array, jax.Array | None]:
     """Step-by-step decoding that feeds back its own tokens, segment after segment.
 
     The state is reset to tanh(Dense(cond[:, s])) at the start of every segment s; the input of
     a step is the token fed back at the previous step (across segment boundaries too), and
     `first_input` for the very first step. The fed-back token is the sampled token, or, when
     `targets` is given, per example with probability 1 - p_sample the target instead.
+
+    Sampling is Gumbel-max, argmax(g + logits / temperature) with g the Gumbel noise of
+    `jax.random.categorical` at that step's key: the same draws as calling it step by step, but
+    the noise and coin flips of a whole segment are drawn before its steps run (one vectorised
+    draw instead of one per step).
 
     Args:
       cond: float [n, num_segments, cond_size], or None when unconditioned.
@@ -124,21 +130,26 @@ class PartDecoder(nn.Module):
       p_sample: probability (python or traced scalar) of feeding back the own token.
       temperature: softmax temperature of the samples (ignored when greedy).
       greedy: take the argmax instead of sampling.
+      with_logits: also return every step's logits (False: generation, which needs only tokens).
+      shared_noise: every row gets the noise of row 0 of a batch of one (an interpolation's
+        points differ only through their conditioning); without targets only.
     Returns:
       (tokens int32 [n, num_segments, length], the decoder's own outputs;
-       logits float32 [n, num_segments, length, vocab]).
+       logits float32 [n, num_segments, length, vocab], or None without `with_logits`).
     """
     n = first_input.shape[0]
     dtype = self.dtype
     layers = self.layers
+    if shared_noise and targets is not None:
+      raise ValueError('shared_noise is for free generation, without targets')
     token_table = layers[0].input_kernel[:self.vocab].astype(dtype)
-    w_rec = [layer.recurrent_kernel.astype(dtype) for layer in layers]
-    w_in = [None] + [layer.input_kernel.astype(dtype) for layer in layers[1:]]
+    w_rec = [lstm.step_kernel(layer.recurrent_kernel, n, dtype) for layer in layers]
+    w_in = [None] + [lstm.step_kernel(layer.input_kernel, n, dtype) for layer in layers[1:]]
     bias = [None] + [layer.bias for layer in layers[1:]]
-    w_out, b_out = self.logits.kernel.astype(dtype), self.logits.bias
+    w_out, b_out = lstm.step_kernel(self.logits.kernel, n, dtype), self.logits.bias
 
     if cond is None:
-      seg_gates = jnp.broadcast_to(self._cond_gates(None), (num_segments, n, w_rec[0].shape[1]))
+      seg_gates = jnp.broadcast_to(self._cond_gates(None), (num_segments, n, 4 * self.sizes[0]))
       carries = self._initial_carry(None, n)
       seg_carries = jax.tree_util.tree_map(
           lambda x: jnp.broadcast_to(x, (num_segments,) + x.shape), carries)
@@ -150,44 +161,56 @@ class PartDecoder(nn.Module):
     keys = jax.random.split(rng, num_segments * length)
     keys = keys.reshape((num_segments, length) + keys.shape[1:])
     if targets is None:
-      tgt = jnp.zeros((num_segments, length, n), jnp.int32)  # unused placeholder
+      tgt = jnp.zeros((num_segments, length, 1), jnp.int32)  # unused placeholder
     else:
       tgt = jnp.transpose(targets.astype(jnp.int32).reshape(n, num_segments, length), (1, 2, 0))
+    noise_rows = 1 if shared_noise else n
+
+    def draws(seg_keys):
+      """One segment's Gumbel noise float32 [length, rows, vocab] and coin flips bool
+      [length, n] (True: feed the own sample), from each step's key as the step would."""
+      step_keys = jax.vmap(jax.random.split)(seg_keys)  # [length, 2, ...]: sample, coin
+      noise = coins = None
+      if not greedy:
+        noise = jax.vmap(lambda k: jax.random.gumbel(k, (noise_rows, self.vocab)))(
+            step_keys[:, 0])
+      if targets is not None:
+        coins = jax.vmap(lambda k: jax.random.uniform(k, (n,)))(step_keys[:, 1]) < p_sample
+      return noise, coins
 
     def step(state, xs, cond_gates):
       carries, prev = state
-      key, target = xs
+      noise, coin, target = xs
       x = lstm.gather_rows(token_table, prev) + cond_gates
       new_carries = []
       for k in range(len(layers)):
-        gx = x if k == 0 else lstm.matmul(x, w_in[k], dtype) + bias[k]
+        gx = x if k == 0 else w_in[k](x) + bias[k]
         carry = lstm.lstm_cell(carries[k], gx, w_rec[k], dtype)
         new_carries.append(carry)
         x = carry[1]
-      logits = lstm.matmul(x, w_out, dtype) + b_out
-      sample_key, coin_key = jax.random.split(key)
+      logits = w_out(x) + b_out
       scores = jax.lax.stop_gradient(logits)
       if greedy:
         sample = jnp.argmax(scores, axis=-1).astype(jnp.int32)
-      else:
-        sample = jax.random.categorical(sample_key, scores / temperature).astype(jnp.int32)
-      if targets is None:
-        fed = sample
-      else:
-        use_sample = jax.random.uniform(coin_key, (n,)) < p_sample
-        fed = jnp.where(use_sample, sample, target)
-      return (tuple(new_carries), fed), (sample, logits)
+      else:  # = jax.random.categorical(key, scores / temperature) with this noise
+        sample = jnp.argmax(noise + scores / temperature, axis=-1).astype(jnp.int32)
+      fed = sample if targets is None else jnp.where(coin, sample, target)
+      return (tuple(new_carries), fed), ((sample, logits) if with_logits else sample)
 
     def segment(prev, xs):
       carries, cond_gates, seg_keys, seg_targets = xs
+      noise, coins = draws(seg_keys)
       (_, prev), outs = jax.lax.scan(
-          lambda s, x: step(s, x, cond_gates), (carries, prev), (seg_keys, seg_targets),
+          lambda s, x: step(s, x, cond_gates), (carries, prev), (noise, coins, seg_targets),
           unroll=self.unroll)
       return prev, outs
 
-    _, (tokens, logits) = jax.lax.scan(
+    _, outs = jax.lax.scan(
         segment, first_input.astype(jnp.int32), (seg_carries, seg_gates, keys, tgt))
     # [segments, length, n, ...] -> [n, segments, length, ...]
+    if not with_logits:
+      return jnp.transpose(outs, (2, 0, 1)), None
+    tokens, logits = outs
     return jnp.transpose(tokens, (2, 0, 1)), jnp.transpose(logits, (2, 0, 1, 3))
 
 
@@ -304,8 +327,9 @@ class _SegmentedDecoder(nn.Module):
     return tuple(out)
 
   def decode(self, z: jax.Array | None, *, batch_size: int, time: int, temperature: Any = 0.5,
-             greedy: bool = False, targets: jax.Array | None = None,
-             p_sample: Any = 1.0) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+             greedy: bool = False, targets: jax.Array | None = None, p_sample: Any = 1.0,
+             with_logits: bool = True,
+             shared_noise: bool = False) -> tuple[jax.Array, tuple[jax.Array, ...] | None]:
     """Free-running decoding, segment after segment (see `PartDecoder.free_running`).
 
     Args:
@@ -316,8 +340,11 @@ class _SegmentedDecoder(nn.Module):
       targets: optional int [batch, time, parts] mixed into the fed-back tokens: per example
         and step the target is fed with probability 1 - p_sample.
       p_sample: see `targets`; irrelevant without targets.
+      with_logits: False: return None for the logits (generation; less to store).
+      shared_noise: every row is decoded with the sampling noise of a batch of one (the
+        points of an interpolation differ only through z).
     Returns:
-      (tokens int32 [batch, time, parts], logits tuple float32 [batch, time, vocab_p]).
+      (tokens int32 [batch, time, parts], logits tuple float32 [batch, time, vocab_p] or None).
       Needs rng 'sample' unless greedy without targets.
     """
     if time % self.num_segments:
@@ -335,10 +362,12 @@ class _SegmentedDecoder(nn.Module):
           cond, first, num_segments=self.num_segments, length=length,
           rng=jax.random.fold_in(rng, p),
           targets=None if targets is None else targets[..., p].reshape(batch_size, time),
-          p_sample=p_sample, temperature=temperature, greedy=greedy)
+          p_sample=p_sample, temperature=temperature, greedy=greedy, with_logits=with_logits,
+          shared_noise=shared_noise)
       tokens.append(tok.reshape(batch_size, time))
-      logits.append(lg.reshape(batch_size, time, -1))
-    return jnp.stack(tokens, axis=-1), tuple(logits)
+      if with_logits:
+        logits.append(lg.reshape(batch_size, time, -1))
+    return jnp.stack(tokens, axis=-1), tuple(logits) if with_logits else None
 
 
 class FlatDecoder(_SegmentedDecoder):

@@ -16,6 +16,7 @@ always float32. `run_layer` has a hand-written backward pass (the recurrent kern
 as one product after the backward scan); `run_layer_reference` is the plain autodiff version.
 """
 
+import dataclasses
 import functools
 from typing import Any, Sequence
 
@@ -33,6 +34,47 @@ FORGET_GATE = 2  # index of the forget gate in the fused (i, g, f, o) layout
 def matmul(x: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
   """`x @ w` with operands cast to `dtype` and the result accumulated in float32."""
   return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+# Products of a few rows with a large kernel (the recurrences at small batch: a user's one
+# sample) are bound by reading the kernel from memory, and XLA:CPU's products read a kernel
+# stored [out, in] (contracting the last axes) up to twice as fast there as one stored [in, out]:
+# 16 steps of [4, 2048] x [2048, 8192] took 0.12 s of CPU against 0.24 s
+# (benchmarks/generate_vs_reference.py, docs/PERFORMANCE.md). Small kernels (in cache) and
+# large batches (bound by arithmetic) are as fast or faster as they are.
+TRANSPOSE_MIN_BYTES = 16 * 2**20
+TRANSPOSE_MAX_ROWS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class StepKernel:
+  """A kernel [in, out] prepared once for many products `x @ kernel` (a scan's steps).
+
+  Attributes:
+    w: the kernel cast to `dtype`, stored [in, out], or [out, in] when `transposed`.
+    transposed: see `step_kernel`.
+    dtype: matmul dtype.
+  """
+  w: jax.Array
+  transposed: bool
+  dtype: Any
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x [..., in] -> float32 [..., out], accumulated in float32."""
+    if not self.transposed:
+      return matmul(x, self.w, self.dtype)
+    return jax.lax.dot_general(x.astype(self.dtype), self.w, (((x.ndim - 1,), (1,)), ((), ())),
+                               preferred_element_type=jnp.float32)
+
+
+def step_kernel(kernel: jax.Array, rows: int, dtype: Any) -> StepKernel:
+  """`kernel` [in, out] for products with `rows` rows at a time, transposed (a copy made once,
+  outside the loop) where that reads it faster: at most TRANSPOSE_MAX_ROWS rows and at least
+  TRANSPOSE_MIN_BYTES of kernel."""
+  w = kernel.astype(dtype)
+  if rows <= TRANSPOSE_MAX_ROWS and w.size * w.dtype.itemsize >= TRANSPOSE_MIN_BYTES:
+    return StepKernel(w.T, True, jnp.dtype(dtype))
+  return StepKernel(w, False, jnp.dtype(dtype))
 
 
 def forget_bias_init(key, shape, dtype=jnp.float32):
@@ -56,19 +98,23 @@ def gather_rows(table: jax.Array, tokens: jax.Array) -> jax.Array:
   return jnp.where((tokens >= 0)[..., None], rows, 0.0)
 
 
-def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array, dtype: Any) -> Carry:
+def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array | StepKernel,
+              dtype: Any) -> Carry:
   """One LSTM step.
 
   Args:
     carry: (c, h), float32 [batch, features].
     gates_x: float32 [batch, 4 * features], the input's contribution `x @ W_in + bias`.
-    recurrent_kernel: [features, 4 * features] (already cast to `dtype` ideally).
+    recurrent_kernel: [features, 4 * features] (already cast to `dtype` ideally), or a
+      `StepKernel` of it.
     dtype: matmul dtype.
   Returns:
     The new (c, h), float32.
   """
   c, h = carry
-  gates = gates_x + matmul(h, recurrent_kernel, dtype)
+  rec = (recurrent_kernel(h) if isinstance(recurrent_kernel, StepKernel)
+         else matmul(h, recurrent_kernel, dtype))
+  gates = gates_x + rec
   i, g, f, o = jnp.split(gates, NUM_GATES, axis=-1)
   c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
   h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -101,8 +147,9 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
 def run_layer_reference(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array,
                         dtype: Any, unroll: int = 1,
                         reverse: bool = False) -> tuple[Carry, jax.Array]:
-  """The straightforward `run_layer` (autodiff through `lax.scan`); tests compare the two."""
-  w = recurrent_kernel.astype(dtype)
+  """The straightforward `run_layer` (autodiff through `lax.scan`); tests compare the two.
+  It is also `run_layer`'s value where nothing is differentiated (encoding)."""
+  w = step_kernel(recurrent_kernel, gates_x.shape[1], dtype)
 
   def step(carry, gx):
     carry = lstm_cell(carry, gx, w, dtype)
