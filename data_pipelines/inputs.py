@@ -440,5 +440,7 @@ def parse_upload(item: UploadItem) -> dict:
   # ('seconds' of a result is the pool's timing of the item.)
   out.update(tokens=np.asarray(w.tokens), bars=np.asarray(w.bars),
              start_seconds=np.asarray(w.seconds), num_bars=w.num_bars, default=w.default,
-             complete_bars=w.complete_bars)
+             complete_bars=w.complete_bars,
+             track=None if w.track is None else np.asarray(w.track),
+             track_names=dict(w.track_names))
   return out

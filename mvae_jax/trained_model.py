@@ -83,6 +83,14 @@ def check_temperature(temperature: float) -> float:
   return t
 
 
+def _how_to_decode(temperature: float, greedy: bool) -> tuple[bool, np.float32]:
+  """(greedy, the temperature the decoder gets): temperature 0 is greedy decoding; a greedy
+  decoder ignores the temperature, so it gets 1 (no division by 0). ValueError for a negative or
+  non-finite temperature."""
+  greedy = bool(greedy) or check_temperature(temperature) == 0
+  return greedy, np.float32(1.0 if greedy else temperature)
+
+
 def _check_count(value: int, what: str, lowest: int = 1) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
     raise ValueError(f'{what} must be a whole number >= {lowest}, got {value!r}')
@@ -329,8 +337,7 @@ class Model:
     int32 [batch, time, parts]. Every step samples softmax(logits / temperature), or takes
     the argmax when `greedy` or `temperature == 0`. `shared_noise` gives every row the same
     sampling noise. Raises ValueError for a negative or non-finite temperature."""
-    greedy = greedy or check_temperature(temperature) == 0
-    temp = np.float32(temperature if not greedy else 1.0)
+    greedy, temp = _how_to_decode(temperature, greedy)
     if z is None:
       if self.use_encoder:
         raise ValueError('decode needs z for a VAE (use sample() to draw it from the prior)')
@@ -364,11 +371,11 @@ class Model:
     """`num` pieces from z ~ N(0, I) (the baseline: from its decoder alone): int32
     [num, time, parts]."""
     num = _check_count(num, 'num')
-    check_temperature(temperature)
     if not self.use_encoder:
       return self.decode_tokens(None, temperature=temperature, greedy=greedy, seed=seed, num=num)
+    greedy, temp = _how_to_decode(temperature, greedy)
     fn = _jitted(_sample, self.module, time=self.time, greedy=greedy, rows=_bucket(num))
-    return np.asarray(fn(self.params, _seed(seed), np.float32(temperature)))[:num]
+    return np.asarray(fn(self.params, _seed(seed), temp))[:num]
 
   def sample(self, num: int, temperature: float = DEFAULT_TEMPERATURE, greedy: bool = False,
              seed: int = 0) -> Pieces:
@@ -423,9 +430,10 @@ class Model:
     if len(ta) != len(tb):
       raise InputError(f'a has {len(ta)} sequences and b {len(tb)}: they go in pairs')
     n = len(ta)
+    greedy, temp = _how_to_decode(temperature, greedy)
     fn = _jitted(_interpolate, self.module, time=self.time, greedy=greedy, pairs=n, steps=steps)
     tokens = _pad_rows(np.concatenate([ta, tb]), _bucket(2 * n))
-    out = np.asarray(fn(self.params, tokens, _seed(seed), np.float32(temperature)))[:n * steps]
+    out = np.asarray(fn(self.params, tokens, _seed(seed), temp))[:n * steps]
     return out.reshape((n, steps) + out.shape[1:])
 
   def interpolate(self, a: Any, b: Any, steps: int = 7, temperature: float = DEFAULT_TEMPERATURE,

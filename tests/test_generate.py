@@ -40,8 +40,9 @@ _RUNS: dict = {}
 
 def smoke_run(spec: str, root, *, trained: bool = False, data_dir: str | None = None) -> str:
   """A run directory with a `smoke` checkpoint of `spec` ('melody2' or 'melody2,baseline'),
-  made once per session under `root`."""
-  key = (spec, trained)
+  made once per session and process under each `root` (tests that write into a run, such as
+  attribute vectors, use a root of their own)."""
+  key = (spec, trained, str(root), data_dir)
   if key not in _RUNS:
     family, _, mods = spec.partition(',')
     config = load_config(f'{family}:smoke' + (f',{mods}' if mods else ''), data_dir)

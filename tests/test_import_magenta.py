@@ -79,11 +79,9 @@ def test_reader_returns_exactly_the_variables(case):
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-@pytest.mark.parametrize('case', CASES)
-def test_imported_run_reproduces_magenta(case, imported):
-  model, inputs, outputs = imported(case)
-  tokens = inputs['tokens']
-  assert model.step == 4242
+def assert_reproduces_reference(model, tokens, outputs):
+  """mu, sigma, the teacher-forced logits and losses and the greedy decodes of `model` on the
+  fixture's `tokens` are the reference graph's `outputs` (the fixtures' outputs.npz)."""
   mu, sigma = model.encode(tokens)
   np.testing.assert_allclose(mu, outputs['mu'], atol=ATOL, rtol=0)
   np.testing.assert_allclose(sigma, outputs['sigma'], atol=ATOL, rtol=0)
@@ -99,6 +97,13 @@ def test_imported_run_reproduces_magenta(case, imported):
     np.testing.assert_allclose(rloss, outputs[f'tf_rloss_{which}'], rtol=1e-5, atol=0)
     greedy = model.decode_tokens(z, greedy=True)
     np.testing.assert_array_equal(greedy, outputs[f'greedy_tokens_{which}'], err_msg=which)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_imported_run_reproduces_magenta(case, imported):
+  model, inputs, outputs = imported(case)
+  assert model.step == 4242
+  assert_reproduces_reference(model, inputs['tokens'], outputs)
 
 
 def test_checkpoint_paths_state_file_prefix_and_tar(tmp_path):

@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 
 from data_pipelines import conversion, encoding, midi
-from mvae_jax import config_lib, evaluation, generation, import_magenta, losses, trainer
+from mvae_jax import config_lib, evaluation, generation, import_magenta, trainer
 from mvae_jax import eval as eval_cli
 from mvae_jax import run as run_lib
 from mvae_jax.trained_model import Model
 from tests.test_generate import run_cli
+from tests.test_import_magenta import assert_reproduces_reference
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / 'fixtures' / 'magenta_checkpoints'
 TFJS = FIXTURES / 'tfjs'
@@ -120,21 +121,8 @@ def _spec_and_layout(case, form):
 def test_f32_forms_reproduce_magenta(case, imported):
   """mu, sigma, teacher-forced logits and losses, greedy decodes: the reference's outputs."""
   model = Model.load(str(imported(case, 'f32')))
-  inputs = np.load(FIXTURES / case / 'inputs.npz')
-  outputs = np.load(FIXTURES / case / 'outputs.npz')
-  tokens = inputs['tokens']
-  mu, sigma = model.encode(tokens)
-  np.testing.assert_allclose(mu, outputs['mu'], atol=ATOL, rtol=0)
-  np.testing.assert_allclose(sigma, outputs['sigma'], atol=ATOL, rtol=0)
-  for which, z in (('mu', outputs['mu']), ('zrand', outputs['z_rand'])):
-    logits = model.logits(tokens, z)
-    want = outputs[f'tf_logits_{which}']
-    np.testing.assert_allclose(np.concatenate(logits, axis=-1)[:len(want)], want, atol=ATOL,
-                               rtol=0, err_msg=which)
-    np.testing.assert_allclose(np.asarray(losses.reconstruction_loss(logits, tokens)),
-                               outputs[f'tf_rloss_{which}'], rtol=1e-5, atol=0)
-    np.testing.assert_array_equal(model.decode_tokens(z, greedy=True),
-                                  outputs[f'greedy_tokens_{which}'], err_msg=which)
+  assert_reproduces_reference(model, np.load(FIXTURES / case / 'inputs.npz')['tokens'],
+                              np.load(FIXTURES / case / 'outputs.npz'))
 
 
 @pytest.mark.parametrize('case', ['cat-mel_4bar', 'hier-mel_4bar', 'cat-drums_4bar',

@@ -353,7 +353,8 @@ def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
   assert back['sets']['samples (mel16, T=0.5)']['pieces'] == 8
   assert back['sets'][names[3]]['pieces'] == 8 and back['sets'][names[3]]['bars'] == 16
   assert back['reference'] == names[0] and back['baseline'] == names[1]
-  assert '[sampling samples (mel16, T=0.5)] 4/8 pieces' in printed.err
+  # The progress line (non-terminal: every 15 s, and the last one).
+  assert '[sampling samples (mel16, T=0.5)] 8/8 pieces' in printed.err
   assert printed.out.splitlines()[-1].endswith('self_similarity.png')
   # Bad command lines: one line, status 2; a missing run: status 1.
   for argv, status, words in (

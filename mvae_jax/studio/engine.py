@@ -194,7 +194,8 @@ class Uploads:
       return StudioError(f'{up.name}: cannot read it ({detail})')
     return InputWindows(label=up.name, tokens=res['tokens'], bars=res['bars'],
                         seconds=res['start_seconds'], num_bars=res['num_bars'],
-                        default=res['default'], complete_bars=res['complete_bars'])
+                        default=res['default'], complete_bars=res['complete_bars'],
+                        track=res.get('track'), track_names=res.get('track_names', {}))
 
   def close(self) -> None:
     def stop():
