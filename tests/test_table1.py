@@ -227,3 +227,28 @@ def test_six_rows_table_places_ours_beside_the_paper():
   assert lines[lines.index('| 32-bar melody | paper | 0.736 / 0.579 | 0.824 / 0.674 / 173.2 | '
                            '0.724 / 0.722 / 343.8 | |') + 1] == '| | ours | no result | | | |'
   assert table1.render_all(data).startswith("### Table 1: the paper's six rows beside ours")
+
+
+def test_gpu_script_structure_mode_dry_run(tfds_dir, tmp_path):
+  """`experiments/table1_gpu.sh --structure --dry_run`: the GPU mode's commands at smoke size on
+  the CPU: melody16 hierarchical and flat columns trained and evaluated, then the structure
+  report of each run (data, bars shuffled, samples)."""
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PY=sys.executable, ROOT=str(tmp_path / 'runs'), TFDS_DATA_DIR=tfds_dir,
+             OUT_JSON=str(tmp_path / 't.json'), OUT_MD=str(tmp_path / 't.md'),
+             PYTHONPATH=root)
+  proc = subprocess.run(['bash', 'experiments/table1_gpu.sh', '--structure', '--dry_run'],
+                        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert set(json.loads((tmp_path / 't.json').read_text())['melody16']) >= {'hier', 'flat'}
+  for column in ('hier', 'flat'):
+    report = json.loads((tmp_path / 'runs_dry' / 'melody16' / column / 'structure' /
+                         'structure.json').read_text())
+    sets = list(report['sets'])
+    assert sets[1].endswith('bars shuffled') and sets[2].startswith('samples')
+    assert report['sets'][sets[2]]['pieces'] == 8
+  bad = subprocess.run(['bash', 'experiments/table1_gpu.sh', '--nope'], cwd=root, env=env,
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and 'unknown argument --nope' in bad.stderr
