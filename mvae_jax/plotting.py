@@ -17,7 +17,7 @@ exactly what the model produced. matplotlib runs on the Agg backend: no display 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -227,13 +227,19 @@ def draw_pieces(pieces: Sequence[np.ndarray], *, part_names: Sequence[str],
   return fig
 
 
+def save_figure(fig: Any, path: str, dpi: int = 100) -> str:
+  """Writes `fig` to `path` (its folders created); returns `path`. Every picture the project
+  writes goes through here; the caller closes the figure."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=dpi)
+  return path
+
+
 def plot_pieces(pieces: Sequence[np.ndarray], path: str, **kwargs) -> str:
   """Draws `pieces` (see `draw_pieces` for the arguments) and writes a PNG to `path` (folders
   are created); returns `path`."""
   fig = draw_pieces(pieces, **kwargs)
   try:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
+    return save_figure(fig, path)
   finally:
     plt.close(fig)
-  return path

@@ -655,8 +655,8 @@ def plot_similarity(sets: Mapping[str, Mapping[str, Any]], part: str, path: str)
   if image is not None:
     fig.colorbar(image, ax=axes, shrink=0.6, fraction=0.02)
   try:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
+    from mvae_jax import plotting  # pylint: disable=g-import-not-at-top
+    plotting.save_figure(fig, path, dpi=90)
   finally:
     plt.close(fig)
   return path

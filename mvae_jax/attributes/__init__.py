@@ -857,8 +857,8 @@ def plot_matrix(res: dict[str, Any], path: str, title: str) -> str:
     fig.colorbar(im, ax=ax, label='change in standard deviations')
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
+    from mvae_jax import plotting  # pylint: disable=g-import-not-at-top
+    plotting.save_figure(fig, path, dpi=90)
   finally:
     plt.close(fig)
   return path
