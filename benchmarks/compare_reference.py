@@ -2,7 +2,8 @@ r"""Our training step beside the reference's (Magenta's TF MusicVAE), alternatin
 
   python benchmarks/compare_reference.py [--batches=64,512] [--rounds=3] [--steps=10] \
       [--ref_python=/tmp/magenta_tf215/bin/python] [--ref_script=PATH/bench_train.py] \
-      [--ours_dtypes=float32,bfloat16] [--json=benchmarks/results/compare_reference.json]
+      [--ours_dtypes=float32,bfloat16] [--ref_tcmalloc=auto|no] [--ours_system_malloc] \
+      [--single_core] [--json=benchmarks/results/compare_reference.json]
 
 For each batch size and round, runs `benchmarks/train_step.py --config=configs/melody2.py:magenta`
 (ours) and `../shared/tools/magenta/bench_train.py --config cat-mel_2bar_small` (the reference,
@@ -18,6 +19,13 @@ clipping, Adam) with scheduled sampling on, on synthetic batches, 4,423,770 para
 Writes every run and a summary (medians over rounds of the per-run median step time, their ratio, and the step's share
 of the matrix-product roofline) as one JSON object, and the table as Markdown beside it (.md).
 
+Allocators: ours runs as `python -m mvae_jax.train` does, with TCMalloc preloaded where the
+system has it (`mvae_jax.machine.use_fast_allocator`); the reference runs as installed (system
+malloc) and, where TCMalloc is found, also with it preloaded (`reference_tcmalloc`), so the table
+shows both the user-facing comparison and the one with the allocator held equal.
+`--ours_system_malloc` adds ours with the system malloc; `--single_core` adds one run per side
+and batch pinned to one core. Every run records the allocator it had.
+
 The reference is never imported: it runs in its own virtual environment as a separate command.
 """
 import argparse
@@ -30,7 +38,7 @@ import sys
 
 import numpy as np
 
-from mvae_jax.machine import cpu_info, native_bfloat16
+from mvae_jax.machine import ALLOCATOR_ENV, cpu_info, find_tcmalloc, native_bfloat16
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -58,19 +66,39 @@ def default_dtypes(isa_flags) -> str:
   return 'float32,bfloat16' if native_bfloat16(isa_flags) else 'float32'
 
 
-def run_ours(batch: int, steps: int, dtype: str = 'float32') -> dict:
+def run_ours(batch: int, steps: int, dtype: str = 'float32', allocator: str = 'auto',
+             single_core: bool = False) -> dict:
+  """Ours as `python -m mvae_jax.train` runs: TCMalloc preloaded where the system has it
+  (`allocator='auto'`), or the system's malloc (`'system'`)."""
   cmd = [sys.executable, os.path.join(HERE, 'train_step.py'),
          '--config=' + os.path.join(ROOT, 'configs', 'melody2.py') + ':magenta',
          f'--batch={batch}', f'--steps={steps}', '--set', f'model.dtype={dtype}']
-  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+  env = dict(os.environ, **{ALLOCATOR_ENV: allocator})
+  out = subprocess.run(_pinned(cmd, single_core), cwd=ROOT, capture_output=True, text=True,
+                       check=True, env=env)
   return _last_json(out.stdout)
 
 
-def run_reference(python: str, batch: int, steps: int, script: str = REF_SCRIPT) -> dict:
+def run_reference(python: str, batch: int, steps: int, script: str = REF_SCRIPT,
+                  preload: str | None = None, single_core: bool = False) -> dict:
+  """The reference as installed (system malloc), or with `preload` in LD_PRELOAD. On one core it
+  runs with one intra- and one inter-op thread (its fastest single-core setting)."""
   cmd = [python, script, '--config', 'cat-mel_2bar_small', '--batch', str(batch),
          '--steps', str(steps), '--warmup', '2']
-  out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+  if single_core:
+    cmd += ['--intra', '1', '--inter', '1']
+  env = dict(os.environ)
+  if preload:
+    env['LD_PRELOAD'] = preload
+    env.setdefault('TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD', str(1 << 40))
+  out = subprocess.run(_pinned(cmd, single_core), capture_output=True, text=True, check=True,
+                       env=env)
   return _last_json(out.stdout)
+
+
+def _pinned(cmd: list[str], single_core: bool) -> list[str]:
+  """`cmd` pinned to CPU 0 with taskset when `single_core`."""
+  return ['taskset', '-c', '0', *cmd] if single_core else cmd
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -91,31 +119,33 @@ def summarise(runs: list[dict]) -> dict:
                 'gflop_per_step': round(gflop, 1),
                 'roofline_fraction': round(gflop / step / ROOFLINE_GFLOPS, 3),
                 'loadavg_1m': [r['loadavg_1m_before'] for r in rows]}
-    if 'reference' not in s:
+    refs = [w for w in whos if w.startswith('reference')]
+    if not refs:
       summary[str(batch)] = s
       continue
     for who in whos:
-      if who == 'reference':
+      if who.startswith('reference'):
         continue
-      ratios = {'speedup_vs_reference': round(s['reference']['median_step_s']
-                                              / s[who]['median_step_s'], 3),
-                'cpu_speedup_vs_reference': round(s['reference']['median_cpu_s_per_step']
-                                                  / s[who]['median_cpu_s_per_step'], 3)}
-      paired, paired_cpu = [], []
-      for r in sorted({r['round'] for r in runs if r['batch'] == batch}):
-        pair = {x['who']: x for x in runs if x['batch'] == batch and x['round'] == r}
-        if who in pair and 'reference' in pair:
-          paired.append(round(pair['reference']['median_step_s'] / pair[who]['median_step_s'], 3))
-          paired_cpu.append(round(pair['reference']['cpu_s_per_step'] / pair[who]['cpu_s_per_step'],
-                                  3))
-      ratios.update(paired_speedups=paired,
-                    median_paired_speedup=round(float(np.median(paired)), 3) if paired else None,
-                    paired_cpu_speedups=paired_cpu,
-                    median_paired_cpu_speedup=(round(float(np.median(paired_cpu)), 3)
-                                               if paired_cpu else None))
-      if who == 'ours':  # the float32 ratios also at the top level, as before
-        s.update(ratios)
-      s[f'{who}_vs_reference'] = ratios
+      for ref in refs:
+        ratios = {'speedup_vs_reference': round(s[ref]['median_step_s']
+                                                / s[who]['median_step_s'], 3),
+                  'cpu_speedup_vs_reference': round(s[ref]['median_cpu_s_per_step']
+                                                    / s[who]['median_cpu_s_per_step'], 3)}
+        paired, paired_cpu = [], []
+        for r in sorted({r['round'] for r in runs if r['batch'] == batch}):
+          pair = {x['who']: x for x in runs if x['batch'] == batch and x['round'] == r}
+          if who in pair and ref in pair:
+            paired.append(round(pair[ref]['median_step_s'] / pair[who]['median_step_s'], 3))
+            paired_cpu.append(round(pair[ref]['cpu_s_per_step'] / pair[who]['cpu_s_per_step'],
+                                    3))
+        ratios.update(paired_speedups=paired,
+                      median_paired_speedup=round(float(np.median(paired)), 3) if paired else None,
+                      paired_cpu_speedups=paired_cpu,
+                      median_paired_cpu_speedup=(round(float(np.median(paired_cpu)), 3)
+                                                 if paired_cpu else None))
+        if who == 'ours' and ref == 'reference':  # the float32 ratios also at the top level
+          s.update(ratios)
+        s[f'{who}_vs_{ref}'] = ratios
     summary[str(batch)] = s
   return summary
 
@@ -126,21 +156,29 @@ def markdown(out: dict) -> str:
            f"{' '.join(out.get('isa_flags', [])) or '?'}; XLA_FLAGS "
            f"'{out.get('xla_flags', '')}'; {out.get('date', '')}; {out.get('rounds')} rounds of "
            f"{out.get('steps')} steps (medians).", '',
-           '| batch | ours | ours s/step | ref s/step | median paired wall ratio (per round) '
-           '| median paired CPU ratio (per round) | ours ex/s |',
-           '|---|---|---|---|---|---|---|']
+           '| batch | ours | ours malloc | ref malloc | ours s/step | ref s/step '
+           '| median paired wall ratio (per round) | median paired CPU ratio (per round) '
+           '| ours ex/s |',
+           '|---|---|---|---|---|---|---|---|---|']
   for batch, s in out['summary'].items():
-    for who, ratios in s.items():
-      if not who.endswith('_vs_reference') or not isinstance(ratios, dict):
+    for key, ratios in s.items():
+      if '_vs_reference' not in key or not isinstance(ratios, dict):
         continue
-      name = who[:-len('_vs_reference')]
-      dtype = 'float32' if name == 'ours' else name[len('ours_'):]
+      name, ref = key.split('_vs_', 1)
+      dtype = 'float32' if name in ('ours', 'ours_system') else name[len('ours_'):]
+      malloc = 'system' if name.endswith('_system') else out.get('ours_allocator', 'auto')
+      ref_malloc = 'tcmalloc' if ref.endswith('_tcmalloc') else 'system'
       walls = ', '.join(f'{x:.2f}' for x in ratios['paired_speedups'])
       cpus = ', '.join(f'{x:.2f}' for x in ratios['paired_cpu_speedups'])
-      lines.append(f"| {batch} | {dtype} | {s[name]['median_step_s']:.3f} | "
-                   f"{s['reference']['median_step_s']:.3f} | **{ratios['median_paired_speedup']:.2f}x**"
+      lines.append(f"| {batch} | {dtype} | {malloc} | {ref_malloc} | {s[name]['median_step_s']:.3f} | "
+                   f"{s[ref]['median_step_s']:.3f} | **{ratios['median_paired_speedup']:.2f}x**"
                    f" ({walls}) | **{ratios['median_paired_cpu_speedup']:.2f}x** ({cpus}) | "
                    f"{s[name]['examples_per_s']:.0f} |")
+  single = out.get('single_core')
+  if single:
+    lines += ['', 'One core (`taskset -c 0`; the reference with one intra- and one inter-op thread):',
+              '', '| batch | who | s/step |', '|---|---|---|']
+    lines += [f"| {r['batch']} | {r['who']} | {r['median_step_s']:.3f} |" for r in single]
   return '\n'.join(lines) + '\n'
 
 
@@ -157,6 +195,13 @@ def main(argv=None):
   ap.add_argument('--ours_dtypes', default=None,
                   help='comma-separated model.dtype values to run ours with (default: float32, '
                        'plus bfloat16 where the CPU has native bfloat16 products)')
+  ap.add_argument('--ref_tcmalloc', default='auto', choices=['auto', 'no'],
+                  help='auto: where the system has TCMalloc, also run the reference with it '
+                       'preloaded (the allocator ours runs with), as reference_tcmalloc')
+  ap.add_argument('--ours_system_malloc', action='store_true',
+                  help='also run ours (float32) with the system malloc, as ours_system')
+  ap.add_argument('--single_core', action='store_true',
+                  help='also run ours (float32) and the reference once per batch on one core')
   ap.add_argument('--json', default=os.path.join(HERE, 'results', 'compare_reference.json'))
   ap.add_argument('--resummarise', action='store_true',
                   help='only recompute the summary of an existing --json file')
@@ -177,27 +222,43 @@ def main(argv=None):
   machine = cpu_info()
   dtypes = (a.ours_dtypes or default_dtypes(machine['isa_flags'])).split(',')
   ours = {('ours' if d == 'float32' else f'ours_{d}'): d for d in dtypes}
-  runs = []
+  if a.ours_system_malloc:
+    ours['ours_system'] = 'float32'
+  tcmalloc = find_tcmalloc() if a.ref_tcmalloc == 'auto' else None
+  refs = {'reference': None, **({'reference_tcmalloc': tcmalloc} if tcmalloc else {})}
+  runs, single = [], []
   for batch in [int(b) for b in a.batches.split(',')]:
     for r in range(a.rounds):
-      # Even rounds: ours (each dtype) then the reference; odd rounds the mirror image.
-      order = [*ours, 'reference'] if r % 2 == 0 else ['reference', *reversed(list(ours))]
+      # Even rounds: ours (each variant) then the reference(s); odd rounds the mirror image.
+      order = [*ours, *refs] if r % 2 == 0 else [*reversed(list(refs)), *reversed(list(ours))]
       for who in order:
         load = os.getloadavg()[0]
-        res = (run_ours(batch, a.steps, ours[who]) if who in ours
-               else run_reference(a.ref_python, batch, a.steps, a.ref_script))
+        res = (run_ours(batch, a.steps, ours[who],
+                        'system' if who == 'ours_system' else 'auto') if who in ours
+               else run_reference(a.ref_python, batch, a.steps, a.ref_script, refs[who]))
         row = {'who': who, 'batch': batch, 'round': r, 'median_step_s': res['median_step_s'],
                'cpu_s_per_step': res.get('cpu_s_per_step'), 'params': res.get('params'),
+               'allocator': res.get('allocator', 'tcmalloc' if refs.get(who) else 'system'),
                'loadavg_1m_before': round(load, 2), 'raw': res}
         runs.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != 'raw'}), flush=True)
+    if a.single_core:
+      for who in ('ours', 'reference'):
+        res = (run_ours(batch, a.steps, single_core=True) if who == 'ours'
+               else run_reference(a.ref_python, batch, a.steps, a.ref_script, single_core=True))
+        single.append({'who': who, 'batch': batch, 'median_step_s': res['median_step_s'],
+                       'cpu_s_per_step': res.get('cpu_s_per_step')})
+        print(json.dumps(single[-1]), flush=True)
   summary = summarise(runs)
   out = {'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
          'machine': platform.machine(), **machine, 'ours_dtypes': dtypes,
          'xla_flags': os.environ.get('XLA_FLAGS', ''),
          'config': 'ours melody2:magenta vs reference cat-mel_2bar_small', 'steps': a.steps,
          'rounds': a.rounds, 'gflop_per_example': GFLOP_PER_EXAMPLE,
-         'roofline_gflops': ROOFLINE_GFLOPS, 'summary': summary, 'runs': runs}
+         'roofline_gflops': ROOFLINE_GFLOPS,
+         'ours_allocator': next((r['allocator'] for r in runs if r['who'] == 'ours'), None),
+         'reference_tcmalloc': tcmalloc, 'summary': summary, 'single_core': single,
+         'runs': runs}
   print(json.dumps({'summary': summary}, indent=1), flush=True)
   print(markdown(out), flush=True)
   if a.json:

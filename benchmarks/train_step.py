@@ -11,18 +11,28 @@ the 205 GFLOP/s measured for a large product on the 2-core machine. Prints one J
 appends it to a file.
 """
 import argparse
+import collections
 import datetime
 import functools
+import glob
+import gzip
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
+
+if __name__ == '__main__':
+  # As `python -m mvae_jax.train` runs: TCMalloc preloaded where the system has it.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from mvae_jax import machine  # pylint: disable=g-import-not-at-top
+  machine.use_fast_allocator()
 
 import jax
 import numpy as np
 
-from mvae_jax import config_lib, parallel
+from mvae_jax import config_lib, machine, parallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import flops  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -38,7 +48,33 @@ def synthetic_tokens(config, batch: int, seed: int = 0) -> np.ndarray:
                   -1).astype(np.int32)
 
 
-def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
+def trace_top(step, state, steps: int, top: int) -> list[dict]:
+  """Runs `state, metrics = step(state)` `steps` times under JAX's profiler and returns the `top`
+  XLA operations (fusions, products, copies, loops) by time per step, from the Perfetto trace:
+  where a step's time goes, op by op (XLA:CPU records one event per executed op)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    jax.profiler.start_trace(tmp, create_perfetto_trace=True)
+    for _ in range(steps):
+      state, m = step(state)
+      jax.block_until_ready(m)
+    jax.profiler.stop_trace()
+    path = glob.glob(os.path.join(tmp, '**', 'perfetto_trace.json.gz'), recursive=True)[0]
+    with gzip.open(path) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  total, count = collections.Counter(), collections.Counter()
+  for e in events:
+    name = e.get('name', '')
+    # Python frames and the executor's own spans enclose the ops; keep the ops.
+    if e.get('ph') != 'X' or name.startswith(('$', 'ThunkExecutor', 'PjitFunction')):
+      continue
+    total[name] += e['dur']
+    count[name] += 1
+  return [{'op': name, 'ms_per_step': round(us / steps / 1e3, 2),
+           'calls_per_step': count[name] // steps} for name, us in total.most_common(top)]
+
+
+def benchmark(config, batch: int, steps: int, warmup: int = 2, top: int = 0) -> dict:
   mesh = parallel.make_mesh()
   model = run_lib.create_model(config.model)
   optimizer = run_lib.create_optimizer(config)
@@ -67,6 +103,7 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
     times.append(time.perf_counter() - t)
   cpu_s = (time.process_time() - c0) / steps
   med = float(np.median(times))
+  ops = trace_top(lambda s: compiled(s, b, rng), state, 3, top) if top else None
   gflop = flops.train_gflop_per_example(config)
   return {
       'config': f'{config.family}:{config.preset}', 'batch': batch, 'steps': steps,
@@ -82,6 +119,8 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2) -> dict:
       'jax': jax.__version__, 'machine': platform.machine(), 'cpus': os.cpu_count(),
       'loadavg_1m': round(os.getloadavg()[0], 2),
       'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+      'allocator': machine.allocator_in_use(),
+      **({'top_ops': ops} if ops else {}),
   }
 
 
@@ -109,11 +148,13 @@ def main(argv=None):
   ap.add_argument('--steps', type=int, default=20)
   ap.add_argument('--warmup', type=int, default=2)
   ap.add_argument('--json', default=None)
+  ap.add_argument('--top_ops', type=int, default=0,
+                  help='also trace 3 steps and report the N most expensive XLA ops per step')
   ap.add_argument('--set', nargs='*', default=[], help='section.field=value overrides')
   a = ap.parse_args(argv)
   config = config_lib.from_file(a.config, {**config_lib.parse_overrides(a.set),
                                            'train.batch_size': a.batch})
-  result = benchmark(config, a.batch, a.steps, a.warmup)
+  result = benchmark(config, a.batch, a.steps, a.warmup, a.top_ops)
   result['overrides'] = a.set
   emit(result, a.json)
 

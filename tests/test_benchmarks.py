@@ -125,3 +125,17 @@ def test_generation_benchmark_dry_run_at_smoke_size(tmp_path):
     assert all(op['median_call_s'] > 0 and op['cpu_s_per_call'] > 0 for op in r['ops'].values())
   assert 'melody16:smoke/2/interpolate' in out['summary']
   assert (tmp_path / 'gen.md').read_text().startswith('Machine: ')
+
+
+def test_summary_compares_with_the_reference_under_each_allocator():
+  runs = _runs() + [dict(r, who='reference_tcmalloc', median_step_s=r['median_step_s'] * 0.9)
+                    for r in _runs() if r['who'] == 'reference']
+  summary = compare_reference.summarise(runs)['64']
+  assert summary['ours_vs_reference']['paired_speedups'] == [1.5, 1.25]
+  assert summary['ours_vs_reference_tcmalloc']['paired_speedups'] == [1.35, 1.125]
+  out = {'summary': {'64': summary}, 'rounds': 2, 'steps': 3, 'ours_allocator': 'tcmalloc',
+         'single_core': [{'who': 'ours', 'batch': 64, 'median_step_s': 0.4}]}
+  md = compare_reference.markdown(out)
+  rows = [l.split(' | ')[1:4] for l in md.splitlines() if l.startswith('| 64 | ')]
+  assert ['float32', 'tcmalloc', 'system'] in rows and ['float32', 'tcmalloc', 'tcmalloc'] in rows
+  assert '| 64 | ours | 0.400 |' in md

@@ -94,8 +94,13 @@ def gather_rows(table: jax.Array, tokens: jax.Array) -> jax.Array:
   Returns:
     float32 [..., width].
   """
-  rows = jnp.take(table, jnp.clip(tokens, 0, table.shape[0] - 1), axis=0).astype(jnp.float32)
-  return jnp.where((tokens >= 0)[..., None], rows, 0.0)
+  # Token -1 reads an appended zero row instead of being masked afterwards: the gradient is then
+  # a plain scatter-add of the cotangent, without a masking pass over [..., width] (at batch 512
+  # that pass cost 2 x 21 ms of a 2.2 s melody2:magenta step; benchmarks/RESULTS.md 1e).
+  n = table.shape[0]
+  padded = jnp.concatenate([table, jnp.zeros((1, table.shape[1]), table.dtype)], axis=0)
+  index = jnp.where(tokens >= 0, jnp.minimum(tokens, n - 1), n)
+  return jnp.take(padded, index, axis=0).astype(jnp.float32)
 
 
 def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array | StepKernel,
@@ -159,8 +164,12 @@ def run_layer_reference(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.
 
 
 def _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
-  """The recurrence, also returning what the backward pass needs: every step's c and the
-  gate activations (sigmoid i, tanh g, sigmoid f, sigmoid o), float32 [time, batch, 4H]."""
+  """The recurrence, also returning what the backward pass needs: every step's c, the gate
+  activations (sigmoid i, tanh g, sigmoid f, sigmoid o), float32 [time, batch, 4H], and every
+  step's h transposed and cast to `dtype` (the kernel gradient's operand), [time, H, batch]: the kernel gradient contracts h over (time, batch), and
+  XLA:CPU transposes [time, batch, H] for it in one slow copy after the loop (68 ms of a 2.2 s
+  melody2:magenta step at batch 512), where writing each step's h transposed inside the loop
+  costs little (benchmarks/RESULTS.md 1e)."""
   w = recurrent_kernel.astype(dtype)
 
   def step(carry, gx):
@@ -170,7 +179,7 @@ def _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
     c = f * c + i * g
     h = o * jnp.tanh(c)
-    return (c, h), (h, c, jnp.concatenate([i, g, f, o], axis=-1))
+    return (c, h), (h, c, jnp.concatenate([i, g, f, o], axis=-1), h.T.astype(dtype))
 
   return jax.lax.scan(step, (c0, h0), gates_x, unroll=unroll, reverse=reverse)
 
@@ -182,9 +191,9 @@ def _recurrence(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
 
 
 def _recurrence_fwd(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
-  (c, h), (hs, cs, acts) = _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll,
-                                         reverse)
-  return ((c, h), hs), (c0, h0, recurrent_kernel, hs, cs, acts)
+  (c, h), (hs, cs, acts, hs_t) = _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll,
+                                                reverse)
+  return ((c, h), hs), (c0, h0, recurrent_kernel, hs_t, cs, acts)
 
 
 def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
@@ -196,7 +205,7 @@ def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
 
 
 def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
-  c0, h0, recurrent_kernel, hs, cs, acts = residuals
+  c0, h0, recurrent_kernel, hs_t, cs, acts = residuals
   (dc_last, dh_last), dhs = cotangents
   w_t = recurrent_kernel.astype(dtype).T
 
@@ -214,9 +223,9 @@ def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
   (dc0, dh0), dgates = jax.lax.scan(
       step, (dc_last, dh_last), (dhs, cs, _previous(cs, c0, reverse), acts), unroll=unroll,
       reverse=not reverse)
-  # sum_t h_{t-1}^T dgates_t as one product over (time, batch).
-  dw = jax.lax.dot_general(_previous(hs, h0, reverse).astype(dtype), dgates.astype(dtype),
-                           (((0, 1), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
+  # sum_t h_{t-1}^T dgates_t as one product over (time, batch), h_{t-1} stored [time, H, batch].
+  dw = jax.lax.dot_general(_previous(hs_t, h0.T.astype(dtype), reverse), dgates.astype(dtype),
+                           (((0, 2), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
   return dgates, dc0, dh0, dw.astype(recurrent_kernel.dtype)
 
 
