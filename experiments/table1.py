@@ -54,6 +54,11 @@ import sys
 import time
 from typing import Any, Sequence
 
+if __name__ == '__main__':
+  # As `python -m mvae_jax.train` runs: TCMalloc preloaded where installed (mvae_jax.machine).
+  from mvae_jax import machine  # pylint: disable=g-import-not-at-top
+  machine.use_fast_allocator()
+
 from data_pipelines import kinds
 from mvae_jax import config_lib, evaluation, schedules, trainer
 from mvae_jax import run as run_lib
