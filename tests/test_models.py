@@ -506,28 +506,34 @@ def test_teacher_forced_recurrence_only_multiplies_h():
 @pytest.mark.parametrize('reverse', [False, True])
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 def test_run_layer_custom_gradient_equals_autodiff(reverse, dtype):
-  """`run_layer`'s hand-written backward pass gives autodiff's values and gradients."""
+  """`run_layer`'s hand-written backward pass gives autodiff's values and gradients, with and
+  without per-step constant gates (`step_gates`, [batch, 4H] and [4H])."""
   from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
   time, batch, h = 7, 3, 5
-  k = jax.random.split(jax.random.PRNGKey(0), 5)
+  k = jax.random.split(jax.random.PRNGKey(0), 6)
   gx = jax.random.normal(k[0], (time, batch, 4 * h))
   c0 = 0.5 * jax.random.normal(k[1], (batch, h))
   h0 = 0.5 * jax.random.normal(k[2], (batch, h))
   w = 0.5 * jax.random.normal(k[3], (h, 4 * h))
   proj = jax.random.normal(k[4], (time, batch, h))
+  step = jax.random.normal(k[5], (batch, 4 * h))
 
-  def loss(run):
-    def f(gx, c0, h0, w):
-      (c, hl), hs = run(gx, (c0, h0), w, jnp.dtype(dtype), 1, reverse)
-      return jnp.sum(hs * proj) + jnp.sum(jnp.sin(c)) + 0.7 * jnp.sum(hl)
-    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))
+  for step_gates in (None, step, step[0]):
+    def loss(run, step_gates=step_gates):
+      def f(gx, c0, h0, w, sg):
+        (c, hl), hs = run(gx, (c0, h0), w, jnp.dtype(dtype), 1, reverse, sg)
+        return jnp.sum(hs * proj) + jnp.sum(jnp.sin(c)) + 0.7 * jnp.sum(hl)
+      return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3) + ((4,) if step_gates is not None
+                                                                   else ())))
 
-  v_fast, g_fast = loss(lstm.run_layer)(gx, c0, h0, w)
-  v_ref, g_ref = loss(lstm.run_layer_reference)(gx, c0, h0, w)
-  tol = 1e-5 if dtype == 'float32' else 2e-2
-  np.testing.assert_allclose(v_fast, v_ref, rtol=tol, atol=tol)
-  for a, b in zip(g_fast, g_ref):
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
+    v_fast, g_fast = loss(lstm.run_layer)(gx, c0, h0, w, step_gates)
+    v_ref, g_ref = loss(lstm.run_layer_reference)(gx, c0, h0, w, step_gates)
+    tol = 1e-5 if dtype == 'float32' else 2e-2
+    np.testing.assert_allclose(v_fast, v_ref, rtol=tol, atol=tol)
+    assert len(g_fast) == (4 if step_gates is None else 5)
+    for a, b in zip(g_fast, g_ref):
+      assert a.shape == b.shape
+      np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
 
 
 def _free_running(name, z, rng, **kwargs):

@@ -96,11 +96,14 @@ class PartDecoder(nn.Module):
     prev_tm = jnp.swapaxes(prev_tokens, 0, 1)  # [length, n]
     hs = None
     for k, layer in enumerate(self.layers):
+      # What is the same at every step (the conditioning's projection, the bias) enters the
+      # recurrence apart from the per-step inputs (`run_layer`'s step_gates: cheaper gradient).
       if k == 0:
-        gx = layer.gather(prev_tm, 0, self.vocab) + self._cond_gates(cond)
+        gx, step_gates = layer.gather(prev_tm, 0, self.vocab), self._cond_gates(cond)
       else:
-        gx = layer.project(hs)
-      _, hs = lstm.run_layer(gx, carries[k], layer.recurrent_kernel, self.dtype, self.unroll)
+        gx, step_gates = layer.project(hs, bias=False), layer.bias
+      _, hs = lstm.run_layer(gx, carries[k], layer.recurrent_kernel, self.dtype, self.unroll,
+                             step_gates=step_gates)
     return self.logits(jnp.swapaxes(hs, 0, 1))
 
   def free_running(self, cond: jax.Array | None, first_input: jax.Array, *, num_segments: int,

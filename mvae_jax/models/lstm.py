@@ -127,7 +127,8 @@ def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array | St
 
 
 def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dtype: Any,
-              unroll: int = 1, reverse: bool = False) -> tuple[Carry, jax.Array]:
+              unroll: int = 1, reverse: bool = False,
+              step_gates: jax.Array | None = None) -> tuple[Carry, jax.Array]:
   """Runs one layer over precomputed input gates.
 
   Same values as `run_layer_reference` (plain `lax.scan` over `lstm_cell`), with a hand-written
@@ -142,39 +143,50 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
     dtype: matmul dtype.
     unroll: `lax.scan` unroll factor.
     reverse: run from the last step to the first (outputs stay in input order).
+    step_gates: float32 [batch, 4 * features] (or [4 * features]) added to every step's gates, or None: the part of
+      the input that is the same at every step (a conditioning vector's projection, the bias).
+      Passed apart, its gradient is summed inside the backward loop; added to `gates_x` instead,
+      XLA:CPU sums the [time, batch, 4H] gradient after the loop as a product with a vector of
+      ones (105 ms of a 590 ms teacher-forced decoder backward at batch 512,
+      benchmarks/RESULTS.md 1e).
   Returns:
     (final carry, hs float32 [time, batch, features]).
   """
   c0, h0 = carry
-  return _recurrence(gates_x, c0, h0, recurrent_kernel, jnp.dtype(dtype), unroll, reverse)
+  if step_gates is not None:
+    step_gates = jnp.broadcast_to(step_gates.astype(jnp.float32), gates_x.shape[1:])
+  return _recurrence(gates_x, step_gates, c0, h0, recurrent_kernel, jnp.dtype(dtype), unroll,
+                     reverse)
 
 
 def run_layer_reference(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array,
-                        dtype: Any, unroll: int = 1,
-                        reverse: bool = False) -> tuple[Carry, jax.Array]:
+                        dtype: Any, unroll: int = 1, reverse: bool = False,
+                        step_gates: jax.Array | None = None) -> tuple[Carry, jax.Array]:
   """The straightforward `run_layer` (autodiff through `lax.scan`); tests compare the two.
   It is also `run_layer`'s value where nothing is differentiated (encoding)."""
   w = step_kernel(recurrent_kernel, gates_x.shape[1], dtype)
 
   def step(carry, gx):
-    carry = lstm_cell(carry, gx, w, dtype)
+    carry = lstm_cell(carry, gx if step_gates is None else gx + step_gates, w, dtype)
     return carry, carry[1]
 
   return jax.lax.scan(step, carry, gates_x, unroll=unroll, reverse=reverse)
 
 
-def _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+def _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
   """The recurrence, also returning what the backward pass needs: every step's c, the gate
   activations (sigmoid i, tanh g, sigmoid f, sigmoid o), float32 [time, batch, 4H], and every
-  step's h transposed and cast to `dtype` (the kernel gradient's operand), [time, H, batch]: the kernel gradient contracts h over (time, batch), and
-  XLA:CPU transposes [time, batch, H] for it in one slow copy after the loop (68 ms of a 2.2 s
-  melody2:magenta step at batch 512), where writing each step's h transposed inside the loop
-  costs little (benchmarks/RESULTS.md 1e)."""
+  step's h transposed and cast to `dtype` (the kernel gradient's operand), [time, H, batch]: the
+  kernel gradient contracts h over (time, batch), and XLA:CPU transposes [time, batch, H] for it
+  in one slow copy after the loop (68 ms of a 2.2 s melody2:magenta step at batch 512), where
+  writing each step's h transposed inside the loop costs little (benchmarks/RESULTS.md 1e)."""
   w = recurrent_kernel.astype(dtype)
 
   def step(carry, gx):
     c, h = carry
     gates = gx + matmul(h, w, dtype)
+    if step_gates is not None:
+      gates = gates + step_gates
     i, g, f, o = jnp.split(gates, NUM_GATES, axis=-1)
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
     c = f * c + i * g
@@ -184,16 +196,17 @@ def _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
   return jax.lax.scan(step, (c0, h0), gates_x, unroll=unroll, reverse=reverse)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _recurrence(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _recurrence(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
   # Without differentiation nothing needs the residuals.
-  return run_layer_reference(gates_x, (c0, h0), recurrent_kernel, dtype, unroll, reverse)
+  return run_layer_reference(gates_x, (c0, h0), recurrent_kernel, dtype, unroll, reverse,
+                             step_gates)
 
 
-def _recurrence_fwd(gates_x, c0, h0, recurrent_kernel, dtype, unroll, reverse):
-  (c, h), (hs, cs, acts, hs_t) = _forward_scan(gates_x, c0, h0, recurrent_kernel, dtype, unroll,
-                                                reverse)
-  return ((c, h), hs), (c0, h0, recurrent_kernel, hs_t, cs, acts)
+def _recurrence_fwd(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+  (c, h), (hs, cs, acts, hs_t) = _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel,
+                                                dtype, unroll, reverse)
+  return ((c, h), hs), (step_gates, c0, h0, recurrent_kernel, hs_t, cs, acts)
 
 
 def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
@@ -205,12 +218,13 @@ def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
 
 
 def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
-  c0, h0, recurrent_kernel, hs_t, cs, acts = residuals
+  step_gates, c0, h0, recurrent_kernel, hs_t, cs, acts = residuals
+  has_step_gates = step_gates is not None
   (dc_last, dh_last), dhs = cotangents
   w_t = recurrent_kernel.astype(dtype).T
 
   def step(carry, xs):
-    dc, dh_rec = carry  # gradients w.r.t. this step's c and h from later steps
+    dc, dh_rec, d_step = carry  # gradients w.r.t. this step's c and h from later steps
     dh_out, c, c_prev, a = xs
     i, g, f, o = jnp.split(a, NUM_GATES, axis=-1)
     dh = dh_out + dh_rec
@@ -218,15 +232,18 @@ def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
     dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
     dgates = jnp.concatenate([dc * g * i * (1.0 - i), dc * i * (1.0 - g * g),
                               dc * c_prev * f * (1.0 - f), dh * tanh_c * o * (1.0 - o)], axis=-1)
-    return (dc * f, matmul(dgates, w_t, dtype)), dgates
+    if has_step_gates:
+      d_step = d_step + dgates
+    return (dc * f, matmul(dgates, w_t, dtype), d_step), dgates
 
-  (dc0, dh0), dgates = jax.lax.scan(
-      step, (dc_last, dh_last), (dhs, cs, _previous(cs, c0, reverse), acts), unroll=unroll,
-      reverse=not reverse)
+  d_step0 = jnp.zeros_like(step_gates) if has_step_gates else None
+  (dc0, dh0, d_step), dgates = jax.lax.scan(
+      step, (dc_last, dh_last, d_step0), (dhs, cs, _previous(cs, c0, reverse), acts),
+      unroll=unroll, reverse=not reverse)
   # sum_t h_{t-1}^T dgates_t as one product over (time, batch), h_{t-1} stored [time, H, batch].
   dw = jax.lax.dot_general(_previous(hs_t, h0.T.astype(dtype), reverse), dgates.astype(dtype),
                            (((0, 2), (0, 1)), ((), ())), preferred_element_type=jnp.float32)
-  return dgates, dc0, dh0, dw.astype(recurrent_kernel.dtype)
+  return dgates, d_step, dc0, dh0, dw.astype(recurrent_kernel.dtype)
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
