@@ -170,13 +170,15 @@ def markdown(out: dict) -> str:
       ref_malloc = 'tcmalloc' if ref.endswith('_tcmalloc') else 'system'
       walls = ', '.join(f'{x:.2f}' for x in ratios['paired_speedups'])
       cpus = ', '.join(f'{x:.2f}' for x in ratios['paired_cpu_speedups'])
-      lines.append(f"| {batch} | {dtype} | {malloc} | {ref_malloc} | {s[name]['median_step_s']:.3f} | "
+      lines.append(f"| {batch} | {dtype} | {malloc} | {ref_malloc} | "
+                   f"{s[name]['median_step_s']:.3f} | "
                    f"{s[ref]['median_step_s']:.3f} | **{ratios['median_paired_speedup']:.2f}x**"
                    f" ({walls}) | **{ratios['median_paired_cpu_speedup']:.2f}x** ({cpus}) | "
                    f"{s[name]['examples_per_s']:.0f} |")
   single = out.get('single_core')
   if single:
-    lines += ['', 'One core (`taskset -c 0`; the reference with one intra- and one inter-op thread):',
+    lines += ['', 'One core (`taskset -c 0`; the reference with one intra- and one inter-op '
+              'thread):',
               '', '| batch | who | s/step |', '|---|---|---|']
     lines += [f"| {r['batch']} | {r['who']} | {r['median_step_s']:.3f} |" for r in single]
   return '\n'.join(lines) + '\n'

@@ -46,9 +46,9 @@ def native_bfloat16(isa_flags=None) -> bool:
 # activations: 128 MB each for melody2:magenta at batch 512) afresh every step. glibc's malloc
 # serves blocks above 32 MB with mmap and returns them to the kernel on free, so every step pays
 # the page faults of touching that memory again. TCMalloc keeps freed memory for reuse: measured
-# side by side, the melody2:magenta step got 10% (float32) to 20% (bfloat16 products) faster at
-# batch 512 and 5-15% at batch 64 (benchmarks/RESULTS.md 1e). The training entry points
-# (`python -m mvae_jax.train`, `python -m mvae_jax.quickstart`, benchmarks/train_step.py) re-run
+# side by side (paired rounds), the melody2:magenta step got 1.13-1.27x as fast at batch 64 and
+# 512 (benchmarks/RESULTS.md 1e). The training entry points (`python -m mvae_jax.train`,
+# `python -m mvae_jax.quickstart`, experiments/table1.py, benchmarks/train_step.py) re-run
 # themselves once with TCMalloc preloaded where the system has it (Debian / Ubuntu package
 # `libtcmalloc-minimal4`); `MVAE_ALLOCATOR=system` keeps the system's malloc, and
 # `MVAE_ALLOCATOR=/path/to/lib.so` preloads that library instead.

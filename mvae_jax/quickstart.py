@@ -20,13 +20,13 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 if __name__ == '__main__':
   # First, before JAX loads: re-run with TCMalloc preloaded where the system has it (faster CPU
   # steps; `mvae_jax.machine.use_fast_allocator`, MVAE_ALLOCATOR=system turns it off).
   from mvae_jax import machine  # pylint: disable=g-import-not-at-top
   machine.use_fast_allocator()
-import time
 
 from absl import app, flags
 

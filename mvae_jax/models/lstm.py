@@ -143,8 +143,9 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
     dtype: matmul dtype.
     unroll: `lax.scan` unroll factor.
     reverse: run from the last step to the first (outputs stay in input order).
-    step_gates: float32 [batch, 4 * features] (or [4 * features]) added to every step's gates, or None: the part of
-      the input that is the same at every step (a conditioning vector's projection, the bias).
+    step_gates: float32 [batch, 4 * features] (or [4 * features]) added to every step's gates,
+      or None: the part of the input that is the same at every step (a conditioning vector's
+      projection, the bias).
       Passed apart, its gradient is summed inside the backward loop; added to `gates_x` instead,
       XLA:CPU sums the [time, batch, 4H] gradient after the loop as a product with a vector of
       ones (105 ms of a 590 ms teacher-forced decoder backward at batch 512,
