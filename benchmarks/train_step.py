@@ -1,14 +1,16 @@
 r"""Training-step throughput of any config on synthetic batches of the right shapes.
 
   python benchmarks/train_step.py --config=configs/melody2.py:magenta --batch=64 --steps=20 \
-      [--json=OUT.json] [--set model.dtype=bfloat16 ...]
+      [--json=OUT.json] [--top_ops=N] [--set model.dtype=bfloat16 ...]
 
 The step is the real one (`mvae_jax.trainer.train_step`: loss, gradients, clipping, Adam, scheduled
 sampling as configured), jitted over all local devices. Compile time is measured apart from the
 median step time; `cpu_s_per_step` is process CPU time (the fairer figure on a shared machine);
 `gflop_per_example` / `roofline_fraction` count matrix-product FLOPs (benchmarks/flops.py) against
-the 205 GFLOP/s measured for a large product on the 2-core machine. Prints one JSON line; --json
-appends it to a file.
+the 205 GFLOP/s measured for a large product on the 2-core machine. `--top_ops=N` also traces
+three steps with JAX's profiler and lists the N XLA operations that took longest (ms per step).
+`allocator` says which malloc the process ran with. Prints one JSON line; --json appends it to a
+file.
 """
 import argparse
 import collections

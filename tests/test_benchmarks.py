@@ -139,3 +139,15 @@ def test_summary_compares_with_the_reference_under_each_allocator():
   rows = [l.split(' | ')[1:4] for l in md.splitlines() if l.startswith('| 64 | ')]
   assert ['float32', 'tcmalloc', 'system'] in rows and ['float32', 'tcmalloc', 'tcmalloc'] in rows
   assert '| 64 | ours | 0.400 |' in md
+
+
+def test_train_step_benchmark_lists_the_most_expensive_ops():
+  import train_step  # noqa: E402  pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from mvae_jax import config_lib  # pylint: disable=import-outside-toplevel
+  config = config_lib.from_file(os.path.join(ROOT, 'configs', 'melody2.py') + ':smoke',
+                                {'train.batch_size': 2})
+  result = train_step.benchmark(config, batch=2, steps=1, warmup=1, top=5)
+  ops = result['top_ops']
+  assert 1 <= len(ops) <= 5 and all(o['ms_per_step'] >= 0 and o['op'] for o in ops)
+  assert [o['ms_per_step'] for o in ops] == sorted((o['ms_per_step'] for o in ops), reverse=True)
+  assert result['allocator'] in ('tcmalloc', 'jemalloc', 'system')
