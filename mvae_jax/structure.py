@@ -4,6 +4,7 @@ r"""Long-term structure of 16- and 32-bar pieces: repetition, self-similarity, t
   python -m mvae_jax.structure --workdir=RUN --concat_from=runs/melody2   # + 2-bar samples joined
   python -m mvae_jax.structure --config=configs/melody16.py:small --split=eval  # the data alone
   python -m mvae_jax.structure --midi_dir=DIR --kind=trio_16bar          # windows of a MIDI folder
+  python -m mvae_jax.structure --compare RUN_A/structure RUN_B/structure --labels A B  # side by side
 
 Accuracy per step says nothing about whether a piece repeats itself, builds phrases or stays in
 a key. This module measures those three things on token arrays (the model / dataset layout:
@@ -718,6 +719,77 @@ def read_report(path: str) -> dict[str, Any]:
   return data
 
 
+# The columns of `compare_table`: the measures that tell the kinds of pieces apart.
+COMPARE_METRICS = ('empty_bars', 'repeat_bar_transposed', 'repeat_2bar_transposed', 'repeat_4bar',
+                   'similarity_lag1', 'similarity_lag4', 'similarity_lag8', 'similarity_lag16',
+                   'similarity_all', 'tonal_distance')
+
+
+def _report_parts(data: Mapping[str, Any]) -> list[str | None]:
+  parts: list[str | None] = []
+  for s in data['sets'].values():
+    for metric in s['metrics']:
+      part = metric.rsplit('/', 1)[0] if '/' in metric else None
+      if part not in parts:
+        parts.append(part)
+  return parts
+
+
+def compare_table(reports: Sequence[tuple[str, Mapping[str, Any]]],
+                  metrics: Sequence[str] = COMPARE_METRICS) -> str:
+  """Several reports side by side: a Markdown table with one row per set (and per part for
+  trios) and one column per metric (means).
+
+  `reports` are (label, `read_report(...)`) pairs, e.g. one per trained run. Each report's data
+  and bars-shuffled sets appear once (a later report's identical data rows are not repeated);
+  its other sets (the samples) are named by the label. Metrics a part does not have (drums:
+  transposition, tonal distance) show '-'.
+  """
+  if not reports:
+    raise ValueError('compare_table: no reports')
+  rows: list[tuple[str, Mapping[str, Any]]] = []
+  seen: dict[str, Mapping[str, Any]] = {}
+  for label, data in reports:
+    real = [n for n in (data.get('reference'), data.get('baseline')) if n in data['sets']]
+    others = [n for n in data['sets'] if n not in real]
+    for name in real:
+      s = data['sets'][name]
+      if name in seen and seen[name]['pieces'] == s['pieces'] and all(
+          _same(seen[name]['metrics'].get(m), s['metrics'].get(m)) for m in s['metrics']):
+        continue
+      title = name if name not in seen else f'{name} [{label}]'
+      seen.setdefault(name, s)
+      rows.append((title, s))
+    for name in others:
+      rows.append((label if len(others) == 1 else f'{label}: {name}', data['sets'][name]))
+  parts = []
+  for _, data in reports:
+    parts += [p for p in _report_parts(data) if p not in parts]
+  multi = parts != [None]
+  head = ['set'] + (['part'] if multi else []) + ['pieces'] + list(metrics)
+  lines = ['| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+  for part in parts:
+    for title, s in rows:
+      key = (lambda m: f'{part}/{m}') if part is not None else (lambda m: m)
+      if not any(key(m) in s['metrics'] for m in metrics):
+        continue
+      cells = [title] + ([part] if multi else []) + [str(s['pieces'])]
+      for m in metrics:
+        stats = s['metrics'].get(key(m))
+        ok = stats is not None and stats['mean'] is not None and math.isfinite(stats['mean'])
+        cells.append(f'{stats["mean"]:.3f}' if ok else '-')
+      lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def _same(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+  if a is None or b is None:
+    return a is b
+  x, y = a['mean'], b['mean']
+  return (x == y) or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
+                      and math.isnan(y))
+
+
 # ----------------------------------------------------------------------------- the command line
 
 class UsageError(ValueError):
@@ -833,7 +905,43 @@ def _parser():
   p.add_argument('--checkpoint_step', type=_positive_int('checkpoint_step', 0), default=None,
                  help='checkpoint of --workdir (default the latest)')
   p.add_argument('--out', help='output folder (default RUN/structure, or ./structure_<kind>)')
+  p.add_argument('--compare', nargs='+', metavar='REPORT',
+                 help='instead of measuring: print earlier reports (structure.json files or '
+                      'their folders) side by side, one row per set; with --out, also write '
+                      'the table there as compare.md')
+  p.add_argument('--labels', nargs='+', metavar='LABEL',
+                 help='names of the --compare reports\' sample rows (default: folder names)')
   return p
+
+
+def compare(args: Any) -> tuple[list[str], str]:
+  """`--compare`: the reports side by side; returns (paths written, the table)."""
+  others = [f'--{k}' for k in ('workdir', 'config', 'midi_dir', 'concat_from', 'kind', 'split')
+            if getattr(args, k)]
+  if others:
+    raise UsageError(f'--compare reads finished reports; it takes no {", ".join(others)}')
+  labels = args.labels or []
+  if labels and len(labels) != len(args.compare):
+    raise UsageError(f'--labels: {len(labels)} names for {len(args.compare)} reports')
+  reports = []
+  for i, path in enumerate(args.compare):
+    try:
+      data = read_report(path)
+    except FileNotFoundError:
+      raise ValueError(f'{path}: no structure report there (structure.json)') from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+      raise ValueError(f'{path}: not a structure report ({type(e).__name__}: {e})') from None
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    reports.append((labels[i] if labels else os.path.basename(os.path.normpath(folder)), data))
+  table = compare_table(reports)
+  paths = []
+  if args.out:
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, 'compare.md')
+    with open(path, 'w') as f:
+      f.write(table)
+    paths.append(os.path.abspath(path))
+  return paths, table
 
 
 def _subset(x: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -847,6 +955,8 @@ def run(args: Any) -> tuple[list[str], str]:
   from data_pipelines import encoding  # pylint: disable=g-import-not-at-top
   from mvae_jax import config_lib  # pylint: disable=g-import-not-at-top
   from mvae_jax import run as run_lib  # pylint: disable=g-import-not-at-top
+  if args.labels:
+    raise UsageError('--labels names the reports of --compare')
   if not (args.workdir or args.config or args.midi_dir):
     raise UsageError('nothing to measure: give --workdir, --config or --midi_dir')
   if args.workdir and args.config:
@@ -978,7 +1088,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     args = _parser().parse_args(argv)
-    paths, table = run(args)
+    paths, table = compare(args) if args.compare else run(args)
   except UsageError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -371,3 +371,39 @@ def test_cli_on_a_trained_run(tmp_path, make_config, capsys):
     assert S.main(argv) == status, argv
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith('error: ') and words in err[0], (argv, err)
+
+
+def test_compare_reports_side_by_side(tmp_path, capsys):
+  rng = np.random.default_rng(5)
+  data = np.tile(np.concatenate([*PHRASE, *PHRASE, *PHRASE[::-1], *PHRASE]), (30, 1))
+  shuffled = S.shuffle_bars(data, rng, (False,))
+  real = {'data': S.measure_set(data, (False,)),
+          'data, bars shuffled': S.measure_set(shuffled, (False,))}
+  for name, samples in (('a', data[:10]), ('b', shuffled[:, :, 0])):
+    S.write_report({**real, f'samples ({name})': S.measure_set(samples, (False,))},
+                   str(tmp_path / name), reference='data', baseline='data, bars shuffled',
+                   plots=False)
+  out = tmp_path / 'cmp'
+  assert S.main(['--compare', str(tmp_path / 'a'), str(tmp_path / 'b' / 'structure.json'),
+                 '--labels', 'intact', 'shuffled', f'--out={out}']) == 0
+  table = capsys.readouterr().out
+  rows = {r.split(' | ')[0].strip('| '): r.split(' | ') for r in table.splitlines()[2:]
+          if r.startswith('| ')}
+  # The data rows once (both reports measured the same data), then one row per report.
+  assert list(rows) == ['data', 'data, bars shuffled', 'intact', 'shuffled']
+  col = S.COMPARE_METRICS.index('repeat_4bar') + 2
+  assert float(rows['intact'][col]) == pytest.approx(
+      real['data']['metrics']['repeat_4bar']['mean'], abs=5e-4)
+  assert float(rows['intact'][col]) > float(rows['shuffled'][col]) + 0.5
+  md = (out / 'compare.md').read_text()
+  assert table == md + str(out / 'compare.md') + '\n'
+  # Refusals: one line each, exit status 2 / 1.
+  assert S.main(['--compare', str(tmp_path / 'a'), '--labels', 'x', 'y']) == 2
+  assert S.main(['--compare', str(tmp_path / 'a'), '--kind=mel_16bar']) == 2
+  assert S.main(['--midi_dir', str(tmp_path), '--kind=mel_16bar', '--labels', 'x']) == 2
+  assert S.main(['--compare', str(tmp_path / 'nothing')]) == 1
+  (tmp_path / 'bad.json').write_text('{"sets": 3}')
+  assert S.main(['--compare', str(tmp_path / 'bad.json')]) == 1
+  err = capsys.readouterr().err
+  assert '2 names for 1 reports' in err and 'no structure report there' in err
+  assert 'not a structure report' in err
