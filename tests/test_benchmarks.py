@@ -151,3 +151,16 @@ def test_train_step_benchmark_lists_the_most_expensive_ops():
   assert 1 <= len(ops) <= 5 and all(o['ms_per_step'] >= 0 and o['op'] for o in ops)
   assert [o['ms_per_step'] for o in ops] == sorted((o['ms_per_step'] for o in ops), reverse=True)
   assert result['allocator'] in ('tcmalloc', 'jemalloc', 'system')
+
+
+def test_product_rate_measures_every_shape_of_the_step(tmp_path):
+  import product_rate  # noqa: E402  pylint: disable=g-import-not-at-top,import-outside-toplevel
+  out = product_rate.main(['--batch=8', '--dtypes=float32', '--gflop=0.05', '--numpy_n=256',
+                            f'--json={tmp_path}/rate.json'])
+  with open(tmp_path / 'rate.json') as f:
+    saved = json.load(f)
+  assert saved['gflop_per_s'] == out['gflop_per_s']
+  assert len(saved['gflop_per_s']) == len(product_rate.shapes(8))
+  assert all(v > 0 for v in saved['gflop_per_s'].values()) and saved['numpy_4096_float32'] > 0
+  assert '[256,602]x[602,2048]' in ' '.join(saved['gflop_per_s'])
+  assert saved['machine']
