@@ -4,11 +4,11 @@ r"""XLA's own matrix-product rate at the shapes of the `melody2:magenta` trainin
   python benchmarks/product_rate.py [--batch=512] [--dtypes=float32,bfloat16] \
       [--json=benchmarks/results/product_rate.json]
 
-Shapes at batch B (the step's products; 4H = 2048, H = 512, decoder input 602 = 90 + z 512):
-  recurrence   [B, 512] x [512, 2048]      every step's h @ W_h (encoder, decoder), forward
-  recurrence^T [B, 2048] x [2048, 512]     the backward's dgates @ W_h^T
-  fused input  [B, 1114] x [1114, 2048]    the reference's fused [x, h] kernel of decoder layer 0
-  projection   [32 B, 602] x [602, 2048]   an input projection over all 32 steps at once
+Shapes at batch B (cat-mel_2bar_small: encoder H = 512 per direction, so 4H = 2048):
+  recurrence   [B, 512] x [512, 2048]      every step's h @ W_h of the encoder, forward
+  recurrence_t [B, 2048] x [2048, 512]     the backward's dgates @ W_h^T
+  fused_input  [B, 1114] x [1114, 2048]    the two wider products issue 27 measured XLA at
+  projection   [32 B, 602] x [602, 2048]   (a fused [x, h] kernel; all 32 steps' inputs at once)
 Each product is jitted alone, operands in `dtype`, accumulated in float32 (as `lstm.matmul`),
 repeated for about --gflop=20 GFLOP per timing, median of 5 timings. Run it on a quiet machine with the
 allocator the step runs with (`python -m mvae_jax.train` preloads TCMalloc where installed; so
