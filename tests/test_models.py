@@ -536,6 +536,34 @@ def test_run_layer_custom_gradient_equals_autodiff(reverse, dtype):
       np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
 
 
+def test_lstm_cell_gate_blocks_give_the_whole_array_values_bit_for_bit():
+  """`lstm_cell` with the gates in four blocks (what `run_layer_reference` passes, split before
+  its scan) computes exactly what it computes from the [batch, 4H] array, and
+  `run_layer_reference` equals a plain Python loop over the array form."""
+  from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
+  time, batch, h = 6, 3, 5
+  k = jax.random.split(jax.random.PRNGKey(1), 5)
+  gx = jax.random.normal(k[0], (time, batch, 4 * h))
+  c0, h0 = (0.5 * jax.random.normal(k[i], (batch, h)) for i in (1, 2))
+  w = 0.5 * jax.random.normal(k[3], (h, 4 * h))
+  step = jax.random.normal(k[4], (batch, 4 * h))
+  cell = jax.jit(lstm.lstm_cell, static_argnums=3)
+  whole = cell((c0, h0), gx[0], w, jnp.float32)
+  blocks = cell((c0, h0), lstm.split_gates(gx[0]), w, jnp.float32)
+  for a, b in zip(whole, blocks):
+    np.testing.assert_array_equal(a, b)
+  for reverse in (False, True):
+    (c, hl), hs = jax.jit(lstm.run_layer_reference, static_argnums=(3, 4, 5))(
+        gx, (c0, h0), w, jnp.float32, 1, reverse, step)
+    carry, expect = (c0, h0), [None] * time
+    for t in (reversed(range(time)) if reverse else range(time)):
+      carry = cell(carry, gx[t] + step, w, jnp.float32)
+      expect[t] = carry[1]
+    np.testing.assert_allclose(hs, jnp.stack(expect), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(c, carry[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(hl, carry[1], rtol=1e-6, atol=1e-6)
+
+
 def _free_running(name, z, rng, **kwargs):
   """Part 0's `PartDecoder.free_running` with an explicit key (flat decoders: one segment)."""
   model, variables, _ = built(name)

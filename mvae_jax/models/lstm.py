@@ -103,13 +103,23 @@ def gather_rows(table: jax.Array, tokens: jax.Array) -> jax.Array:
   return jnp.take(padded, index, axis=0).astype(jnp.float32)
 
 
-def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array | StepKernel,
-              dtype: Any) -> Carry:
+def split_gates(gates: jax.Array) -> tuple[jax.Array, ...]:
+  """[..., 4H] -> the four gate blocks (i, g, f, o), each [..., H]."""
+  return tuple(jnp.split(gates, NUM_GATES, axis=-1))
+
+
+def lstm_cell(carry: Carry, gates_x: jax.Array | Sequence[jax.Array],
+              recurrent_kernel: jax.Array | StepKernel, dtype: Any) -> Carry:
   """One LSTM step.
 
   Args:
     carry: (c, h), float32 [batch, features].
-    gates_x: float32 [batch, 4 * features], the input's contribution `x @ W_in + bias`.
+    gates_x: the input's contribution `x @ W_in + bias`: float32 [batch, 4 * features], or its
+      four gate blocks (`split_gates`), each [batch, features]. Inside a scan over precomputed
+      gates, pass the blocks, split before the scan (`run_layer_reference` does): XLA:CPU's
+      fusions that slice the gates of a step out of the scanned [batch, 4H] array ran the gate
+      arithmetic 3-4x slower than over whole arrays (the encoder at batch 64: 18% of its time,
+      benchmarks/RESULTS.md 3b); the values are the same.
     recurrent_kernel: [features, 4 * features] (already cast to `dtype` ideally), or a
       `StepKernel` of it.
     dtype: matmul dtype.
@@ -119,8 +129,10 @@ def lstm_cell(carry: Carry, gates_x: jax.Array, recurrent_kernel: jax.Array | St
   c, h = carry
   rec = (recurrent_kernel(h) if isinstance(recurrent_kernel, StepKernel)
          else matmul(h, recurrent_kernel, dtype))
-  gates = gates_x + rec
-  i, g, f, o = jnp.split(gates, NUM_GATES, axis=-1)
+  if isinstance(gates_x, (tuple, list)):
+    i, g, f, o = (x + r for x, r in zip(gates_x, split_gates(rec)))
+  else:
+    i, g, f, o = split_gates(gates_x + rec)
   c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
   h = jax.nn.sigmoid(o) * jnp.tanh(c)
   return c, h
@@ -166,12 +178,16 @@ def run_layer_reference(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.
   """The straightforward `run_layer` (autodiff through `lax.scan`); tests compare the two.
   It is also `run_layer`'s value where nothing is differentiated (encoding)."""
   w = step_kernel(recurrent_kernel, gates_x.shape[1], dtype)
+  blocks = split_gates(step_gates) if step_gates is not None else None
 
   def step(carry, gx):
-    carry = lstm_cell(carry, gx if step_gates is None else gx + step_gates, w, dtype)
+    if blocks is not None:
+      gx = tuple(x + s for x, s in zip(gx, blocks))
+    carry = lstm_cell(carry, gx, w, dtype)
     return carry, carry[1]
 
-  return jax.lax.scan(step, carry, gates_x, unroll=unroll, reverse=reverse)
+  # The gates split before the loop (see `lstm_cell`).
+  return jax.lax.scan(step, carry, split_gates(gates_x), unroll=unroll, reverse=reverse)
 
 
 def _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
@@ -182,19 +198,21 @@ def _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, 
   in one slow copy after the loop (68 ms of a 2.2 s melody2:magenta step at batch 512), where
   writing each step's h transposed inside the loop costs little (benchmarks/RESULTS.md 1e)."""
   w = recurrent_kernel.astype(dtype)
+  blocks = split_gates(step_gates) if step_gates is not None else None
 
   def step(carry, gx):
     c, h = carry
-    gates = gx + matmul(h, w, dtype)
-    if step_gates is not None:
-      gates = gates + step_gates
-    i, g, f, o = jnp.split(gates, NUM_GATES, axis=-1)
+    gates = [x + r for x, r in zip(gx, split_gates(matmul(h, w, dtype)))]
+    if blocks is not None:
+      gates = [x + s for x, s in zip(gates, blocks)]
+    i, g, f, o = gates
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
     c = f * c + i * g
     h = o * jnp.tanh(c)
     return (c, h), (h, c, jnp.concatenate([i, g, f, o], axis=-1), h.T.astype(dtype))
 
-  return jax.lax.scan(step, (c0, h0), gates_x, unroll=unroll, reverse=reverse)
+  # The gates split before the loop (see `lstm_cell`).
+  return jax.lax.scan(step, (c0, h0), split_gates(gates_x), unroll=unroll, reverse=reverse)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
