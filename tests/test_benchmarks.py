@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
@@ -151,6 +153,19 @@ def test_train_step_benchmark_lists_the_most_expensive_ops():
   assert 1 <= len(ops) <= 5 and all(o['ms_per_step'] >= 0 and o['op'] for o in ops)
   assert [o['ms_per_step'] for o in ops] == sorted((o['ms_per_step'] for o in ops), reverse=True)
   assert result['allocator'] in ('tcmalloc', 'jemalloc', 'system')
+
+
+@pytest.mark.parametrize('op', ['sample', 'encode'])
+def test_generation_benchmark_times_sample_and_encode_and_lists_ops(op):
+  """benchmarks/sample.py: the decode (tokens) or the encoder at smoke size, with the per-op
+  profile (`--top_ops`), as for the training step."""
+  import sample  # noqa: E402  pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from mvae_jax import config_lib  # pylint: disable=import-outside-toplevel
+  config = config_lib.from_file(os.path.join(ROOT, 'configs', 'melody16.py') + ':smoke')
+  result = sample.benchmark(config, batch=2, calls=2, op=op, top=4)
+  assert result['op'] == op and result['batch'] == 2 and result['median_call_s'] > 0
+  ops = result['top_ops']
+  assert 1 <= len(ops) <= 4 and all(o['ms_per_step'] >= 0 and o['op'] for o in ops)
 
 
 def test_product_rate_measures_every_shape_of_the_step(tmp_path):
