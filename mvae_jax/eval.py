@@ -11,6 +11,10 @@ layout of the paper's Table 1, then writes the JSON (default `<workdir>/eval_<st
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # before JAX loads: TCMalloc where installed (see mvae_jax.machine)
+  from mvae_jax import machine  # pylint: disable=g-import-not-at-top
+  machine.use_fast_allocator()
+
 import os
 from typing import Sequence
 

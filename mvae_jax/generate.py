@@ -24,6 +24,10 @@ The command line only: the work is `mvae_jax.generation.run_command`, on the Pyt
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # before JAX loads: TCMalloc where installed (see mvae_jax.machine)
+  from mvae_jax import machine  # pylint: disable=g-import-not-at-top
+  machine.use_fast_allocator()
+
 from typing import Sequence
 
 from absl import app, flags

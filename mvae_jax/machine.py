@@ -47,8 +47,10 @@ def native_bfloat16(isa_flags=None) -> bool:
 # serves blocks above 32 MB with mmap and returns them to the kernel on free, so every step pays
 # the page faults of touching that memory again. TCMalloc keeps freed memory for reuse: measured
 # side by side (paired rounds), the melody2:magenta step got 1.13-1.27x as fast at batch 64 and
-# 512 (benchmarks/RESULTS.md 1e). The training entry points (`python -m mvae_jax.train`,
-# `python -m mvae_jax.quickstart`, experiments/table1.py, benchmarks/train_step.py) re-run
+# 512 (benchmarks/RESULTS.md 1e); encoding at batch 64 got 1.27x as fast (RESULTS 3d). The
+# training entry points (`python -m mvae_jax.train`, `python -m mvae_jax.quickstart`,
+# experiments/table1.py, benchmarks/train_step.py) and the generation commands (`generate`,
+# `eval`, `studio`, `score`, `attributes`) re-run
 # themselves once with TCMalloc preloaded where the system has it (Debian / Ubuntu package
 # `libtcmalloc-minimal4`); `MVAE_ALLOCATOR=system` keeps the system's malloc, and
 # `MVAE_ALLOCATOR=/path/to/lib.so` preloads that library instead.

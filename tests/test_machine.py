@@ -39,9 +39,14 @@ def test_allocator_env_respects_the_user(tmp_path):
     machine.allocator_env({machine.ALLOCATOR_ENV: str(tmp_path / 'missing.so')}, dirs)
 
 
-def test_train_command_refuses_a_missing_allocator_library():
+@pytest.mark.parametrize('command', ['mvae_jax.train', 'mvae_jax.generate', 'mvae_jax.eval',
+                                     'mvae_jax.studio', 'mvae_jax.score', 'mvae_jax.attributes'])
+def test_commands_refuse_a_missing_allocator_library(command):
+  """Training and the generation commands choose the allocator first thing (so they re-run with
+  TCMalloc where it is installed): a bad MVAE_ALLOCATOR ends them with one error line before
+  anything else is read."""
   env = dict(os.environ, **{machine.ALLOCATOR_ENV: '/nonexistent/libmalloc.so'})
-  out = subprocess.run([sys.executable, '-m', 'mvae_jax.train', '--config=x', '--workdir=y'],
+  out = subprocess.run([sys.executable, '-m', command, '--config=x', '--workdir=y'],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert out.returncode == 2
   assert out.stderr.strip().splitlines() == [

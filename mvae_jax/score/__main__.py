@@ -2,6 +2,10 @@ r"""`python -m mvae_jax.score --workdir=RUN FILES_OR_DIRS [--samples=K]`: the co
 `mvae_jax.score` (see its docstring)."""
 from __future__ import annotations
 
+if __name__ == '__main__':  # before JAX loads: TCMalloc where installed (see mvae_jax.machine)
+  from mvae_jax import machine  # pylint: disable=g-import-not-at-top
+  machine.use_fast_allocator()
+
 import argparse
 import os
 import sys

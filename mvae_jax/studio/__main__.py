@@ -8,6 +8,10 @@ Library logging goes to <first workdir>/studio.log.
 """
 from __future__ import annotations
 
+if __name__ == '__main__':  # before JAX loads: TCMalloc where installed (see mvae_jax.machine)
+  from mvae_jax import machine  # pylint: disable=g-import-not-at-top
+  machine.use_fast_allocator()
+
 import argparse
 import errno
 import ipaddress
