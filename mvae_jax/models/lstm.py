@@ -118,8 +118,8 @@ def lstm_cell(carry: Carry, gates_x: jax.Array | Sequence[jax.Array],
       four gate blocks (`split_gates`), each [batch, features]. Inside a scan over precomputed
       gates, pass the blocks, split before the scan (`run_layer_reference` does): XLA:CPU's
       fusions that slice the gates of a step out of the scanned [batch, 4H] array ran the gate
-      arithmetic 3-4x slower than over whole arrays (the encoder at batch 64: 18% of its time,
-      benchmarks/RESULTS.md 3b); the values are the same.
+      arithmetic 3-4x slower than over whole arrays (the encoder at batch 64: 18% of its time;
+      docs/PERFORMANCE.md, "generation, gate by gate"); the values are the same.
     recurrent_kernel: [features, 4 * features] (already cast to `dtype` ideally), or a
       `StepKernel` of it.
     dtype: matmul dtype.
