@@ -536,6 +536,47 @@ def test_run_layer_custom_gradient_equals_autodiff(reverse, dtype):
       np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
 
 
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_token_gates_recurrence_equals_the_dense_gates(dtype):
+  """`run_layer` over `TokenGates` (rows gathered inside the loop, the table's gradient one
+  scatter-add) gives bit for bit the values of the same gates as one dense array, and the same
+  gradients, in both directions, with and without step gates; so does the value path."""
+  from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
+  time, batch, h, classes = 7, 5, 8, 6
+  k = jax.random.split(jax.random.PRNGKey(3), 7)
+  table = jax.random.normal(k[0], (classes + 1, 4 * h))
+  tokens = jax.random.randint(k[1], (time, batch), -1, classes)
+  assert int(jnp.sum(tokens == -1)) > 0  # "no token" reads the last row
+  c0, h0 = (0.5 * jax.random.normal(k[i], (batch, h)) for i in (2, 3))
+  w = 0.5 * jax.random.normal(k[4], (h, 4 * h))
+  proj = jax.random.normal(k[5], (time, batch, h))
+  step = jax.random.normal(k[6], (batch, 4 * h))
+  dense = lstm.TokenGates(table, tokens).dense()
+  np.testing.assert_array_equal(dense[tokens == -1], jnp.broadcast_to(
+      table[-1], dense[tokens == -1].shape))
+
+  for reverse in (False, True):
+    for step_gates in (None, step):
+      def loss(tokens_form, step_gates=step_gates, reverse=reverse):
+        def f(table, c0, h0, w):
+          gates = lstm.TokenGates(table, tokens)
+          (c, hl), hs = lstm.run_layer(gates if tokens_form else gates.dense(), (c0, h0), w,
+                                       jnp.dtype(dtype), 1, reverse, step_gates)
+          return jnp.sum(hs * proj) + jnp.sum(jnp.sin(c)) + 0.7 * jnp.sum(hl)
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))(table, c0, h0, w)
+
+      (v_tok, g_tok), (v_dense, g_dense) = loss(True), loss(False)
+      assert float(v_tok) == float(v_dense)
+      for a, b in zip(g_tok, g_dense):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+      assert float(jnp.max(jnp.abs(g_tok[0]))) > 0
+      hs_tok = jax.jit(lambda t, sg=step_gates, r=reverse: lstm.run_layer(
+          lstm.TokenGates(t, tokens), (c0, h0), w, jnp.dtype(dtype), 1, r, sg)[1])(table)
+      hs_dense = jax.jit(lambda t, sg=step_gates, r=reverse: lstm.run_layer(
+          lstm.TokenGates(t, tokens).dense(), (c0, h0), w, jnp.dtype(dtype), 1, r, sg)[1])(table)
+      np.testing.assert_array_equal(hs_tok, hs_dense)
+
+
 def test_lstm_cell_gate_blocks_give_the_whole_array_values_bit_for_bit():
   """`lstm_cell` with the gates in four blocks (what `run_layer_reference` passes, split before
   its scan) computes exactly what it computes from the [batch, 4H] array, and

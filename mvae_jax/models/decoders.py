@@ -99,7 +99,8 @@ class PartDecoder(nn.Module):
       # What is the same at every step (the conditioning's projection, the bias) enters the
       # recurrence apart from the per-step inputs (`run_layer`'s step_gates: cheaper gradient).
       if k == 0:
-        gx, step_gates = layer.gather(prev_tm, 0, self.vocab), self._cond_gates(cond)
+        gx = layer.token_gates(prev_tm, 0, self.vocab, bias=False)  # rows gathered in the loop
+        step_gates = self._cond_gates(cond)
       else:
         gx, step_gates = layer.project(hs, bias=False), layer.bias
       _, hs = lstm.run_layer(gx, carries[k], layer.recurrent_kernel, self.dtype, self.unroll,

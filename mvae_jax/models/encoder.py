@@ -65,17 +65,21 @@ def _last_valid(hs: jax.Array, lengths: jax.Array) -> jax.Array:
 
 
 def token_gates(layer: lstm.LSTMLayer, tokens_tm: jax.Array, part_vocab: Sequence[int],
-                part_is_drums: Sequence[bool], drum_input: str) -> jax.Array:
+                part_is_drums: Sequence[bool],
+                drum_input: str) -> jax.Array | lstm.TokenGates:
   """First-layer input gates of token windows, `x @ W_in + b` with x the concatenation over
-  parts of a one-hot (or the drum roll).
+  parts of a one-hot (or the drum roll), as `lstm.run_layer` takes them.
 
   Args:
     tokens_tm: int [time, batch, parts] (time-major).
   Returns:
-    float32 [time, batch, 4H].
+    float32 [time, batch, 4H], or with a single one-hot part its `lstm.TokenGates`.
   """
-  gates, offset = layer.bias, 0
   widths = input_widths(part_vocab, part_is_drums, drum_input)
+  if len(part_vocab) == 1 and not (part_is_drums[0] and drum_input == 'roll'):
+    # One one-hot part: the rows are gathered inside the recurrence (`lstm.TokenGates`).
+    return layer.token_gates(tokens_tm[..., 0], 0, part_vocab[0])
+  gates, offset = layer.bias, 0
   for p, (vocab, drums, width) in enumerate(zip(part_vocab, part_is_drums, widths)):
     tok = tokens_tm[..., p]
     if drums and drum_input == 'roll':
@@ -98,7 +102,8 @@ def bidirectional_summary(fwd: Sequence[lstm.LSTMLayer], bwd: Sequence[lstm.LSTM
   Args:
     fwd, bwd: the layers of each direction, bottom first.
     x_tm: the first layer's input, [time, batch, ...] (time-major).
-    first_gates: (layer, x_tm) -> float32 [time, batch, 4H], the first layer's input gates.
+    first_gates: (layer, x_tm) -> the first layer's input gates as `lstm.run_layer` takes them
+      (`token_gates`).
     lengths: int [batch] or None (all `time` steps valid).
   Returns:
     float32 [batch, 2 H_top].

@@ -138,8 +138,48 @@ def lstm_cell(carry: Carry, gates_x: jax.Array | Sequence[jax.Array],
   return c, h
 
 
-def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dtype: Any,
-              unroll: int = 1, reverse: bool = False,
+@dataclasses.dataclass(frozen=True)
+class TokenGates:
+  """A layer's input gates for one-hot inputs, as a table to gather from inside the loop.
+
+  Step t's gates are `table[row]` for each batch entry's token, the values `x @ W_in (+ bias)`
+  gives for its one-hot x. `run_layer` gathers the rows step by step from the small table
+  instead of reading a [time, batch, 4H] array made before the loop (and split into its gate
+  blocks there): at batch 512 that array and its split copies are 2 x 64 MB per layer written
+  and read again (benchmarks/RESULTS.md 1g).
+
+  Attributes:
+    table: float32 [num_classes + 1, 4H]: the gates of every class, then those of "no token".
+    tokens: int [time, batch] in [-1, num_classes); -1 reads the last row.
+  """
+  table: jax.Array
+  tokens: jax.Array
+
+  def index(self) -> jax.Array:
+    """int [time, batch]: the table row of every step and batch entry."""
+    return _row_index(self.tokens, self.table.shape[0] - 1)
+
+  def dense(self) -> jax.Array:
+    """float32 [time, batch, 4H], the gates as one array (what the rows stand for)."""
+    return jnp.take(self.table, self.index(), axis=0)
+
+
+def _row_index(tokens: jax.Array, num_classes: int) -> jax.Array:
+  return jnp.where(tokens >= 0, jnp.minimum(tokens, num_classes - 1), num_classes)
+
+
+def _split_inputs(gates_x: jax.Array | TokenGates):
+  """(what the scan steps over, step input -> its four gate blocks)."""
+  if isinstance(gates_x, TokenGates):
+    blocks = split_gates(gates_x.table)  # [num_classes + 1, H] each, made once
+    return gates_x.index(), lambda row: tuple(jnp.take(b, row, axis=0, mode='clip')
+                                              for b in blocks)
+  # The gates split before the loop (see `lstm_cell`).
+  return split_gates(gates_x), lambda gx: gx
+
+
+def run_layer(gates_x: jax.Array | TokenGates, carry: Carry, recurrent_kernel: jax.Array,
+              dtype: Any, unroll: int = 1, reverse: bool = False,
               step_gates: jax.Array | None = None) -> tuple[Carry, jax.Array]:
   """Runs one layer over precomputed input gates.
 
@@ -149,7 +189,9 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
   instead of time small accumulated products (docs/PERFORMANCE.md).
 
   Args:
-    gates_x: float32 [time, batch, 4 * features] (time-major), `x @ W_in + bias` for every step.
+    gates_x: float32 [time, batch, 4 * features] (time-major), `x @ W_in + bias` for every step,
+      or a `TokenGates` (one-hot inputs: the rows are gathered inside the loop, and the table's
+      gradient is one scatter-add of the gates' gradient after the backward loop).
     carry: initial (c, h), float32 [batch, features].
     recurrent_kernel: [features, 4 * features].
     dtype: matmul dtype.
@@ -167,27 +209,32 @@ def run_layer(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array, dty
   """
   c0, h0 = carry
   if step_gates is not None:
-    step_gates = jnp.broadcast_to(step_gates.astype(jnp.float32), gates_x.shape[1:])
+    step_gates = jnp.broadcast_to(step_gates.astype(jnp.float32), (c0.shape[0], 4 * c0.shape[1]))
+  if isinstance(gates_x, TokenGates):
+    return _token_recurrence(gates_x.table, gates_x.index(), step_gates, c0, h0,
+                             recurrent_kernel, jnp.dtype(dtype), unroll, reverse)
   return _recurrence(gates_x, step_gates, c0, h0, recurrent_kernel, jnp.dtype(dtype), unroll,
                      reverse)
 
 
-def run_layer_reference(gates_x: jax.Array, carry: Carry, recurrent_kernel: jax.Array,
-                        dtype: Any, unroll: int = 1, reverse: bool = False,
+def run_layer_reference(gates_x: jax.Array | TokenGates, carry: Carry,
+                        recurrent_kernel: jax.Array, dtype: Any, unroll: int = 1,
+                        reverse: bool = False,
                         step_gates: jax.Array | None = None) -> tuple[Carry, jax.Array]:
   """The straightforward `run_layer` (autodiff through `lax.scan`); tests compare the two.
   It is also `run_layer`'s value where nothing is differentiated (encoding)."""
-  w = step_kernel(recurrent_kernel, gates_x.shape[1], dtype)
+  xs, gates_of = _split_inputs(gates_x)
+  w = step_kernel(recurrent_kernel, carry[1].shape[0], dtype)
   blocks = split_gates(step_gates) if step_gates is not None else None
 
-  def step(carry, gx):
+  def step(carry, x):
+    gx = gates_of(x)
     if blocks is not None:
-      gx = tuple(x + s for x, s in zip(gx, blocks))
+      gx = tuple(g + s for g, s in zip(gx, blocks))
     carry = lstm_cell(carry, gx, w, dtype)
     return carry, carry[1]
 
-  # The gates split before the loop (see `lstm_cell`).
-  return jax.lax.scan(step, carry, split_gates(gates_x), unroll=unroll, reverse=reverse)
+  return jax.lax.scan(step, carry, xs, unroll=unroll, reverse=reverse)
 
 
 def _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
@@ -197,35 +244,22 @@ def _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, 
   kernel gradient contracts h over (time, batch), and XLA:CPU transposes [time, batch, H] for it
   in one slow copy after the loop (68 ms of a 2.2 s melody2:magenta step at batch 512), where
   writing each step's h transposed inside the loop costs little (benchmarks/RESULTS.md 1e)."""
+  xs, gates_of = _split_inputs(gates_x)
   w = recurrent_kernel.astype(dtype)
   blocks = split_gates(step_gates) if step_gates is not None else None
 
-  def step(carry, gx):
+  def step(carry, x):
     c, h = carry
-    gates = [x + r for x, r in zip(gx, split_gates(matmul(h, w, dtype)))]
-    if blocks is not None:
-      gates = [x + s for x, s in zip(gates, blocks)]
-    i, g, f, o = gates
+    gx = gates_of(x)
+    if blocks is not None:  # added in the order `run_layer_reference` adds them: same values
+      gx = [g + s for g, s in zip(gx, blocks)]
+    i, g, f, o = [x + r for x, r in zip(gx, split_gates(matmul(h, w, dtype)))]
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
     c = f * c + i * g
     h = o * jnp.tanh(c)
     return (c, h), (h, c, jnp.concatenate([i, g, f, o], axis=-1), h.T.astype(dtype))
 
-  # The gates split before the loop (see `lstm_cell`).
-  return jax.lax.scan(step, (c0, h0), split_gates(gates_x), unroll=unroll, reverse=reverse)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _recurrence(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
-  # Without differentiation nothing needs the residuals.
-  return run_layer_reference(gates_x, (c0, h0), recurrent_kernel, dtype, unroll, reverse,
-                             step_gates)
-
-
-def _recurrence_fwd(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
-  (c, h), (hs, cs, acts, hs_t) = _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel,
-                                                dtype, unroll, reverse)
-  return ((c, h), hs), (step_gates, c0, h0, recurrent_kernel, hs_t, cs, acts)
+  return jax.lax.scan(step, (c0, h0), xs, unroll=unroll, reverse=reverse)
 
 
 def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
@@ -236,7 +270,9 @@ def _previous(xs: jax.Array, x0: jax.Array, reverse: bool) -> jax.Array:
   return jnp.concatenate([x0[None], xs[:-1]], axis=0)
 
 
-def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
+def _backward_scan(dtype, unroll, reverse, residuals, cotangents):
+  """The backward pass of `_forward_scan`: (dgates float32 [time, batch, 4H], d step_gates or
+  None, dc0, dh0, d recurrent_kernel)."""
   step_gates, c0, h0, recurrent_kernel, hs_t, cs, acts = residuals
   has_step_gates = step_gates is not None
   (dc_last, dh_last), dhs = cotangents
@@ -265,7 +301,62 @@ def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
   return dgates, d_step, dc0, dh0, dw.astype(recurrent_kernel.dtype)
 
 
+def _residuals(step_gates, c0, h0, recurrent_kernel, forward):
+  (c, h), (hs, cs, acts, hs_t) = forward
+  return ((c, h), hs), (step_gates, c0, h0, recurrent_kernel, hs_t, cs, acts)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _recurrence(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+  # Without differentiation nothing needs the residuals.
+  return run_layer_reference(gates_x, (c0, h0), recurrent_kernel, dtype, unroll, reverse,
+                             step_gates)
+
+
+def _recurrence_fwd(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse):
+  return _residuals(step_gates, c0, h0, recurrent_kernel, _forward_scan(
+      gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse))
+
+
+def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
+  return _backward_scan(dtype, unroll, reverse, residuals, cotangents)
+
+
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
+def _token_recurrence(table, index, step_gates, c0, h0, recurrent_kernel, dtype, unroll,
+                      reverse):
+  """`_recurrence` over `TokenGates(table, ...)` rows (`index` [time, batch])."""
+  return run_layer_reference(_Rows(table, index), (c0, h0), recurrent_kernel, dtype, unroll,
+                             reverse, step_gates)
+
+
+class _Rows(TokenGates):
+  """A `TokenGates` whose rows are already indices into the table."""
+
+  def index(self) -> jax.Array:
+    return self.tokens
+
+
+def _token_recurrence_fwd(table, index, step_gates, c0, h0, recurrent_kernel, dtype, unroll,
+                          reverse):
+  out, residuals = _residuals(step_gates, c0, h0, recurrent_kernel, _forward_scan(
+      _Rows(table, index), step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse))
+  return out, (index, table, residuals)
+
+
+def _token_recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
+  index, table, residuals = residuals
+  dgates, d_step, dc0, dh0, dw = _backward_scan(dtype, unroll, reverse, residuals, cotangents)
+  # The table's gradient: every step's gate gradient added to its row, in float32.
+  d_table = jnp.zeros_like(table).at[index.reshape(-1)].add(
+      dgates.reshape(-1, table.shape[-1]))
+  return d_table, None, d_step, dc0, dh0, dw
+
+
+_token_recurrence.defvjp(_token_recurrence_fwd, _token_recurrence_bwd)
 
 
 class Linear(nn.Module):
@@ -348,6 +439,19 @@ class LSTMLayer(nn.Module):
       float32 [..., 4H], without bias.
     """
     return gather_rows(self.input_kernel[offset:offset + num_classes].astype(self.dtype), tokens)
+
+  def token_gates(self, tokens: jax.Array, offset: int, num_classes: int,
+                  bias: bool = True) -> TokenGates:
+    """The gates of one-hot inputs for `run_layer`: `x @ input_kernel (+ bias)` for every class
+    of the one-hot block at rows [offset, offset + num_classes), with the kernel rounded to the
+    matmul dtype (what a one-hot product in it gives), then "no token" (-1: the bias alone).
+
+    Args:
+      tokens: int [time, batch] in [-1, num_classes).
+    """
+    rows = self.input_kernel[offset:offset + num_classes].astype(self.dtype).astype(jnp.float32)
+    table = jnp.concatenate([rows, jnp.zeros((1, rows.shape[1]), jnp.float32)], axis=0)
+    return TokenGates(table + self.bias if bias else table, tokens)
 
   def zero_carry(self, batch_size: int) -> Carry:
     z = jnp.zeros((batch_size, self.features), jnp.float32)
