@@ -536,45 +536,71 @@ def test_run_layer_custom_gradient_equals_autodiff(reverse, dtype):
       np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.max(jnp.abs(b))))
 
 
+@pytest.mark.parametrize('parts', [1, 3])
 @pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
-def test_token_gates_recurrence_equals_the_dense_gates(dtype):
-  """`run_layer` over `TokenGates` (rows gathered inside the loop, the table's gradient one
-  scatter-add) gives bit for bit the values of the same gates as one dense array, and the same
-  gradients, in both directions, with and without step gates; so does the value path."""
+def test_token_gates_recurrence_equals_the_dense_gates(dtype, parts):
+  """`run_layer` over `TokenGates` (rows gathered inside the loop, the tables' gradients one
+  scatter-add each) gives bit for bit the values of the same gates as one dense array, and the
+  same gradients, in both directions, with and without step gates; so does the value path."""
   from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
-  time, batch, h, classes = 7, 5, 8, 6
-  k = jax.random.split(jax.random.PRNGKey(3), 7)
-  table = jax.random.normal(k[0], (classes + 1, 4 * h))
-  tokens = jax.random.randint(k[1], (time, batch), -1, classes)
+  time, batch, h = 7, 5, 8
+  classes = (6, 4, 9)[:parts]
+  k = jax.random.split(jax.random.PRNGKey(3), 6 + 2 * parts)
+  tables = tuple(jax.random.normal(k[6 + p], (n + 1, 4 * h)) for p, n in enumerate(classes))
+  tokens = jnp.stack([jax.random.randint(k[6 + parts + p], (time, batch), -1, n)
+                      for p, n in enumerate(classes)], axis=-1)
   assert int(jnp.sum(tokens == -1)) > 0  # "no token" reads the last row
-  c0, h0 = (0.5 * jax.random.normal(k[i], (batch, h)) for i in (2, 3))
-  w = 0.5 * jax.random.normal(k[4], (h, 4 * h))
-  proj = jax.random.normal(k[5], (time, batch, h))
-  step = jax.random.normal(k[6], (batch, 4 * h))
-  dense = lstm.TokenGates(table, tokens).dense()
-  np.testing.assert_array_equal(dense[tokens == -1], jnp.broadcast_to(
-      table[-1], dense[tokens == -1].shape))
+  c0, h0 = (0.5 * jax.random.normal(k[i], (batch, h)) for i in (0, 1))
+  w = 0.5 * jax.random.normal(k[2], (h, 4 * h))
+  proj = jax.random.normal(k[3], (time, batch, h))
+  step = jax.random.normal(k[4], (batch, 4 * h))
+  dense = lstm.TokenGates(tables, tokens).dense()
+  expect = 0.0
+  for p, t in enumerate(tables):
+    expect = expect + jnp.where((tokens[..., p] >= 0)[..., None],
+                                t[jnp.maximum(tokens[..., p], 0)], t[-1])
+  np.testing.assert_array_equal(dense, expect)
 
   for reverse in (False, True):
     for step_gates in (None, step):
       def loss(tokens_form, step_gates=step_gates, reverse=reverse):
-        def f(table, c0, h0, w):
-          gates = lstm.TokenGates(table, tokens)
+        def f(tables, c0, h0, w):
+          gates = lstm.TokenGates(tables, tokens)
           (c, hl), hs = lstm.run_layer(gates if tokens_form else gates.dense(), (c0, h0), w,
                                        jnp.dtype(dtype), 1, reverse, step_gates)
           return jnp.sum(hs * proj) + jnp.sum(jnp.sin(c)) + 0.7 * jnp.sum(hl)
-        return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))(table, c0, h0, w)
+        return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3)))(tables, c0, h0, w)
 
       (v_tok, g_tok), (v_dense, g_dense) = loss(True), loss(False)
       assert float(v_tok) == float(v_dense)
-      for a, b in zip(g_tok, g_dense):
+      for a, b in zip(jax.tree.leaves(g_tok), jax.tree.leaves(g_dense)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-      assert float(jnp.max(jnp.abs(g_tok[0]))) > 0
-      hs_tok = jax.jit(lambda t, sg=step_gates, r=reverse: lstm.run_layer(
-          lstm.TokenGates(t, tokens), (c0, h0), w, jnp.dtype(dtype), 1, r, sg)[1])(table)
-      hs_dense = jax.jit(lambda t, sg=step_gates, r=reverse: lstm.run_layer(
-          lstm.TokenGates(t, tokens).dense(), (c0, h0), w, jnp.dtype(dtype), 1, r, sg)[1])(table)
-      np.testing.assert_array_equal(hs_tok, hs_dense)
+      assert all(float(jnp.max(jnp.abs(g))) > 0 for g in g_tok[0])
+      run = lambda t, dense_form, sg=step_gates, r=reverse: lstm.run_layer(  # pylint: disable=g-long-lambda
+          lstm.TokenGates(t, tokens).dense() if dense_form else lstm.TokenGates(t, tokens),
+          (c0, h0), w, jnp.dtype(dtype), 1, r, sg)[1]
+      np.testing.assert_array_equal(jax.jit(run, static_argnums=1)(tables, False),
+                                    jax.jit(run, static_argnums=1)(tables, True))
+
+
+def test_encoder_token_tables_give_the_inputs_products_gates():
+  """`encoder.token_gates`' tables hold `x @ W_in + b` of every token's input (one-hots and the
+  drum roll, as the 2-bar drum and trio encoders read them; token -1 included), so the gathered
+  gates equal the product of the windows' input vectors with the kernel."""
+  from mvae_jax.models import encoder as enc, lstm  # pylint: disable=import-outside-toplevel
+  part_vocab, drums = (90, 90, 512), (False, False, True)
+  widths = enc.input_widths(part_vocab, drums, 'roll')
+  layer = lstm.LSTMLayer(16, sum(widths), jnp.float32, 1.0)
+  rng = jax.random.PRNGKey(5)
+  params = layer.init(rng, jnp.zeros((1, sum(widths))), method=lambda m, x: m.project(x))
+  tokens = jnp.stack([jax.random.randint(jax.random.PRNGKey(p), (6, 4), -1, v)
+                      for p, v in enumerate(part_vocab)], axis=-1)
+  gates = layer.apply(params, method=lambda m: enc.token_gates(
+      m, tokens, part_vocab, drums, 'roll').dense())
+  x = jnp.concatenate([jax.nn.one_hot(tokens[..., 0], 90), jax.nn.one_hot(tokens[..., 1], 90),
+                       enc.drum_roll(tokens[..., 2])], axis=-1)
+  expect = layer.apply(params, x, method=lambda m, x: m.project(x))
+  np.testing.assert_allclose(gates, expect, rtol=1e-5, atol=1e-5)
 
 
 def test_lstm_cell_gate_blocks_give_the_whole_array_values_bit_for_bit():

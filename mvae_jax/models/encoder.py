@@ -65,29 +65,24 @@ def _last_valid(hs: jax.Array, lengths: jax.Array) -> jax.Array:
 
 
 def token_gates(layer: lstm.LSTMLayer, tokens_tm: jax.Array, part_vocab: Sequence[int],
-                part_is_drums: Sequence[bool],
-                drum_input: str) -> jax.Array | lstm.TokenGates:
+                part_is_drums: Sequence[bool], drum_input: str) -> lstm.TokenGates:
   """First-layer input gates of token windows, `x @ W_in + b` with x the concatenation over
-  parts of a one-hot (or the drum roll), as `lstm.run_layer` takes them.
+  parts of a one-hot (or the drum roll), as tables of every token's gates (`lstm.TokenGates`)
+  that `lstm.run_layer` gathers from inside its loop; the bias is in part 0's table.
 
   Args:
     tokens_tm: int [time, batch, parts] (time-major).
-  Returns:
-    float32 [time, batch, 4H], or with a single one-hot part its `lstm.TokenGates`.
   """
   widths = input_widths(part_vocab, part_is_drums, drum_input)
-  if len(part_vocab) == 1 and not (part_is_drums[0] and drum_input == 'roll'):
-    # One one-hot part: the rows are gathered inside the recurrence (`lstm.TokenGates`).
-    return layer.token_gates(tokens_tm[..., 0], 0, part_vocab[0])
-  gates, offset = layer.bias, 0
-  for p, (vocab, drums, width) in enumerate(zip(part_vocab, part_is_drums, widths)):
-    tok = tokens_tm[..., p]
-    if drums and drum_input == 'roll':
-      gates = gates + layer.project(drum_roll(tok), slice(offset, offset + width), bias=False)
-    else:
-      gates = gates + layer.gather(tok, offset, vocab)
+  tables, offset = [], 0
+  for vocab, drums, width in zip(part_vocab, part_is_drums, widths):
+    inputs = None
+    if drums and drum_input == 'roll':  # every class's roll, then token -1's
+      inputs = drum_roll(jnp.concatenate([jnp.arange(vocab), jnp.array([-1])]))
+    tables.append(layer.token_table(offset, vocab, inputs))
     offset += width
-  return gates
+  tables[0] = layer.bias + tables[0]  # the order the gates were summed in: bias, part 0, ...
+  return lstm.TokenGates(tuple(tables), tokens_tm)
 
 
 def bidirectional_summary(fwd: Sequence[lstm.LSTMLayer], bwd: Sequence[lstm.LSTMLayer],
@@ -103,7 +98,7 @@ def bidirectional_summary(fwd: Sequence[lstm.LSTMLayer], bwd: Sequence[lstm.LSTM
     fwd, bwd: the layers of each direction, bottom first.
     x_tm: the first layer's input, [time, batch, ...] (time-major).
     first_gates: (layer, x_tm) -> the first layer's input gates as `lstm.run_layer` takes them
-      (`token_gates`).
+      (`token_gates`, or an array).
     lengths: int [batch] or None (all `time` steps valid).
   Returns:
     float32 [batch, 2 H_top].

@@ -140,28 +140,34 @@ def lstm_cell(carry: Carry, gates_x: jax.Array | Sequence[jax.Array],
 
 @dataclasses.dataclass(frozen=True)
 class TokenGates:
-  """A layer's input gates for one-hot inputs, as a table to gather from inside the loop.
+  """A layer's input gates for token inputs, as tables to gather from inside the loop.
 
-  Step t's gates are `table[row]` for each batch entry's token, the values `x @ W_in (+ bias)`
-  gives for its one-hot x. `run_layer` gathers the rows step by step from the small table
-  instead of reading a [time, batch, 4H] array made before the loop (and split into its gate
-  blocks there): at batch 512 that array and its split copies are 2 x 64 MB per layer written
-  and read again (benchmarks/RESULTS.md 1g).
+  Each part's input is a function of its token (a one-hot, or a drum roll: the 512 drum classes'
+  bits), so its gate contribution `x @ W_in` takes one of num_classes + 1 values: a table.
+  Step t's gates are the sum over parts of `tables[p][row]` for each batch entry's token (the
+  bias is in part 0's table), added in part order. `run_layer` gathers the rows step by step
+  from the small tables instead of reading a [time, batch, 4H] array made before the loop (and
+  split into its gate blocks there): at batch 512 that array and its split copies are
+  2 x 64 MB per layer, written and read again (benchmarks/RESULTS.md 1g).
 
   Attributes:
-    table: float32 [num_classes + 1, 4H]: the gates of every class, then those of "no token".
-    tokens: int [time, batch] in [-1, num_classes); -1 reads the last row.
+    tables: per part, float32 [num_classes + 1, 4H]: the gates of every class, then those of
+      token -1 ("no token").
+    tokens: int [time, batch, parts], part p in [-1, num_classes_p); -1 reads the last row.
   """
-  table: jax.Array
+  tables: tuple[jax.Array, ...]
   tokens: jax.Array
 
   def index(self) -> jax.Array:
-    """int [time, batch]: the table row of every step and batch entry."""
-    return _row_index(self.tokens, self.table.shape[0] - 1)
+    """int [time, batch, parts]: the table row of every step, batch entry and part."""
+    return jnp.stack([_row_index(self.tokens[..., p], t.shape[0] - 1)
+                      for p, t in enumerate(self.tables)], axis=-1)
 
   def dense(self) -> jax.Array:
     """float32 [time, batch, 4H], the gates as one array (what the rows stand for)."""
-    return jnp.take(self.table, self.index(), axis=0)
+    index = self.index()
+    return functools.reduce(jnp.add, [jnp.take(t, index[..., p], axis=0)
+                                      for p, t in enumerate(self.tables)])
 
 
 def _row_index(tokens: jax.Array, num_classes: int) -> jax.Array:
@@ -171,9 +177,14 @@ def _row_index(tokens: jax.Array, num_classes: int) -> jax.Array:
 def _split_inputs(gates_x: jax.Array | TokenGates):
   """(what the scan steps over, step input -> its four gate blocks)."""
   if isinstance(gates_x, TokenGates):
-    blocks = split_gates(gates_x.table)  # [num_classes + 1, H] each, made once
-    return gates_x.index(), lambda row: tuple(jnp.take(b, row, axis=0, mode='clip')
-                                              for b in blocks)
+    # [num_classes + 1, H] per part and gate, split once.
+    blocks = [split_gates(t) for t in gates_x.tables]
+
+    def gates_of(rows):  # int [batch, parts]
+      return tuple(functools.reduce(jnp.add, [
+          jnp.take(b[k], rows[:, p], axis=0, mode='clip') for p, b in enumerate(blocks)])
+                   for k in range(NUM_GATES))
+    return gates_x.index(), gates_of
   # The gates split before the loop (see `lstm_cell`).
   return split_gates(gates_x), lambda gx: gx
 
@@ -211,7 +222,7 @@ def run_layer(gates_x: jax.Array | TokenGates, carry: Carry, recurrent_kernel: j
   if step_gates is not None:
     step_gates = jnp.broadcast_to(step_gates.astype(jnp.float32), (c0.shape[0], 4 * c0.shape[1]))
   if isinstance(gates_x, TokenGates):
-    return _token_recurrence(gates_x.table, gates_x.index(), step_gates, c0, h0,
+    return _token_recurrence(tuple(gates_x.tables), gates_x.index(), step_gates, c0, h0,
                              recurrent_kernel, jnp.dtype(dtype), unroll, reverse)
   return _recurrence(gates_x, step_gates, c0, h0, recurrent_kernel, jnp.dtype(dtype), unroll,
                      reverse)
@@ -326,10 +337,10 @@ _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
-def _token_recurrence(table, index, step_gates, c0, h0, recurrent_kernel, dtype, unroll,
+def _token_recurrence(tables, index, step_gates, c0, h0, recurrent_kernel, dtype, unroll,
                       reverse):
-  """`_recurrence` over `TokenGates(table, ...)` rows (`index` [time, batch])."""
-  return run_layer_reference(_Rows(table, index), (c0, h0), recurrent_kernel, dtype, unroll,
+  """`_recurrence` over `TokenGates(tables, ...)` rows (`index` [time, batch, parts])."""
+  return run_layer_reference(_Rows(tables, index), (c0, h0), recurrent_kernel, dtype, unroll,
                              reverse, step_gates)
 
 
@@ -340,20 +351,21 @@ class _Rows(TokenGates):
     return self.tokens
 
 
-def _token_recurrence_fwd(table, index, step_gates, c0, h0, recurrent_kernel, dtype, unroll,
+def _token_recurrence_fwd(tables, index, step_gates, c0, h0, recurrent_kernel, dtype, unroll,
                           reverse):
   out, residuals = _residuals(step_gates, c0, h0, recurrent_kernel, _forward_scan(
-      _Rows(table, index), step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse))
-  return out, (index, table, residuals)
+      _Rows(tables, index), step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse))
+  return out, (index, tables, residuals)
 
 
 def _token_recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
-  index, table, residuals = residuals
+  index, tables, residuals = residuals
   dgates, d_step, dc0, dh0, dw = _backward_scan(dtype, unroll, reverse, residuals, cotangents)
-  # The table's gradient: every step's gate gradient added to its row, in float32.
-  d_table = jnp.zeros_like(table).at[index.reshape(-1)].add(
-      dgates.reshape(-1, table.shape[-1]))
-  return d_table, None, d_step, dc0, dh0, dw
+  # Each table's gradient: every step's gate gradient added to its row, in float32.
+  dgates = dgates.reshape(-1, dgates.shape[-1])
+  d_tables = tuple(jnp.zeros_like(t).at[index[..., p].reshape(-1)].add(dgates)
+                   for p, t in enumerate(tables))
+  return d_tables, None, d_step, dc0, dh0, dw
 
 
 _token_recurrence.defvjp(_token_recurrence_fwd, _token_recurrence_bwd)
@@ -427,31 +439,35 @@ class LSTMLayer(nn.Module):
     out = matmul(x, kernel, self.dtype)
     return out + self.bias if bias else out
 
-  def gather(self, tokens: jax.Array, offset: int, num_classes: int) -> jax.Array:
-    """Gate contribution of one-hot inputs, as a row gather instead of a one-hot matmul.
+  def token_table(self, offset: int, num_classes: int,
+                  class_inputs: jax.Array | None = None) -> jax.Array:
+    """One `TokenGates` table, without bias: float32 [num_classes + 1, 4H], the gates
+    `x @ input_kernel` of every class's input x for the input-kernel rows from `offset`, then
+    those of token -1, in the matmul dtype's products.
 
     Args:
-      tokens: int [...]; class index in [0, num_classes), or -1 for "no token" (all-zero
-        one-hot, e.g. the decoder's input at t = 0).
-      offset: first input-kernel row of this one-hot block.
-      num_classes: width of the one-hot block.
-    Returns:
-      float32 [..., 4H], without bias.
+      offset: the first input-kernel row of this part.
+      num_classes: the part's classes.
+      class_inputs: float [num_classes + 1, width]: the input vector of every class, then of
+        token -1 (a drum roll, say), or None: a one-hot of width num_classes and zeros for -1
+        (the kernel rows rounded to the matmul dtype: what a one-hot product gives).
     """
-    return gather_rows(self.input_kernel[offset:offset + num_classes].astype(self.dtype), tokens)
+    if class_inputs is None:
+      rows = self.input_kernel[offset:offset + num_classes].astype(self.dtype)
+      return jnp.concatenate([rows.astype(jnp.float32),
+                              jnp.zeros((1, rows.shape[1]), jnp.float32)], axis=0)
+    return matmul(class_inputs, self.input_kernel[offset:offset + class_inputs.shape[-1]],
+                  self.dtype)
 
   def token_gates(self, tokens: jax.Array, offset: int, num_classes: int,
                   bias: bool = True) -> TokenGates:
-    """The gates of one-hot inputs for `run_layer`: `x @ input_kernel (+ bias)` for every class
-    of the one-hot block at rows [offset, offset + num_classes), with the kernel rounded to the
-    matmul dtype (what a one-hot product in it gives), then "no token" (-1: the bias alone).
+    """The gates of one one-hot input for `run_layer` (`token_table`, plus the bias).
 
     Args:
       tokens: int [time, batch] in [-1, num_classes).
     """
-    rows = self.input_kernel[offset:offset + num_classes].astype(self.dtype).astype(jnp.float32)
-    table = jnp.concatenate([rows, jnp.zeros((1, rows.shape[1]), jnp.float32)], axis=0)
-    return TokenGates(table + self.bias if bias else table, tokens)
+    table = self.token_table(offset, num_classes)
+    return TokenGates((table + self.bias if bias else table,), tokens[..., None])
 
   def zero_carry(self, batch_size: int) -> Carry:
     z = jnp.zeros((batch_size, self.features), jnp.float32)
