@@ -201,7 +201,7 @@ def run_layer(gates_x: jax.Array | TokenGates, carry: Carry, recurrent_kernel: j
 
   Args:
     gates_x: float32 [time, batch, 4 * features] (time-major), `x @ W_in + bias` for every step,
-      or a `TokenGates` (one-hot inputs: the rows are gathered inside the loop, and the table's
+      or a `TokenGates` (token inputs: the rows are gathered inside the loop, and each table's
       gradient is one scatter-add of the gates' gradient after the backward loop).
     carry: initial (c, h), float32 [batch, features].
     recurrent_kernel: [features, 4 * features].
@@ -264,7 +264,7 @@ def _forward_scan(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, 
     gx = gates_of(x)
     if blocks is not None:  # added in the order `run_layer_reference` adds them: same values
       gx = [g + s for g, s in zip(gx, blocks)]
-    i, g, f, o = [x + r for x, r in zip(gx, split_gates(matmul(h, w, dtype)))]
+    i, g, f, o = [a + r for a, r in zip(gx, split_gates(matmul(h, w, dtype)))]
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f), jax.nn.sigmoid(o)
     c = f * c + i * g
     h = o * jnp.tanh(c)
