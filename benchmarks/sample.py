@@ -76,7 +76,8 @@ def benchmark(config, batch: int, calls: int, op: str = 'sample', top: int = 0) 
     times.append(time.perf_counter() - t1)
   cpu = (time.process_time() - c0) / calls
   med = float(np.median(times))
-  ops = bench.trace_top(lambda i: (i + 1, compiled(*args(i))), 0, 2, top) if top else None
+  ops = (bench.top_ops(bench.trace_events(lambda i: (i + 1, compiled(*args(i))), 0, 2), 2, top)
+         if top else None)
   return {
       'config': f'{config.family}:{config.preset}', 'op': op, 'batch': batch, 'time_steps': t,
       'calls': calls, 'median_call_s': round(med, 5), 'sequences_per_s': round(batch / med, 1),

@@ -8,7 +8,10 @@ sampling as configured), jitted over all local devices. Compile time is measured
 median step time; `cpu_s_per_step` is process CPU time (the fairer figure on a shared machine);
 `gflop_per_example` / `roofline_fraction` count matrix-product FLOPs (benchmarks/flops.py) against
 the 205 GFLOP/s measured for a large product on the 2-core machine. `--top_ops=N` also traces
-three steps with JAX's profiler and lists the N XLA operations that took longest (ms per step).
+three steps with JAX's profiler and lists the N XLA operations that took longest (ms per step);
+`--places` splits the wall time of the median of the three traced steps into "a matrix product is running", "only
+other ops are running" (by their place in the model, read from the optimised HLO's op_name
+metadata: encoder / decoder, forward / backward, inside a loop or not) and "nothing is running".
 `allocator` says which malloc the process ran with. Prints one JSON line; --json appends it to a
 file.
 """
@@ -21,6 +24,7 @@ import gzip
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -50,10 +54,9 @@ def synthetic_tokens(config, batch: int, seed: int = 0) -> np.ndarray:
                   -1).astype(np.int32)
 
 
-def trace_top(step, state, steps: int, top: int) -> list[dict]:
-  """Runs `state, metrics = step(state)` `steps` times under JAX's profiler and returns the `top`
-  XLA operations (fusions, products, copies, loops) by time per step, from the Perfetto trace:
-  where a step's time goes, op by op (XLA:CPU records one event per executed op)."""
+def trace_events(step, state, steps: int) -> list[dict]:
+  """Runs `state, metrics = step(state)` `steps` times under JAX's profiler; the Perfetto
+  trace's complete events (XLA:CPU records one per executed op)."""
   with tempfile.TemporaryDirectory() as tmp:
     jax.profiler.start_trace(tmp, create_perfetto_trace=True)
     for _ in range(steps):
@@ -64,11 +67,21 @@ def trace_top(step, state, steps: int, top: int) -> list[dict]:
     with gzip.open(path) as f:
       events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
+  return [e for e in events if e.get('ph') == 'X']
+
+
+# Python frames, the executor's own spans and thread-pool bookkeeping enclose or mark the ops.
+_NOT_OPS = ('$', 'ThunkExecutor', 'PjitFunction', 'ThreadpoolListener', 'end:',
+            'SlinkyThreadPool')
+_PRODUCTS = ('ynn_fusion', 'dot')  # XLA:CPU's matrix products (YNNPACK fusions, plain dots)
+
+
+def top_ops(events: list[dict], steps: int, top: int) -> list[dict]:
+  """The `top` XLA operations (fusions, products, copies, loops) by time per step."""
   total, count = collections.Counter(), collections.Counter()
   for e in events:
     name = e.get('name', '')
-    # Python frames and the executor's own spans enclose the ops; keep the ops.
-    if e.get('ph') != 'X' or name.startswith(('$', 'ThunkExecutor', 'PjitFunction')):
+    if name.startswith(_NOT_OPS[:3]):
       continue
     total[name] += e['dur']
     count[name] += 1
@@ -76,7 +89,47 @@ def trace_top(step, state, steps: int, top: int) -> list[dict]:
            'calls_per_step': count[name] // steps} for name, us in total.most_common(top)]
 
 
-def benchmark(config, batch: int, steps: int, warmup: int = 2, top: int = 0) -> dict:
+def _op_places(hlo_text: str) -> dict[str, str]:
+  """Optimised HLO instruction name -> its place in the model, from its `op_name` metadata:
+  encoder / decoder / other, forward / backward, in a loop or not (e.g. 'encoder.bwd.loop')."""
+  places = {}
+  for m in re.finditer(r'^\s*(?:ROOT )?%([\w.\-]+) = .*?op_name="([^"]*)"', hlo_text, re.M):
+    op = m.group(2)
+    part = 'encoder' if 'encode' in op else 'decoder' if 'decode' in op else 'other'
+    places.setdefault(m.group(1), f"{part}.{'bwd' if 'transpose(' in op else 'fwd'}."
+                                  f"{'loop' if '/while/' in op else 'flat'}")
+  return places
+
+
+def step_places(events: list[dict], hlo_text: str) -> dict:
+  """Where the wall time of a traced step (the one of median length) went: with a matrix product running, with only
+  other ops running (by place in the model, `_op_places`; 'unknown' where XLA kept no
+  metadata; two such ops running at once on two threads each count), and with nothing running
+  (between ops: the loops' per-iteration hand-over), ms."""
+  spans = sorted((e for e in events if e['name'].startswith('ThunkExecutor::Execute (wait')),
+                 key=lambda e: e['dur'])
+  last = spans[len(spans) // 2]  # the traced step of median length
+  t0, t1 = last['ts'], last['ts'] + last['dur']
+  ops = [e for e in events if t0 <= e['ts'] <= t1 and not e['name'].startswith(_NOT_OPS)]
+  res = 10.0  # microseconds per bin
+  n = int((t1 - t0) / res) + 1
+  product, other = np.zeros(n, bool), np.zeros(n, bool)
+  bins = lambda e: slice(int((e['ts'] - t0) / res), int((e['ts'] + e['dur'] - t0) / res))  # pylint: disable=g-long-lambda
+  for e in ops:
+    (product if e['name'].startswith(_PRODUCTS) else other)[bins(e)] = True
+  places = _op_places(hlo_text)
+  alone = collections.Counter()
+  for e in ops:
+    if not e['name'].startswith(_PRODUCTS):
+      alone[places.get(e['name'], 'unknown')] += float(np.sum(~product[bins(e)])) * res / 1e3
+  ms = lambda x: round(float(np.sum(x)) * res / 1e3, 1)  # pylint: disable=g-long-lambda
+  return {'step_ms': round(last['dur'] / 1e3, 1), 'product_running_ms': ms(product),
+          'only_other_ops_ms': ms(other & ~product), 'nothing_running_ms': ms(~other & ~product),
+          'only_other_ops_by_place_ms': {k: round(v, 1) for k, v in sorted(alone.items())}}
+
+
+def benchmark(config, batch: int, steps: int, warmup: int = 2, top: int = 0,
+              places: bool = False) -> dict:
   mesh = parallel.make_mesh()
   model = run_lib.create_model(config.model)
   optimizer = run_lib.create_optimizer(config)
@@ -105,7 +158,11 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2, top: int = 0) -> 
     times.append(time.perf_counter() - t)
   cpu_s = (time.process_time() - c0) / steps
   med = float(np.median(times))
-  ops = trace_top(lambda s: compiled(s, b, rng), state, 3, top) if top else None
+  ops = where = None
+  if top or places:
+    events = trace_events(lambda s: compiled(s, b, rng), state, 3)
+    ops = top_ops(events, 3, top) if top else None
+    where = step_places(events, compiled.as_text()) if places else None
   gflop = flops.train_gflop_per_example(config)
   return {
       'config': f'{config.family}:{config.preset}', 'batch': batch, 'steps': steps,
@@ -122,7 +179,7 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2, top: int = 0) -> 
       'loadavg_1m': round(os.getloadavg()[0], 2),
       'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
       'allocator': machine.allocator_in_use(),
-      **({'top_ops': ops} if ops else {}),
+      **({'top_ops': ops} if ops else {}), **({'places': where} if where else {}),
   }
 
 
@@ -152,11 +209,14 @@ def main(argv=None):
   ap.add_argument('--json', default=None)
   ap.add_argument('--top_ops', type=int, default=0,
                   help='also trace 3 steps and report the N most expensive XLA ops per step')
+  ap.add_argument('--places', action='store_true',
+                  help='also trace 3 steps and split the median one\'s wall time: products running, '
+                       'only other ops running (by place in the model), nothing running')
   ap.add_argument('--set', nargs='*', default=[], help='section.field=value overrides')
   a = ap.parse_args(argv)
   config = config_lib.from_file(a.config, {**config_lib.parse_overrides(a.set),
                                            'train.batch_size': a.batch})
-  result = benchmark(config, a.batch, a.steps, a.warmup, a.top_ops)
+  result = benchmark(config, a.batch, a.steps, a.warmup, a.top_ops, a.places)
   result['overrides'] = a.set
   emit(result, a.json)
 

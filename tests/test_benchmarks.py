@@ -148,11 +148,22 @@ def test_train_step_benchmark_lists_the_most_expensive_ops():
   from mvae_jax import config_lib  # pylint: disable=import-outside-toplevel
   config = config_lib.from_file(os.path.join(ROOT, 'configs', 'melody2.py') + ':smoke',
                                 {'train.batch_size': 2})
-  result = train_step.benchmark(config, batch=2, steps=1, warmup=1, top=5)
+  result = train_step.benchmark(config, batch=2, steps=1, warmup=1, top=5, places=True)
   ops = result['top_ops']
   assert 1 <= len(ops) <= 5 and all(o['ms_per_step'] >= 0 and o['op'] for o in ops)
   assert [o['ms_per_step'] for o in ops] == sorted((o['ms_per_step'] for o in ops), reverse=True)
   assert result['allocator'] in ('tcmalloc', 'jemalloc', 'system')
+  # --places: the last traced step's wall time, split three ways, the middle one by place.
+  where = result['places']
+  parts = where['product_running_ms'] + where['only_other_ops_ms'] + where['nothing_running_ms']
+  assert where['step_ms'] > 0 and abs(parts - where['step_ms']) <= 0.05 * where['step_ms'] + 0.1
+  assert where['product_running_ms'] > 0
+  by_place = where['only_other_ops_by_place_ms']
+  # (ops running at once on two threads each count: the places may sum to more)
+  assert sum(by_place.values()) >= 0.95 * where['only_other_ops_ms'] - 0.5
+  # The encoder's and the decoder's loops, forward and backward, are all there.
+  for place in ('encoder.fwd.loop', 'encoder.bwd.loop', 'decoder.fwd.loop', 'decoder.bwd.loop'):
+    assert place in by_place, sorted(by_place)
 
 
 @pytest.mark.parametrize('op', ['sample', 'encode'])
