@@ -603,6 +603,24 @@ def test_encoder_token_tables_give_the_inputs_products_gates():
   np.testing.assert_allclose(gates, expect, rtol=1e-5, atol=1e-5)
 
 
+def test_step_kernel_layout_follows_the_measured_rule_and_keeps_the_products():
+  """Large kernels are read transposed ([out, in]) for one row everywhere and for 2-32 rows only
+  on CPUs without AVX-512 (docs/PERFORMANCE.md); either way the products are `x @ kernel`."""
+  from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
+  big, small = 64 * 2**20, 4 * 2**20
+  avx2, avx512 = ('avx', 'avx2', 'fma'), ('avx', 'avx2', 'fma', 'avx512f', 'avx512bw')
+  faster = lstm.transposed_reads_faster
+  assert faster(1, big, avx2) and faster(1, big, avx512)
+  assert faster(4, big, avx2) and not faster(4, big, avx512)
+  assert not faster(33, big, avx2) and not faster(1, small, avx2)
+  kernel = jax.random.normal(jax.random.PRNGKey(0), (2048, 8192))  # 64 MB
+  for rows in (1, 2):
+    x = jax.random.normal(jax.random.PRNGKey(rows), (rows, 2048))
+    k = lstm.step_kernel(kernel, rows, jnp.float32)
+    assert k.transposed == lstm.transposed_reads_faster(rows, 64 * 2**20)
+    np.testing.assert_allclose(k(x), x @ kernel, rtol=1e-4, atol=1e-3)
+
+
 def test_lstm_cell_gate_blocks_give_the_whole_array_values_bit_for_bit():
   """`lstm_cell` with the gates in four blocks (what `run_layer_reference` passes, split before
   its scan) computes exactly what it computes from the [batch, 4H] array, and

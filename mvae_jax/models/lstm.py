@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mvae_jax import machine
+
 # A layer's state: (c, h), each float32 [batch, features].
 Carry = tuple[jax.Array, jax.Array]
 
@@ -37,13 +39,33 @@ def matmul(x: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
 
 
 # Products of a few rows with a large kernel (the recurrences at small batch: a user's one
-# sample) are bound by reading the kernel from memory, and XLA:CPU's products read a kernel
-# stored [out, in] (contracting the last axes) up to twice as fast there as one stored [in, out]:
-# 16 steps of [4, 2048] x [2048, 8192] took 0.12 s of CPU against 0.24 s
-# (benchmarks/generate_vs_reference.py, docs/PERFORMANCE.md). Small kernels (in cache) and
-# large batches (bound by arithmetic) are as fast or faster as they are.
+# sample) are bound by reading the kernel from memory, and how fast XLA:CPU's products read it
+# depends on how it is stored and on the CPU (16 steps of [rows, 2048] x [2048, 8192], float32,
+# inside a scan; docs/PERFORMANCE.md):
+# - one row: a kernel stored [out, in] (contracting the last axes) as fast or faster everywhere
+#   measured (AMD Zen 4 with AVX-512: 20-29 against 28-29 ms).
+# - 2 to 32 rows: on an AMD EPYC with AVX2 only, [out, in] took half the CPU time of [in, out]
+#   (rows 4: 0.12 against 0.24 s); on the Zen 4 with AVX-512, [out, in] was slower at every
+#   such size (rows 2: 85-90 against 51-62 ms; rows 32: 163-165 against 138 ms), where it made
+#   encoding two 16-bar melodies take three times as long as one. So [out, in] is used for 2-32
+#   rows only on CPUs without AVX-512 (Intel's with AVX-512 were not measured).
+# Small kernels (in cache) and large batches (bound by arithmetic) keep [in, out].
 TRANSPOSE_MIN_BYTES = 16 * 2**20
 TRANSPOSE_MAX_ROWS = 32
+
+
+@functools.lru_cache(maxsize=None)
+def _isa_flags() -> tuple[str, ...]:
+  return tuple(machine.cpu_info()['isa_flags'])
+
+
+def transposed_reads_faster(rows: int, kernel_bytes: int,
+                            isa_flags: Sequence[str] | None = None) -> bool:
+  """Whether products of `rows` rows read a kernel of `kernel_bytes` faster stored [out, in],
+  on a CPU with `isa_flags` (default: this one's, `machine.cpu_info`)."""
+  if kernel_bytes < TRANSPOSE_MIN_BYTES or rows > TRANSPOSE_MAX_ROWS:
+    return False
+  return rows == 1 or 'avx512f' not in (_isa_flags() if isa_flags is None else isa_flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +91,9 @@ class StepKernel:
 
 def step_kernel(kernel: jax.Array, rows: int, dtype: Any) -> StepKernel:
   """`kernel` [in, out] for products with `rows` rows at a time, transposed (a copy made once,
-  outside the loop) where that reads it faster: at most TRANSPOSE_MAX_ROWS rows and at least
-  TRANSPOSE_MIN_BYTES of kernel."""
+  outside the loop) where that reads it faster (`transposed_reads_faster`)."""
   w = kernel.astype(dtype)
-  if rows <= TRANSPOSE_MAX_ROWS and w.size * w.dtype.itemsize >= TRANSPOSE_MIN_BYTES:
+  if transposed_reads_faster(rows, w.size * w.dtype.itemsize):
     return StepKernel(w.T, True, jnp.dtype(dtype))
   return StepKernel(w, False, jnp.dtype(dtype))
 
