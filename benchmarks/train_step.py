@@ -101,13 +101,14 @@ def _op_places(hlo_text: str) -> dict[str, str]:
   return places
 
 
-def step_places(events: list[dict], hlo_text: str) -> dict:
+def step_places(events: list[dict], hlo_text: str, steps: int) -> dict:
   """Where the wall time of a traced step (the one of median length) went: with a matrix product running, with only
   other ops running (by place in the model, `_op_places`; 'unknown' where XLA kept no
   metadata; two such ops running at once on two threads each count), and with nothing running
   (between ops: the loops' per-iteration hand-over), ms."""
+  # The `steps` longest executor spans are the steps (loops and small programs have their own).
   spans = sorted((e for e in events if e['name'].startswith('ThunkExecutor::Execute (wait')),
-                 key=lambda e: e['dur'])
+                 key=lambda e: e['dur'])[-steps:]
   last = spans[len(spans) // 2]  # the traced step of median length
   t0, t1 = last['ts'], last['ts'] + last['dur']
   ops = [e for e in events if t0 <= e['ts'] <= t1 and not e['name'].startswith(_NOT_OPS)]
@@ -162,7 +163,7 @@ def benchmark(config, batch: int, steps: int, warmup: int = 2, top: int = 0,
   if top or places:
     events = trace_events(lambda s: compiled(s, b, rng), state, 3)
     ops = top_ops(events, 3, top) if top else None
-    where = step_places(events, compiled.as_text()) if places else None
+    where = step_places(events, compiled.as_text(), 3) if places else None
   gflop = flops.train_gflop_per_example(config)
   return {
       'config': f'{config.family}:{config.preset}', 'batch': batch, 'steps': steps,
