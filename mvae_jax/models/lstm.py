@@ -350,11 +350,7 @@ def _recurrence_fwd(gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll
       gates_x, step_gates, c0, h0, recurrent_kernel, dtype, unroll, reverse))
 
 
-def _recurrence_bwd(dtype, unroll, reverse, residuals, cotangents):
-  return _backward_scan(dtype, unroll, reverse, residuals, cotangents)
-
-
-_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+_recurrence.defvjp(_recurrence_fwd, _backward_scan)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8))
