@@ -101,16 +101,27 @@ def _op_places(hlo_text: str) -> dict[str, str]:
   return places
 
 
+def _step_windows(events: list[dict]) -> list[tuple[float, float]]:
+  """(start, end) of each executed program, in microseconds: its executor's "wait for completion"
+  span, from the start of the executor's own call that precedes it on the same thread (the
+  executor runs the first thunks in the caller before it waits: on a loaded machine, a whole
+  loop). Loops and small programs are programs too: the steps are the longest."""
+  calls = [e for e in events if e['name'] == 'ThunkExecutor::Execute']
+  windows, last_end = [], collections.defaultdict(lambda: float('-inf'))
+  for w in sorted((e for e in events if e['name'].startswith('ThunkExecutor::Execute (wait')),
+                  key=lambda e: e['ts']):
+    starts = [c['ts'] for c in calls if c['tid'] == w['tid'] and last_end[w['tid']] < c['ts'] <= w['ts']]
+    windows.append((min(starts + [w['ts']]), w['ts'] + w['dur']))
+    last_end[w['tid']] = w['ts'] + w['dur']
+  return windows
+
+
 def step_places(events: list[dict], hlo_text: str, steps: int) -> dict:
   """Where the wall time of a traced step (the one of median length) went: with a matrix product running, with only
   other ops running (by place in the model, `_op_places`; 'unknown' where XLA kept no
   metadata; two such ops running at once on two threads each count), and with nothing running
   (between ops: the loops' per-iteration hand-over), ms."""
-  # The `steps` longest executor spans are the steps (loops and small programs have their own).
-  spans = sorted((e for e in events if e['name'].startswith('ThunkExecutor::Execute (wait')),
-                 key=lambda e: e['dur'])[-steps:]
-  last = spans[len(spans) // 2]  # the traced step of median length
-  t0, t1 = last['ts'], last['ts'] + last['dur']
+  t0, t1 = sorted(_step_windows(events), key=lambda w: w[1] - w[0])[-steps:][steps // 2]
   ops = [e for e in events if t0 <= e['ts'] <= t1 and not e['name'].startswith(_NOT_OPS)]
   res = 10.0  # microseconds per bin
   n = int((t1 - t0) / res) + 1
@@ -124,7 +135,7 @@ def step_places(events: list[dict], hlo_text: str, steps: int) -> dict:
     if not e['name'].startswith(_PRODUCTS):
       alone[places.get(e['name'], 'unknown')] += float(np.sum(~product[bins(e)])) * res / 1e3
   ms = lambda x: round(float(np.sum(x)) * res / 1e3, 1)  # pylint: disable=g-long-lambda
-  return {'step_ms': round(last['dur'] / 1e3, 1), 'product_running_ms': ms(product),
+  return {'step_ms': round((t1 - t0) / 1e3, 1), 'product_running_ms': ms(product),
           'only_other_ops_ms': ms(other & ~product), 'nothing_running_ms': ms(~other & ~product),
           'only_other_ops_by_place_ms': {k: round(v, 1) for k, v in sorted(alone.items())}}
 
