@@ -583,20 +583,24 @@ def test_token_gates_recurrence_equals_the_dense_gates(dtype, parts):
                                     jax.jit(run, static_argnums=1)(tables, True))
 
 
-def test_encoder_token_tables_give_the_inputs_products_gates():
+@pytest.mark.parametrize('time,batch', [(6, 4), (6, 100)])
+def test_encoder_token_tables_give_the_inputs_products_gates(time, batch):
   """`encoder.token_gates`' tables hold `x @ W_in + b` of every token's input (one-hots and the
   drum roll, as the 2-bar drum and trio encoders read them; token -1 included), so the gathered
-  gates equal the product of the windows' input vectors with the kernel."""
+  gates equal the product of the windows' input vectors with the kernel; the drum table holds
+  every class's roll, or each step's own where there are fewer steps than classes."""
   from mvae_jax.models import encoder as enc, lstm  # pylint: disable=import-outside-toplevel
   part_vocab, drums = (90, 90, 512), (False, False, True)
   widths = enc.input_widths(part_vocab, drums, 'roll')
   layer = lstm.LSTMLayer(16, sum(widths), jnp.float32, 1.0)
   rng = jax.random.PRNGKey(5)
   params = layer.init(rng, jnp.zeros((1, sum(widths))), method=lambda m, x: m.project(x))
-  tokens = jnp.stack([jax.random.randint(jax.random.PRNGKey(p), (6, 4), -1, v)
+  tokens = jnp.stack([jax.random.randint(jax.random.PRNGKey(p), (time, batch), -1, v)
                       for p, v in enumerate(part_vocab)], axis=-1)
-  gates = layer.apply(params, method=lambda m: enc.token_gates(
-      m, tokens, part_vocab, drums, 'roll').dense())
+  token_gates = layer.apply(params, method=lambda m: enc.token_gates(
+      m, tokens, part_vocab, drums, 'roll'))
+  assert [t.shape[0] for t in token_gates.tables] == [91, 91, min(time * batch, 512) + 1]
+  gates = token_gates.dense()
   x = jnp.concatenate([jax.nn.one_hot(tokens[..., 0], 90), jax.nn.one_hot(tokens[..., 1], 90),
                        enc.drum_roll(tokens[..., 2])], axis=-1)
   expect = layer.apply(params, x, method=lambda m, x: m.project(x))
