@@ -609,7 +609,8 @@ def test_encoder_token_tables_give_the_inputs_products_gates(time, batch):
 
 def test_step_kernel_layout_follows_the_measured_rule_and_keeps_the_products():
   """Large kernels are read transposed ([out, in]) for one row everywhere and for 2-32 rows only
-  on CPUs without AVX-512 (docs/PERFORMANCE.md); either way the products are `x @ kernel`."""
+  on CPUs without AVX-512, and block by block for two rows with AVX-512 (docs/PERFORMANCE.md);
+  every way the products are `x @ kernel`."""
   from mvae_jax.models import lstm  # pylint: disable=import-outside-toplevel
   big, small = 64 * 2**20, 4 * 2**20
   avx2, avx512 = ('avx', 'avx2', 'fma'), ('avx', 'avx2', 'fma', 'avx512f', 'avx512bw')
@@ -617,12 +618,23 @@ def test_step_kernel_layout_follows_the_measured_rule_and_keeps_the_products():
   assert faster(1, big, avx2) and faster(1, big, avx512)
   assert faster(4, big, avx2) and not faster(4, big, avx512)
   assert not faster(33, big, avx2) and not faster(1, small, avx2)
+  # Two rows of a kernel larger than the L3 cache: block by block, on CPUs with AVX-512 only.
+  blocked = lstm.blocked_reads_faster
+  assert blocked(2, big, avx512) and not blocked(2, big, avx2)
+  assert not blocked(1, big, avx512) and not blocked(3, big, avx512)
+  assert not blocked(2, 16 * 2**20, avx512)
   kernel = jax.random.normal(jax.random.PRNGKey(0), (2048, 8192))  # 64 MB
-  for rows in (1, 2):
+  for rows in (1, 2, 3):
     x = jax.random.normal(jax.random.PRNGKey(rows), (rows, 2048))
     k = lstm.step_kernel(kernel, rows, jnp.float32)
-    assert k.transposed == lstm.transposed_reads_faster(rows, 64 * 2**20)
+    assert k.blocked == lstm.blocked_reads_faster(rows, 64 * 2**20)
+    assert k.transposed == (not k.blocked and lstm.transposed_reads_faster(rows, 64 * 2**20))
     np.testing.assert_allclose(k(x), x @ kernel, rtol=1e-4, atol=1e-3)
+  # The blocked product itself, whatever this CPU would choose: the same values as whole.
+  w = kernel.reshape(2048, lstm.BLOCKS, -1).transpose(1, 0, 2)
+  x = jax.random.normal(jax.random.PRNGKey(7), (2, 2048))
+  np.testing.assert_allclose(lstm.StepKernel(w, False, jnp.float32, blocked=True)(x), x @ kernel,
+                             rtol=1e-4, atol=1e-3)
 
 
 def test_lstm_cell_gate_blocks_give_the_whole_array_values_bit_for_bit():

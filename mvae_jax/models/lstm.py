@@ -52,6 +52,14 @@ def matmul(x: jax.Array, w: jax.Array, dtype: Any) -> jax.Array:
 # Small kernels (in cache) and large batches (bound by arithmetic) keep [in, out].
 TRANSPOSE_MIN_BYTES = 16 * 2**20
 TRANSPOSE_MAX_ROWS = 32
+# Two rows on a CPU with AVX-512 (interpolation's two ends): neither layout came near one row's
+# rate (4.2-5.5 ms against 1.9 ms per [2048, 8192] product on the Zen 4: XLA's small-row
+# products read the kernel at 15-20 GB/s, its one-row product at 35-40); the same product
+# over the kernel's column blocks in a loop, each block [in, out / BLOCKS] stored contiguously,
+# took 2.9-4.0 ms, and encoding two 16-bar melodies 3.6-4.6 s against 4.8-5.1 s. Kernels of
+# 16 MB (the 16-bar decoders', which the L3 cache holds) sampled 5% slower so: from 32 MB on.
+BLOCKS = 16
+BLOCKED_MIN_BYTES = 32 * 2**20
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,6 +76,14 @@ def transposed_reads_faster(rows: int, kernel_bytes: int,
   return rows == 1 or 'avx512f' not in (_isa_flags() if isa_flags is None else isa_flags)
 
 
+def blocked_reads_faster(rows: int, kernel_bytes: int,
+                         isa_flags: Sequence[str] | None = None) -> bool:
+  """Whether products of `rows` rows read a kernel of `kernel_bytes` faster block by block
+  (`BLOCKS` column blocks in a loop) than whole, on a CPU with `isa_flags`."""
+  return (rows == 2 and kernel_bytes >= BLOCKED_MIN_BYTES
+          and 'avx512f' in (_isa_flags() if isa_flags is None else isa_flags))
+
+
 @dataclasses.dataclass(frozen=True)
 class StepKernel:
   """A kernel [in, out] prepared once for many products `x @ kernel` (a scan's steps).
@@ -80,9 +96,17 @@ class StepKernel:
   w: jax.Array
   transposed: bool
   dtype: Any
+  blocked: bool = False
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """x [..., in] -> float32 [..., out], accumulated in float32."""
+    if self.blocked:
+      blocks, width = self.w.shape[0], self.w.shape[2]
+      def block(k, out):
+        return jax.lax.dynamic_update_index_in_dim(out, matmul(x, self.w[k], self.dtype), k, 0)
+      out = jax.lax.fori_loop(0, blocks, block,
+                              jnp.zeros((blocks,) + x.shape[:-1] + (width,), jnp.float32))
+      return jnp.moveaxis(out, 0, -2).reshape(x.shape[:-1] + (blocks * width,))
     if not self.transposed:
       return matmul(x, self.w, self.dtype)
     return jax.lax.dot_general(x.astype(self.dtype), self.w, (((x.ndim - 1,), (1,)), ((), ())),
@@ -93,7 +117,11 @@ def step_kernel(kernel: jax.Array, rows: int, dtype: Any) -> StepKernel:
   """`kernel` [in, out] for products with `rows` rows at a time, transposed (a copy made once,
   outside the loop) where that reads it faster (`transposed_reads_faster`)."""
   w = kernel.astype(dtype)
-  if transposed_reads_faster(rows, w.size * w.dtype.itemsize):
+  size = w.size * w.dtype.itemsize
+  if blocked_reads_faster(rows, size) and w.shape[1] % BLOCKS == 0:
+    blocks = w.reshape(w.shape[0], BLOCKS, -1).transpose(1, 0, 2)  # [BLOCKS, in, out / BLOCKS]
+    return StepKernel(blocks, False, jnp.dtype(dtype), blocked=True)
+  if transposed_reads_faster(rows, size):
     return StepKernel(w.T, True, jnp.dtype(dtype))
   return StepKernel(w, False, jnp.dtype(dtype))
 
