@@ -82,8 +82,8 @@ def token_gates(layer: lstm.LSTMLayer, tokens_tm: jax.Array, part_vocab: Sequenc
       if steps < vocab:
         # Fewer steps than classes (a user's one or two drum loops): the table holds the
         # steps' own rolls, row i for step i in time-major order (then token -1's, unused),
-        # instead of all 512 classes' (a [513, 10] x [10, 4H] product that took 0.3 ms of a
-        # 3.6 ms encode at batch 1; docs/PERFORMANCE.md). The same values either way.
+        # instead of all 512 classes' (a [513, 10] x [10, 4H] product that took 0.3-1.1 ms of
+        # a 4.1 ms encode at batch 1; docs/PERFORMANCE.md). The same values either way.
         codes = jnp.concatenate([part_rows.reshape(-1), jnp.array([-1], part_rows.dtype)])
         part_rows = jnp.arange(steps, dtype=part_rows.dtype).reshape(part_rows.shape)
       else:  # every class's roll, then token -1's

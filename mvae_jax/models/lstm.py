@@ -89,9 +89,11 @@ class StepKernel:
   """A kernel [in, out] prepared once for many products `x @ kernel` (a scan's steps).
 
   Attributes:
-    w: the kernel cast to `dtype`, stored [in, out], or [out, in] when `transposed`.
+    w: the kernel cast to `dtype`, stored [in, out], or [out, in] when `transposed`, or as
+      column blocks [blocks, in, out / blocks] when `blocked`.
     transposed: see `step_kernel`.
     dtype: matmul dtype.
+    blocked: the product runs block by block in a loop (`blocked_reads_faster`).
   """
   w: jax.Array
   transposed: bool
@@ -114,8 +116,9 @@ class StepKernel:
 
 
 def step_kernel(kernel: jax.Array, rows: int, dtype: Any) -> StepKernel:
-  """`kernel` [in, out] for products with `rows` rows at a time, transposed (a copy made once,
-  outside the loop) where that reads it faster (`transposed_reads_faster`)."""
+  """`kernel` [in, out] for products with `rows` rows at a time, stored as column blocks or
+  transposed (a copy made once, outside the loop) where that reads it faster
+  (`blocked_reads_faster`, `transposed_reads_faster`)."""
   w = kernel.astype(dtype)
   size = w.size * w.dtype.itemsize
   if blocked_reads_faster(rows, size) and w.shape[1] % BLOCKS == 0:
