@@ -635,6 +635,17 @@ def test_step_kernel_layout_follows_the_measured_rule_and_keeps_the_products():
   x = jax.random.normal(jax.random.PRNGKey(7), (2, 2048))
   np.testing.assert_allclose(lstm.StepKernel(w, False, jnp.float32, blocked=True)(x), x @ kernel,
                              rtol=1e-4, atol=1e-3)
+  # ... and the same gradients (scheduled sampling differentiates the sampling decoder's steps).
+  small = jax.random.normal(jax.random.PRNGKey(8), (64, 256))
+  loss = lambda k, x: jnp.sum(jnp.tanh(k(x)) ** 2)
+  blocked_grads = jax.grad(lambda w, x: loss(lstm.StepKernel(w, False, jnp.float32, True), x),
+                           argnums=(0, 1))(small.reshape(64, lstm.BLOCKS, -1).transpose(1, 0, 2),
+                                           x[:, :64])
+  whole_grads = jax.grad(lambda w, x: loss(lstm.StepKernel(w, False, jnp.float32), x),
+                         argnums=(0, 1))(small, x[:, :64])
+  np.testing.assert_allclose(blocked_grads[0].transpose(1, 0, 2).reshape(64, 256),
+                             whole_grads[0], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(blocked_grads[1], whole_grads[1], rtol=1e-4, atol=1e-4)
 
 
 def test_lstm_cell_gate_blocks_give_the_whole_array_values_bit_for_bit():
