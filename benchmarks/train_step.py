@@ -9,9 +9,10 @@ median step time; `cpu_s_per_step` is process CPU time (the fairer figure on a s
 `gflop_per_example` / `roofline_fraction` count matrix-product FLOPs (benchmarks/flops.py) against
 the 205 GFLOP/s measured for a large product on the 2-core machine. `--top_ops=N` also traces
 three steps with JAX's profiler and lists the N XLA operations that took longest (ms per step);
-`--places` splits the wall time of the median of the three traced steps into "a matrix product is running", "only
-other ops are running" (by their place in the model, read from the optimised HLO's op_name
-metadata: encoder / decoder, forward / backward, inside a loop or not) and "nothing is running".
+`--places` splits the wall time of the median of the three traced steps into "a matrix product
+is running", "only other ops are running" (by their place in the model, read from the optimised
+HLO's op_name metadata: encoder / decoder, forward / backward, inside a loop or not) and
+"nothing is running".
 `allocator` says which malloc the process ran with. Prints one JSON line; --json appends it to a
 file.
 """
@@ -110,17 +111,18 @@ def _step_windows(events: list[dict]) -> list[tuple[float, float]]:
   windows, last_end = [], collections.defaultdict(lambda: float('-inf'))
   for w in sorted((e for e in events if e['name'].startswith('ThunkExecutor::Execute (wait')),
                   key=lambda e: e['ts']):
-    starts = [c['ts'] for c in calls if c['tid'] == w['tid'] and last_end[w['tid']] < c['ts'] <= w['ts']]
+    starts = [c['ts'] for c in calls
+              if c['tid'] == w['tid'] and last_end[w['tid']] < c['ts'] <= w['ts']]
     windows.append((min(starts + [w['ts']]), w['ts'] + w['dur']))
     last_end[w['tid']] = w['ts'] + w['dur']
   return windows
 
 
 def step_places(events: list[dict], hlo_text: str, steps: int) -> dict:
-  """Where the wall time of a traced step (the one of median length) went: with a matrix product running, with only
-  other ops running (by place in the model, `_op_places`; 'unknown' where XLA kept no
-  metadata; two such ops running at once on two threads each count), and with nothing running
-  (between ops: the loops' per-iteration hand-over), ms."""
+  """Where the wall time of a traced step (the one of median length) went: with a matrix
+  product running, with only other ops running (by place in the model, `_op_places`; 'unknown'
+  where XLA kept no metadata; two such ops running at once on two threads each count), and with
+  nothing running (between ops: the loops' per-iteration hand-over), ms."""
   t0, t1 = sorted(_step_windows(events), key=lambda w: w[1] - w[0])[-steps:][steps // 2]
   ops = [e for e in events if t0 <= e['ts'] <= t1 and not e['name'].startswith(_NOT_OPS)]
   res = 10.0  # microseconds per bin

@@ -63,8 +63,12 @@ BLOCKED_MIN_BYTES = 32 * 2**20
 
 
 @functools.lru_cache(maxsize=None)
-def _isa_flags() -> tuple[str, ...]:
+def _this_cpus_flags() -> tuple[str, ...]:
   return tuple(machine.cpu_info()['isa_flags'])
+
+
+def _has_avx512(isa_flags: Sequence[str] | None) -> bool:
+  return 'avx512f' in (_this_cpus_flags() if isa_flags is None else isa_flags)
 
 
 def transposed_reads_faster(rows: int, kernel_bytes: int,
@@ -73,15 +77,14 @@ def transposed_reads_faster(rows: int, kernel_bytes: int,
   on a CPU with `isa_flags` (default: this one's, `machine.cpu_info`)."""
   if kernel_bytes < TRANSPOSE_MIN_BYTES or rows > TRANSPOSE_MAX_ROWS:
     return False
-  return rows == 1 or 'avx512f' not in (_isa_flags() if isa_flags is None else isa_flags)
+  return rows == 1 or not _has_avx512(isa_flags)
 
 
 def blocked_reads_faster(rows: int, kernel_bytes: int,
                          isa_flags: Sequence[str] | None = None) -> bool:
   """Whether products of `rows` rows read a kernel of `kernel_bytes` faster block by block
   (`BLOCKS` column blocks in a loop) than whole, on a CPU with `isa_flags`."""
-  return (rows == 2 and kernel_bytes >= BLOCKED_MIN_BYTES
-          and 'avx512f' in (_isa_flags() if isa_flags is None else isa_flags))
+  return rows == 2 and kernel_bytes >= BLOCKED_MIN_BYTES and _has_avx512(isa_flags)
 
 
 @dataclasses.dataclass(frozen=True)
